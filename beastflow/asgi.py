@@ -1,0 +1,22 @@
+"""One ASGI application for HTTP and websockets."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beastflow.settings")
+django_http = get_asgi_application()  # sets Django up before the imports below
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from engines.routing import websocket_urlpatterns  # noqa: E402
+from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_http,
+        "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

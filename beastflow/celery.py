@@ -1,0 +1,51 @@
+"""The Celery app. Tasks run in the schema of the connection that sent them
+(tenant-schemas-celery), and carry the sender's correlation id."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import structlog
+from celery import signals
+from tenant_schemas_celery.app import CeleryApp
+
+from beastflow import correlation
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beastflow.settings")
+
+app = CeleryApp("beastflow")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+log = structlog.get_logger("beastflow.tasks")
+
+
+@signals.setup_logging.connect
+def _keep_our_logging(**_: Any) -> None:
+    """Connected so Celery does not replace the structured logging of settings."""
+
+
+@signals.before_task_publish.connect
+def _send_correlation_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None and correlation.TASK_HEADER not in headers:
+        headers[correlation.TASK_HEADER] = correlation.current() or correlation.new_id()
+
+
+@signals.task_prerun.connect
+def _bind_correlation_id(task: Any = None, task_id: str | None = None, **_: Any) -> None:
+    request = getattr(task, "request", None)
+    correlation_id = getattr(request, correlation.TASK_HEADER, None) or (
+        (getattr(request, "headers", None) or {}).get(correlation.TASK_HEADER)
+    )
+    correlation.bind(
+        correlation.accept_or_new(correlation_id),
+        task=getattr(task, "name", None),
+        task_id=task_id,
+        schema=getattr(request, "_schema_name", None) or (getattr(request, "headers", None) or {}).get("_schema_name"),
+    )
+
+
+@signals.task_postrun.connect
+def _unbind(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,207 @@
+"""BeastFlow settings: everything comes from the environment (CONTRACT §1)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from beastflow.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(env_str("BEASTFLOW_STATE_DIR", str(BASE_DIR / ".beastflow")))
+
+
+def _secret_key() -> str:
+    """The key from the environment, else one generated once per checkout.
+
+    A fresh clone must run without configuration, and sessions and signed
+    values must survive restarts, so the generated key is kept on disk
+    under .beastflow/ (ignored by git), never in the repository.
+    """
+    configured = env_str("DJANGO_SECRET_KEY")
+    if configured:
+        return configured
+    path = STATE_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("BEASTFLOW_DEBUG", False)
+ALLOWED_HOSTS = env_list("BEASTFLOW_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("BEASTFLOW_CSRF_TRUSTED_ORIGINS", [])
+BEASTFLOW_PORT = env_int("BEASTFLOW_PORT", 8000)
+# Tenant console hosts are "<slug>.<BEASTFLOW_BASE_DOMAIN>"; *.localhost
+# resolves to loopback in browsers, so the demo console works out of the box.
+BEASTFLOW_BASE_DOMAIN = env_str("BEASTFLOW_BASE_DOMAIN", "localhost")
+
+SHARED_APPS = [
+    "django_tenants",
+    "beastflow",
+    "tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_prometheus",
+    "channels",
+]
+TENANT_APPS = [
+    "engines",
+    "healing",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+TENANT_LIMIT_SET_CALLS = True
+PUBLIC_SCHEMA_NAME = "public"
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "beastflow.correlation.CorrelationIdMiddleware",
+    "tenants.middleware.TenantResolutionMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "beastflow.urls"
+PUBLIC_SCHEMA_URLCONF = "beastflow.urls"
+ASGI_APPLICATION = "beastflow.asgi.application"
+WSGI_APPLICATION = "beastflow.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/beastflow")
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("BEASTFLOW_DB_CONN_MAX_AGE", 60))
+_db["ENGINE"] = "django_tenants.postgresql_backend"
+_db["CONN_HEALTH_CHECKS"] = True
+_db.setdefault("TEST", {})["NAME"] = env_str("BEASTFLOW_TEST_DB_NAME", f"test_{_db['NAME']}")
+DATABASES = {"default": _db}
+ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every Redis key BeastFlow writes starts with this, so one Redis can serve
+# several deployments (and a test run beside a running service).
+REDIS_PREFIX = env_str("BEASTFLOW_REDIS_PREFIX", "bf")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi"},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LOGIN_URL = "/admin/login/"
+
+# Request body limit; ingest checks its own, larger limit (CONTRACT §2: 413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BEASTFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.authentication.HasTenantKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "beastflow.problems.drf_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "BeastFlow API",
+    "DESCRIPTION": "Reliable data flow from unreliable upstreams (CONTRACT v1).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+# Celery: Redis broker; the tenant travels in a task header
+# (tenant-schemas-celery). Tasks acknowledge after they ran, so a worker
+# that dies mid-task leaves the task to another one.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("BEASTFLOW_TASK_SOFT_TIME_LIMIT", 120)
+CELERY_TASK_TIME_LIMIT = env_int("BEASTFLOW_TASK_TIME_LIMIT", 150)
+CELERY_TASK_ALWAYS_EAGER = env_bool("BEASTFLOW_CELERY_EAGER", False)
+CELERY_TASK_TENANT_CACHE_SECONDS = 30
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": f"{REDIS_PREFIX}:celery:",
+    # Longer than the hard time limit, so a running late-acked task is not
+    # redelivered to a second worker while the first still works on it.
+    "visibility_timeout": 3600,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The clock. One entry per periodic job, each with why it runs that often.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Proves the worker path and keeps last-seen-worker fresh for /readyz.
+    "heartbeat": {"task": "beastflow.tasks.worker_heartbeat_task", "schedule": 10.0},
+}
+
+BEASTFLOW_TENANT_FANOUT_STAGGER_S = env_float("BEASTFLOW_TENANT_FANOUT_STAGGER_S", 0.05)
+
+LOG_LEVEL = env_str("BEASTFLOW_LOG_LEVEL", "INFO")
+LOG_FORMAT = env_str("BEASTFLOW_LOG_FORMAT", "json")
+LOGGING_CONFIG = None  # configured by beastflow.logging at startup
+
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+from beastflow.logging import configure_logging  # noqa: E402
+
+configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)

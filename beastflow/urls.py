@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from beastflow import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include("engines.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "beastflow.problems.handler400"
+handler403 = "beastflow.problems.handler403"
+handler404 = "beastflow.problems.handler404"
+handler500 = "beastflow.problems.handler500"

@@ -1,0 +1,26 @@
+"""Operational endpoints: liveness and readiness (CONTRACT §7)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from beastflow import health
+from beastflow.problems import CONTENT_TYPE, problem_body
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    ready, report = health.readiness()
+    if ready:
+        return JsonResponse({"status": "ready", "components": report})
+    failing = sorted(name for name, entry in report.items() if not entry["ok"] and entry["critical"])
+    body = problem_body(503, f"not ready: {', '.join(failing)}", title="Service Unavailable", kind="not-ready")
+    body["failing"] = failing
+    body["components"] = report
+    return JsonResponse(body, status=503, content_type=CONTENT_TYPE)

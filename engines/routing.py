@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from engines import consumers
+
+websocket_urlpatterns = [
+    path("ws/v1/ping", consumers.PingConsumer.as_asgi()),
+]

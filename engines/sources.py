@@ -1,0 +1,107 @@
+"""Writes on sources: create, update, delete (services for the sources API)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import structlog
+from django.db import transaction
+
+from beastflow import crypto
+from beastflow.tenancy import current_tenant
+from engines.models import Source
+from engines.schemas import DataSourceConfig, validate_source
+from tenants.models import SourceRoute
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (a label, not a secret)
+EDITABLE = ("name", "connector", "config", "hysteresis", "poll", "reconcile", "data_schema")
+
+
+class SourceError(Exception):
+    """A source request that cannot be carried out."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+
+def parse_spec(body: Any) -> DataSourceConfig:
+    if not isinstance(body, dict):
+        raise SourceError(400, "The body must be a JSON object.", [{"field": "body", "message": "not an object"}])
+    spec, errors = validate_source(body)
+    if spec is None:
+        raise SourceError(422, "The source definition is invalid; see errors.", errors)
+    return spec
+
+
+def _spec_fields(spec: DataSourceConfig) -> dict[str, Any]:
+    data = spec.model_dump(mode="json")
+    # Store the connector config with its defaults filled in, so what the
+    # engines read is exactly what the API showed.
+    data["config"] = spec.connector_config().model_dump(mode="json")
+    return {name: data[name] for name in EDITABLE}
+
+
+def source_spec(source: Source) -> dict[str, Any]:
+    return {name: getattr(source, name) for name in EDITABLE}
+
+
+def new_webhook_secret() -> str:
+    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+@transaction.atomic
+def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
+    """Create a source; returns it with its webhook secret (shown only now)."""
+    tenant = current_tenant()
+    if Source.objects.filter(name=spec.name).exists():
+        raise SourceError(409, f"A source named {spec.name!r} exists.", [{"field": "name", "message": "taken"}])
+    if Source.objects.count() >= tenant.max_sources:
+        raise SourceError(422, f"The tenant's quota of {tenant.max_sources} sources is used up.")
+    route = SourceRoute.objects.create(tenant=tenant)
+    secret = new_webhook_secret()
+    source = Source.objects.create(id=route.pk, webhook_secret_encrypted=crypto.encrypt(secret), **_spec_fields(spec))
+    log.info("source_created", source=source.pk, connector=source.connector, tenant=tenant.slug)
+    return source, secret
+
+
+@transaction.atomic
+def source_update(*, source: Source, changes: Any) -> Source:
+    """Apply a PATCH: top-level fields replace, the whole result is validated."""
+    if not isinstance(changes, dict):
+        raise SourceError(400, "The body must be a JSON object.", [{"field": "body", "message": "not an object"}])
+    unknown = sorted(set(changes) - set(EDITABLE) - {"paused"})
+    if unknown:
+        raise SourceError(
+            422, "Unknown or read-only fields.", [{"field": name, "message": "not editable"} for name in unknown]
+        )
+    paused = changes.get("paused", source.paused)
+    if not isinstance(paused, bool):
+        raise SourceError(422, "paused must be a boolean.", [{"field": "paused", "message": "not a boolean"}])
+    merged = {**source_spec(source), **{k: v for k, v in changes.items() if k != "paused"}}
+    spec = parse_spec(merged)
+    if spec.name != source.name and Source.objects.filter(name=spec.name).exclude(pk=source.pk).exists():
+        raise SourceError(409, f"A source named {spec.name!r} exists.", [{"field": "name", "message": "taken"}])
+    for name, value in _spec_fields(spec).items():
+        setattr(source, name, value)
+    source.paused = paused
+    source.save()
+    log.info("source_updated", source=source.pk, fields=sorted(changes))
+    return source
+
+
+@transaction.atomic
+def source_delete(*, source: Source) -> None:
+    source_id = source.pk
+    source.delete()
+    SourceRoute.objects.filter(pk=source_id).delete()
+    log.info("source_deleted", source=source_id)
+
+
+def webhook_secret(source: Source) -> str:
+    return crypto.decrypt(source.webhook_secret_encrypted)

@@ -1,0 +1,77 @@
+"""`manage.py bootstrap`: everything `make up` needs before the processes start.
+
+Idempotent: migrate the public schema and every tenant, make sure the
+`demo` tenant and an admin login exist, and print how to reach them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from tenants import services
+from tenants.models import Tenant
+
+DEMO_SLUG = "demo"
+ADMIN_USERNAME = "admin"
+
+
+class Command(BaseCommand):
+    help = "Migrate, ensure the demo tenant and the admin login, print where to go."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--no-demo", action="store_true", help="Skip the demo tenant.")
+        parser.add_argument("--json", action="store_true", dest="as_json")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+        Tenant.objects.filter(ready=False).exclude(schema_name="public").update(ready=True)
+        result: dict[str, Any] = {"admin_user": ADMIN_USERNAME, "admin_password": self._admin_password()}
+        if not options["no_demo"]:
+            result.update(self._demo())
+        port = settings.BEASTFLOW_PORT
+        result["console_url"] = f"http://{DEMO_SLUG}.{settings.BEASTFLOW_BASE_DOMAIN}:{port}/"
+        result["admin_url"] = f"http://localhost:{port}/admin/"
+        if options["as_json"]:
+            self.stdout.write(json.dumps(result))
+            return
+        for name, value in result.items():
+            self.stdout.write(f"  {name:<16} {value}")
+
+    def _admin_password(self) -> str:
+        """Create the admin once; its password lives under .beastflow/ for the next `make up`."""
+        path = settings.STATE_DIR / "admin_password"
+        user_model = get_user_model()
+        if path.exists() and user_model.objects.filter(username=ADMIN_USERNAME).exists():
+            return path.read_text().strip()
+        password = secrets.token_urlsafe(12)
+        user, _ = user_model.objects.get_or_create(
+            username=ADMIN_USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.set_password(password)
+        user.is_staff = user.is_superuser = True
+        user.save()
+        settings.STATE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(password)
+        path.chmod(0o600)
+        return password
+
+    def _demo(self) -> dict[str, Any]:
+        path = settings.STATE_DIR / "demo_api_key"
+        tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
+        if tenant is None:
+            tenant, issued = services.tenant_create(slug=DEMO_SLUG, name="Demo")
+            path.write_text(issued.raw)
+            path.chmod(0o600)
+        elif not path.exists():
+            issued = services.apikey_create(tenant=tenant, label="make up")
+            path.write_text(issued.raw)
+            path.chmod(0o600)
+        return {"demo_api_key": path.read_text().strip()}

@@ -1,0 +1,91 @@
+"""Public-schema models: who the tenants are and how they are reached."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import models
+from django_tenants.models import DomainMixin, TenantMixin
+
+
+class Tier(models.TextChoices):
+    FREE = "free", "Free"
+    STANDARD = "standard", "Standard"
+    PREMIUM = "premium", "Premium"
+
+
+class Tenant(TenantMixin):  # type: ignore[misc]
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.STANDARD)
+    # Set once the schema and all its migrations exist. Fan-out and API
+    # resolution skip tenants that are not ready, so work never lands in a
+    # half-migrated schema.
+    ready = models.BooleanField(default=False)
+    ingest_rate_per_s = models.PositiveIntegerField(
+        default=20_000, help_text="Sustained ingest quota (events per second)."
+    )
+    ingest_burst = models.PositiveIntegerField(
+        default=40_000, help_text="Events that may arrive at once above the sustained rate."
+    )
+    max_sources = models.PositiveIntegerField(default=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    auto_create_schema = True
+    auto_drop_schema = True
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Domain(DomainMixin):  # type: ignore[misc]
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return str(self.domain)
+
+
+def hash_api_key(raw: str) -> str:
+    # Keys are 256-bit random strings, so a fast hash is enough: there is
+    # nothing to brute-force that a slow KDF would protect.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=100, blank=True, default="")
+    prefix = models.CharField(max_length=16, help_text="Visible start of the key, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.label or 'unlabelled'})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class SourceRoute(models.Model):
+    """Where a source lives: source ids are global so that a webhook signed
+    with the source's secret, and carrying no API key, finds its tenant."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="source_routes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"source {self.pk} -> {self.tenant_id}"

@@ -1,0 +1,89 @@
+"""Writes on tenants and their keys."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from tenants.models import ApiKey, Domain, Tenant, hash_api_key
+from tenants.selectors import forget_cached_keys
+
+log = structlog.get_logger(__name__)
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+RESERVED_SLUGS = frozenset({"public", "www", "admin", "api", "static", "metrics", "pg", "information"})
+KEY_PREFIX = "bf_"
+
+
+class TenantError(ValueError):
+    """A request about tenants that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    raw: str  # shown once, never stored
+
+
+def schema_name_for(slug: str) -> str:
+    return "t_" + slug.replace("-", "_")
+
+
+def validate_slug(slug: str) -> None:
+    if not SLUG_RE.match(slug):
+        raise TenantError(f"bad slug {slug!r}: use 2-40 lowercase letters, digits and dashes, starting with a letter")
+    if slug in RESERVED_SLUGS or slug.startswith("pg"):
+        raise TenantError(f"bad slug {slug!r}: reserved")
+
+
+def tenant_create(*, slug: str, name: str | None = None, domain: str | None = None) -> tuple[Tenant, IssuedKey]:
+    """Create a tenant: its schema with every migration, its console domain and a first key.
+
+    Steps: validate the slug; refuse taken slugs; save the tenant, which
+    creates and migrates its schema (django-tenants); add the domain and a
+    key; only then mark the tenant ready, so nothing routes work to it early.
+    """
+    validate_slug(slug)
+    if Tenant.objects.filter(slug=slug).exists():
+        raise TenantError(f"slug {slug!r} is taken")
+    host = domain or f"{slug}.{settings.BEASTFLOW_BASE_DOMAIN}"
+    if Domain.objects.filter(domain=host).exists():
+        raise TenantError(f"domain {host!r} is taken")
+    tenant = Tenant(slug=slug, name=name or slug, schema_name=schema_name_for(slug))
+    tenant.save(verbosity=0)  # creates the schema and runs the tenant migrations
+    with transaction.atomic():
+        Domain.objects.create(domain=host, tenant=tenant, is_primary=True)
+        issued = apikey_create(tenant=tenant, label="initial")
+        Tenant.objects.filter(pk=tenant.pk).update(ready=True)
+    tenant.ready = True
+    log.info("tenant_created", tenant=slug, schema=tenant.schema_name, domain=host)
+    return tenant, issued
+
+
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Drop the tenant's schema and every public row that points at it."""
+    slug = tenant.slug
+    Tenant.objects.filter(pk=tenant.pk).update(ready=False)  # stop routing work to it first
+    forget_cached_keys()
+    tenant.delete(force_drop=True)
+    forget_cached_keys()
+    log.info("tenant_deleted", tenant=slug)
+
+
+def apikey_create(*, tenant: Tenant, label: str = "") -> IssuedKey:
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(tenant=tenant, label=label, prefix=raw[:11], key_hash=hash_api_key(raw))
+    log.info("apikey_created", tenant=tenant.slug, prefix=key.prefix, label=label)
+    return IssuedKey(key=key, raw=raw)
+
+
+def apikey_revoke(*, key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    forget_cached_keys()
+    log.info("apikey_revoked", tenant=key.tenant.slug, prefix=key.prefix)

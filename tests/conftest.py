@@ -1,0 +1,138 @@
+"""Shared fixtures: two tenants with personas, API clients, a real worker.
+
+One test database for the session; tenants acme (alice) and globex
+(charlie) are created once, committed, and every test runs in a
+transaction that is rolled back (STACK.md: a schema per test is slow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.db import connections
+from django_tenants.utils import tenant_context
+from rest_framework.test import APIClient
+
+from beastflow.tenancy import use_public
+from tenants import services
+from tenants.models import Tenant
+
+
+@dataclass(frozen=True)
+class Persona:
+    name: str
+    tenant: Tenant
+    api_key: str
+
+    def client(self) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.api_key}")
+        return client
+
+
+def _ensure_tenant(slug: str) -> tuple[Tenant, str]:
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        tenant, issued = services.tenant_create(slug=slug, name=slug.title())
+    else:
+        issued = services.apikey_create(tenant=tenant, label="tests")
+    return tenant, issued.raw
+
+
+@pytest.fixture(scope="session")
+def personas(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> dict[str, Persona]:
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        acme, alice_key = _ensure_tenant("acme")
+        globex, charlie_key = _ensure_tenant("globex")
+        use_public()
+    return {
+        "alice": Persona("alice", acme, alice_key),
+        "charlie": Persona("charlie", globex, charlie_key),
+    }
+
+
+@pytest.fixture
+def alice(personas: dict[str, Persona], db: None) -> Persona:
+    return personas["alice"]
+
+
+@pytest.fixture
+def charlie(personas: dict[str, Persona], db: None) -> Persona:
+    return personas["charlie"]
+
+
+@pytest.fixture
+def in_acme(alice: Persona) -> Iterator[Tenant]:
+    """Run the test body's ORM calls in acme's schema."""
+    with tenant_context(alice.tenant):
+        yield alice.tenant
+
+
+@pytest.fixture(autouse=True)
+def _public_after_each_test() -> Iterator[None]:
+    yield
+    use_public()
+
+
+@pytest.fixture
+def close_db_threads() -> Iterator[None]:
+    """Websocket tests leave a DB connection in Channels' thread (STACK.md)."""
+    yield
+    connections.close_all()
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process (CLI, worker) that must see the test database."""
+    import os
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+    if db.get("PASSWORD"):
+        env["DATABASE_URL"] = env["DATABASE_URL"].replace(f"{db['USER']}@", f"{db['USER']}:{db['PASSWORD']}@")
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["BEASTFLOW_REDIS_PREFIX"] = settings.REDIS_PREFIX
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker(personas: dict[str, Persona]) -> Iterator[None]:
+    """A real Celery worker process on the test database and Redis namespace."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from beastflow.redis_client import get_redis
+
+    root = Path(__file__).resolve().parents[1]
+    get_redis().delete(*get_redis().keys("bftest:celery:*") or ["-"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "beastflow", "worker", "--concurrency", "2", "-l", "WARNING"],
+        cwd=root,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        from beastflow.celery import app
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if app.control.inspect(timeout=0.5).ping():
+                break
+            if process.poll() is not None:
+                raise RuntimeError("the Celery worker exited at start-up")
+        else:
+            raise RuntimeError("the Celery worker did not answer within 30 s")
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,13 @@
+"""Test settings: the real ones, with a Redis namespace of their own."""
+
+from __future__ import annotations
+
+import os
+
+# Before the import: the prefix shapes the cache, channel layer and broker keys.
+os.environ.setdefault("BEASTFLOW_REDIS_PREFIX", "bftest")
+os.environ.setdefault("BEASTFLOW_LOG_LEVEL", "WARNING")
+
+from beastflow.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never outside tests
