@@ -58,7 +58,7 @@ def test_404_for_another_tenants_object_is_the_same_as_for_a_missing_one(alice: 
 def test_the_admin_on_a_tenant_host_shows_only_that_tenants_rows(alice: Persona, charlie: Persona) -> None:
     # given
     with tenant_context(alice.tenant):
-        mine, _ = make_source("acme-only")
+        _mine, _ = make_source("acme-only")
     with tenant_context(charlie.tenant):
         theirs, _ = make_source("globex-only")
     staff = get_user_model().objects.create_user("olivia", password="pw-olivia-123", is_staff=True, is_superuser=True)

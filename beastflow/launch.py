@@ -1,0 +1,340 @@
+"""The Makefile's entry point: `python -m beastflow.launch VERB [-- ARGS]`.
+
+Every verb first resolves PostgreSQL and Redis (beastflow.devservices:
+environment, else the local default ports, else embedded servers under
+.beastflow/) and exports DATABASE_URL and REDIS_URL to what it runs.
+
+  up        bootstrap, then web + worker + beat in the foreground until Ctrl-C
+  test      pytest ARGS
+  bench     every bench/*.py in name order
+  services  print `export ...` lines for a shell
+  stop      stop the embedded servers
+  migrate   manage.py migrate_schemas (public schema, then every tenant)
+  web | worker | beat   one process of `up`, in the foreground
+  run       any command: `run -- CMD ARGS`
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, NoReturn
+
+from beastflow import devservices
+from beastflow.devservices import log
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT_S = float(os.environ.get("BEASTFLOW_STOP_TIMEOUT", "15"))
+HEALTH_TIMEOUT_S = 120.0
+
+
+def state_dir() -> Path:
+    # Same default as settings.STATE_DIR, so Django finds the same files.
+    return Path(os.environ.get("BEASTFLOW_STATE_DIR", str(ROOT / ".beastflow")))
+
+
+def port() -> int:
+    return int(os.environ.get("BEASTFLOW_PORT", "8000"))
+
+
+def service_env() -> dict[str, str]:
+    """os.environ plus the resolved DATABASE_URL and REDIS_URL, database created."""
+    resolved = devservices.resolve(state_dir())
+    devservices.ensure_database(resolved["DATABASE_URL"])
+    # Unbuffered children: their lines reach the terminal as they are written.
+    return {**os.environ, **resolved, "PYTHONUNBUFFERED": "1"}
+
+
+# The long-running processes of `up`, also runnable one at a time.
+def process_commands() -> dict[str, list[str]]:
+    python = sys.executable
+    return {
+        "web": [
+            python, "-m", "uvicorn", "beastflow.asgi:application",
+            "--host", "127.0.0.1", "--port", str(port()), "--no-access-log",
+        ],
+        "worker": [python, "-m", "celery", "-A", "beastflow", "worker", "-l", "INFO", "--concurrency", "2"],
+        "beat": [
+            python, "-m", "celery", "-A", "beastflow", "beat", "-l", "INFO",
+            "--schedule", str(state_dir() / "celerybeat-schedule"),
+        ],
+    }  # fmt: skip
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+# Verbs -------------------------------------------------------------------
+
+
+def cmd_services(_: list[str]) -> int:
+    # The database too: the exported URLs must work as they are printed.
+    env = service_env()
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        print(f"export {name}={shlex.quote(env[name])}")
+    return 0
+
+
+def cmd_stop(_: list[str]) -> int:
+    if not devservices.stop(state_dir()):
+        log("no embedded server was running")
+    return 0
+
+
+def cmd_test(args: list[str]) -> int:
+    _exec([sys.executable, "-m", "pytest", *args], service_env())
+
+
+def cmd_run(args: list[str]) -> int:
+    if not args:
+        log("usage: python -m beastflow.launch run -- CMD [ARGS]")
+        return 2
+    _exec(args, service_env())
+
+
+def cmd_migrate(args: list[str]) -> int:
+    _exec(manage("migrate_schemas", *args), service_env())
+
+
+def cmd_bench(args: list[str]) -> int:
+    # Files starting with "_" are helpers imported by the benchmarks.
+    scripts = sorted(p for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
+    if not scripts:
+        log("no benchmarks: bench/*.py is empty")
+        return 0
+    env = service_env()
+    failed = []
+    for script in scripts:
+        print(f"== {script.relative_to(ROOT)}", flush=True)
+        if subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603 (our own scripts)
+            failed.append(script.name)
+    if failed:
+        log(f"failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def cmd_up(_: list[str]) -> int:
+    env = service_env()
+    if not _port_free(port()):
+        log(f"port {port()} is in use: stop what holds it or set BEASTFLOW_PORT")
+        return 1
+    # bootstrap migrates, ensures the demo tenant and the admin login, and
+    # prints them; nothing starts serving on a half-migrated database.
+    if subprocess.run(manage("bootstrap"), cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603 (fixed argv)
+        log("bootstrap failed, not starting")
+        return 1
+    return Supervisor(process_commands(), env).run()
+
+
+def _single(name: str) -> Callable[[list[str]], int]:
+    def run(args: list[str]) -> int:
+        _exec([*process_commands()[name], *args], service_env())
+
+    return run
+
+
+VERBS: dict[str, Callable[[list[str]], int]] = {
+    "up": cmd_up,
+    "test": cmd_test,
+    "bench": cmd_bench,
+    "services": cmd_services,
+    "stop": cmd_stop,
+    "migrate": cmd_migrate,
+    "web": _single("web"),
+    "worker": _single("worker"),
+    "beat": _single("beat"),
+    "run": cmd_run,
+}
+
+
+# Supervising the processes of `up` ---------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    reader: threading.Thread = field(init=False)
+
+
+class Supervisor:
+    """Runs the children in the foreground until a signal or a death.
+
+    Steps:
+    1. start every child in its own process group, so the terminal's Ctrl-C
+       reaches only us and each child is stopped once, in order;
+    2. copy each child's output to ours, every line prefixed with its name;
+    3. poll /healthz until the web process answers, then print the URLs;
+    4. on SIGINT/SIGTERM stop all children and exit 0; when a child exits on
+       its own, stop the others and exit non-zero.
+    """
+
+    def __init__(self, commands: dict[str, list[str]], env: dict[str, str]) -> None:
+        self.commands = commands
+        self.env = env
+        self.children: list[Child] = []
+        self.signalled = threading.Event()
+        self.out_lock = threading.Lock()
+        self.width = max(len(name) for name in commands)
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        for name, argv in self.commands.items():
+            self._start(name, argv)
+        dead = self._watch()
+        if dead is not None:
+            log(f"{dead.name} exited with code {dead.proc.returncode}; stopping the others")
+        self._stop_all()
+        log("stopped (embedded PostgreSQL/Redis, if any, keep running: `make clean` stops them)")
+        return 0 if dead is None else 1
+
+    def _on_signal(self, signum: int, _: FrameType | None) -> None:
+        if self.signalled.is_set():
+            # Second Ctrl-C: the user does not want to wait for a graceful stop.
+            self._kill_all()
+        self.signalled.set()
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        proc = subprocess.Popen(  # noqa: S603 (fixed argv)
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
+        child = Child(name, proc)
+        child.reader = threading.Thread(target=self._copy_output, args=(child,), daemon=True)
+        child.reader.start()
+        self.children.append(child)
+
+    def _copy_output(self, child: Child) -> None:
+        prefix = f"{child.name:<{self.width}} | ".encode()
+        stream: IO[bytes] | None = child.proc.stdout
+        assert stream is not None
+        out = sys.stdout.buffer
+        for line in iter(stream.readline, b""):
+            with self.out_lock:
+                out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+                out.flush()
+
+    def _watch(self) -> Child | None:
+        """Wait for a signal (None) or for a child to exit (that child)."""
+        started = time.monotonic()
+        announced = False
+        while not self.signalled.is_set():
+            for child in self.children:
+                if child.proc.poll() is not None:
+                    return child
+            if not announced:
+                announced = self._announce_when_healthy(started)
+            self.signalled.wait(0.25)
+        return None
+
+    def _announce_when_healthy(self, started: float) -> bool:
+        """True once the URLs are printed (or the wait has been given up)."""
+        if _healthy(port()):
+            base = os.environ.get("BEASTFLOW_BASE_DOMAIN", "localhost")
+            self._say(
+                f"BeastFlow is up: console http://demo.{base}:{port()}/  api http://127.0.0.1:{port()}/  (Ctrl-C stops)"
+            )
+            return True
+        if time.monotonic() - started > HEALTH_TIMEOUT_S:
+            self._say(f"web does not answer GET /healthz after {HEALTH_TIMEOUT_S:.0f} s: see its output above")
+            return True
+        return False
+
+    def _say(self, message: str) -> None:
+        with self.out_lock:
+            log(message)
+
+    def _stop_all(self) -> None:
+        # Beat first, so nothing new is enqueued while the worker drains.
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                _signal_child(child, signal.SIGTERM, group=False)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in self.children:
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{child.name} still running after {STOP_TIMEOUT_S:.0f} s; killing it")
+        self._kill_all()
+        for child in self.children:
+            child.proc.wait()
+            child.reader.join(timeout=2)
+
+    def _kill_all(self) -> None:
+        # The whole group: a Celery pool process or uvicorn worker outliving
+        # its parent would hold the port or the broker connection.
+        for child in self.children:
+            _signal_child(child, signal.SIGKILL, group=True)
+
+
+def _signal_child(child: Child, sig: signal.Signals, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(child.proc.pid, sig)
+        else:
+            child.proc.send_signal(sig)
+    except ProcessLookupError:
+        pass  # already gone
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like uvicorn: a port in TIME_WAIT after our last run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(ROOT)
+    os.execvpe(argv[0], argv, env)  # noqa: S606 (replaces this process on purpose)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in VERBS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    verb, rest = argv[0], argv[1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    try:
+        return VERBS[verb](rest)
+    except KeyboardInterrupt:  # Ctrl-C before the supervisor took over signals
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
