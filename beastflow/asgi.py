@@ -11,12 +11,14 @@ django_http = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from engines.ingest.fastpath import IngestFastPath  # noqa: E402
 from engines.routing import websocket_urlpatterns  # noqa: E402
 from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_http,
+        # The hot ingest endpoint skips Django's request cycle; all else goes to Django.
+        "http": IngestFastPath(django_http),
         "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -59,6 +59,7 @@ SHARED_APPS = [
 ]
 TENANT_APPS = [
     "engines",
+    "callbacks",
     "healing",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from beastflow.pagination import paginate_desc
+from beastflow.pagination import paginate_desc, parse_limit
 from beastflow.problems import ProblemError
 from engines import selectors, sources
 from engines.models import Source
@@ -70,3 +70,57 @@ class SourceDetailApi(APIView):
     def delete(self, request: Request, source_id: str) -> Response:
         sources.source_delete(source=source_or_404(source_id))
         return Response(status=204)
+
+
+class RecordListApi(APIView):
+    @extend_schema(parameters=LIST_PARAMS, summary="A source's live records, newest first")
+    def get(self, request: Request, source_id: str) -> Response:
+        source = source_or_404(source_id)
+        page = paginate_desc(
+            selectors.records_live(source.pk),
+            request.query_params,
+            lambda rows: [selectors.record_render(row) for row in rows],
+        )
+        return Response(page.as_dict())
+
+
+class RecordDetailApi(APIView):
+    @extend_schema(summary="One record by key (404 when absent or deleted)")
+    def get(self, request: Request, source_id: str, key: str) -> Response:
+        source = source_or_404(source_id)
+        record = selectors.record_get(source.pk, key)
+        if record is None:
+            raise ProblemError(404, "No such record.")
+        return Response(selectors.record_render(record))
+
+
+class ChangeFeedApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Return changes with seq > after (default 0)."),
+            OpenApiParameter("source", int, description="Only this source's changes."),
+            OpenApiParameter("limit", int, description="Page size, 1..500 (default 100)."),
+        ],
+        summary="Changes in commit order; page with next_after",
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        after = _int_param(params.get("after"), "after", default=0)
+        source_id = None
+        if params.get("source") not in (None, ""):
+            source_id = source_or_404(params.get("source")).pk
+        limit = parse_limit(params.get("limit"), default=100)
+        results = selectors.changes_after(after, source_id=source_id, limit=limit)
+        return Response({"results": results, "next_after": results[-1]["seq"] if results else after})
+
+
+def _int_param(raw: str | None, name: str, *, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ProblemError(400, f"{name} must be an integer", errors=[{"field": name, "message": "not an integer"}])
+    if value < 0:
+        raise ProblemError(400, f"{name} must be >= 0", errors=[{"field": name, "message": "negative"}])
+    return value

@@ -36,3 +36,110 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.pk})"
+
+
+class Origin(models.TextChoices):
+    PUSH = "push", "Push"
+    POLL = "poll", "Poll"
+    RECONCILE = "reconcile", "Reconcile"
+
+
+class EventType(models.TextChoices):
+    UPSERT = "upsert", "Upsert"
+    DELETE = "delete", "Delete"
+    HEARTBEAT = "heartbeat", "Heartbeat"
+
+
+# Event, Record and Change rows are many: they reference their source without
+# a database constraint or ORM cascade, and source_delete removes them with
+# one DELETE per table instead of loading them into Python.
+
+
+class Event(models.Model):
+    """Every upsert/delete event received, once per (source, upstream id).
+
+    Written by the commit path with one INSERT ... ON CONFLICT DO NOTHING per
+    batch (engines/ingest/commit.py), never with save(). Heartbeats only
+    update StreamState.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    key = models.CharField(max_length=512)
+    version = models.BigIntegerField()
+    upstream_seq = models.BigIntegerField(null=True)
+    data = models.JSONField(null=True)
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    occurred_at = models.DateTimeField(null=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="event_once_per_source")]
+
+
+class Record(models.Model):
+    """The current state of each key: the newest version wins; deletes are tombstones."""
+
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    key = models.CharField(max_length=512)
+    version = models.BigIntegerField()
+    data = models.JSONField(null=True)
+    hash = models.CharField(max_length=64)
+    deleted = models.BooleanField(default=False)
+    change_seq = models.BigIntegerField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["source", "key"]
+        constraints = [models.UniqueConstraint(fields=["source", "key"], name="record_once_per_key")]
+
+
+class Change(models.Model):
+    """A record state transition, numbered in commit order per tenant (`seq`).
+
+    Seqs come from SeqCounter under its row lock, held until commit, so a
+    reader paging with `seq > after` never misses a change committed later.
+    """
+
+    seq = models.BigIntegerField(primary_key=True)
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    key = models.CharField(max_length=512)
+    version = models.BigIntegerField()
+    data = models.JSONField(null=True)
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    committed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["source", "seq"], name="change_source_seq")]
+
+
+class SeqCounter(models.Model):
+    """One row per tenant schema: the last change seq handed out."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1)
+    last = models.BigIntegerField(default=0)
+
+
+class StreamState(models.Model):
+    """A source's stream signals, kept by the commit path for the monitor."""
+
+    source = models.OneToOneField(Source, on_delete=models.CASCADE, primary_key=True, related_name="stream")
+    last_event_at = models.DateTimeField(null=True)
+    last_push_at = models.DateTimeField(null=True)
+    last_heartbeat_at = models.DateTimeField(null=True)
+    # Every seq <= contiguous_seq has been seen; seqs above it that arrived
+    # early wait in pending_seqs until the gap before them fills.
+    contiguous_seq = models.BigIntegerField(null=True)
+    highest_seq = models.BigIntegerField(null=True)
+    upstream_seq = models.BigIntegerField(null=True)
+    pending_seqs = models.JSONField(default=list)
+    events_total = models.BigIntegerField(default=0)
+    changes_total = models.BigIntegerField(default=0)
+    duplicates_total = models.BigIntegerField(default=0)
+    push_errors_total = models.BigIntegerField(default=0)
+    expected_interval_s = models.FloatField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from engines.models import Source
+from engines.models import Change, Record, Source
 
 
 def source_get(source_id: Any) -> Source | None:
@@ -44,3 +45,43 @@ def source_render(source: Source, *, request: HttpRequest | None = None) -> dict
 
 def sources_render(sources: Sequence[Source], *, request: HttpRequest | None = None) -> list[dict[str, Any]]:
     return [source_render(source, request=request) for source in sources]
+
+
+def change_render(change: Change) -> dict[str, Any]:
+    return {
+        "seq": change.seq,
+        "source": change.source_id,
+        "event_id": change.event_id,
+        "type": change.type,
+        "key": change.key,
+        "version": change.version,
+        "data": change.data,
+        "origin": change.origin,
+        "committed_at": change.committed_at.isoformat(),
+    }
+
+
+def changes_after(after: int, *, source_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Changes with seq > after, oldest first, in the contract's item shape."""
+    queryset = Change.objects.filter(seq__gt=after)
+    if source_id is not None:
+        queryset = queryset.filter(source_id=source_id)
+    return [change_render(change) for change in queryset.order_by("seq")[:limit]]
+
+
+def record_render(record: Record) -> dict[str, Any]:
+    return {
+        "key": record.key,
+        "version": record.version,
+        "data": record.data,
+        "hash": record.hash,
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def record_get(source_id: int, key: str) -> Record | None:
+    return Record.objects.filter(source_id=source_id, key=key, deleted=False).first()
+
+
+def records_live(source_id: int) -> QuerySet[Record]:
+    return Record.objects.filter(source_id=source_id, deleted=False)

@@ -6,11 +6,12 @@ import secrets
 from typing import Any
 
 import structlog
-from django.db import transaction
+from django.db import connection, transaction
 
 from beastflow import crypto
-from beastflow.tenancy import current_tenant
-from engines.models import Source
+from beastflow.tenancy import current_schema, current_tenant
+from engines.ingest.service import source_cache
+from engines.models import Source, StreamState
 from engines.schemas import DataSourceConfig, validate_source
 from tenants.models import SourceRoute
 
@@ -66,6 +67,7 @@ def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
     route = SourceRoute.objects.create(tenant=tenant)
     secret = new_webhook_secret()
     source = Source.objects.create(id=route.pk, webhook_secret_encrypted=crypto.encrypt(secret), **_spec_fields(spec))
+    StreamState.objects.create(source=source)
     log.info("source_created", source=source.pk, connector=source.connector, tenant=tenant.slug)
     return source, secret
 
@@ -91,6 +93,7 @@ def source_update(*, source: Source, changes: Any) -> Source:
         setattr(source, name, value)
     source.paused = paused
     source.save()
+    transaction.on_commit(lambda: source_cache.forget(current_schema(), source.pk))
     log.info("source_updated", source=source.pk, fields=sorted(changes))
     return source
 
@@ -98,8 +101,15 @@ def source_update(*, source: Source, changes: Any) -> Source:
 @transaction.atomic
 def source_delete(*, source: Source) -> None:
     source_id = source.pk
+    # The bulk tables reference the source without ORM cascade: one
+    # statement each, so a source with millions of rows deletes in seconds.
+    with connection.cursor() as cursor:
+        for table in ("engines_change", "engines_record", "engines_event"):
+            cursor.execute(f"DELETE FROM {table} WHERE source_id = %s", [source_id])  # noqa: S608
     source.delete()
     SourceRoute.objects.filter(pk=source_id).delete()
+    schema = current_schema()
+    transaction.on_commit(lambda: source_cache.forget(schema, source_id))
     log.info("source_deleted", source=source_id)
 
 

@@ -136,3 +136,68 @@ def celery_worker(personas: dict[str, Persona]) -> Iterator[None]:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture
+def committed_source(
+    personas: dict[str, Persona], django_db_blocker: pytest.FixtureRequest
+) -> Iterator[tuple[int, str]]:
+    """A committed source in acme (for worker, websocket and live-server tests), removed after."""
+    from engines import sources
+    from engines.models import Source
+    from tests.factories import make_source
+
+    with django_db_blocker.unblock(), tenant_context(personas["alice"].tenant):  # type: ignore[attr-defined]
+        import uuid
+
+        source, secret = make_source(f"committed-{uuid.uuid4().hex[:8]}")
+    try:
+        yield source.pk, secret
+    finally:
+        with django_db_blocker.unblock(), tenant_context(personas["alice"].tenant):  # type: ignore[attr-defined]
+            found = Source.objects.filter(pk=source.pk).first()
+            if found is not None:
+                sources.source_delete(source=found)
+        use_public()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(personas: dict[str, Persona]) -> Iterator[str]:
+    """The real ASGI application (fast ingest path included) under uvicorn, on the test database."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
+        cwd=root,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the web server did not come up")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -4,33 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Source',
+            name="Source",
             fields=[
-                ('id', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('connector', models.CharField(max_length=32)),
-                ('config', models.JSONField(default=dict)),
-                ('hysteresis', models.JSONField(default=dict)),
-                ('poll', models.JSONField(default=dict)),
-                ('reconcile', models.JSONField(default=dict)),
-                ('data_schema', models.JSONField(blank=True, null=True)),
-                ('mode', models.CharField(choices=[('event', 'Event (push)'), ('hybrid', 'Hybrid'), ('polling', 'Polling')], default='event', max_length=16)),
-                ('mode_since', models.DateTimeField(auto_now_add=True)),
-                ('paused', models.BooleanField(default=False)),
-                ('webhook_secret_encrypted', models.TextField(editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("connector", models.CharField(max_length=32)),
+                ("config", models.JSONField(default=dict)),
+                ("hysteresis", models.JSONField(default=dict)),
+                ("poll", models.JSONField(default=dict)),
+                ("reconcile", models.JSONField(default=dict)),
+                ("data_schema", models.JSONField(blank=True, null=True)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[("event", "Event (push)"), ("hybrid", "Hybrid"), ("polling", "Polling")],
+                        default="event",
+                        max_length=16,
+                    ),
+                ),
+                ("mode_since", models.DateTimeField(auto_now_add=True)),
+                ("paused", models.BooleanField(default=False)),
+                ("webhook_secret_encrypted", models.TextField(editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

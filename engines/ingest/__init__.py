@@ -1,0 +1,1 @@
+"""The ingest path (DESIGN.md): validate a batch, commit it durably, then publish."""

@@ -1,0 +1,185 @@
+"""An ingest request from bytes to a durable commit, shared by both HTTP paths.
+
+The Django view (engines/apis.py) and the raw ASGI fast path
+(engines/ingest/fastpath.py) differ only in how they reach the database;
+what is checked, in which order, and what is answered is decided here.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import structlog
+from django.conf import settings
+from django.utils import timezone
+from prometheus_client import Counter, Histogram
+
+from beastflow import crypto
+from beastflow.redis_client import get_redis
+from engines.ingest.commit import BatchResult, Cursor, PendingBatch, commit_batches
+from engines.ingest.quota import TokenBucket
+from engines.ingest.validation import BodyError, Event, split_body, validate
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_HEADER = "X-BeastFlow-Signature"
+SOURCE_CACHE_TTL_S = 5.0
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+EVENTS = Counter("beastflow_ingest_events_total", "Events received by ingest", ["outcome"])
+REQUESTS = Counter("beastflow_ingest_requests_total", "Ingest requests", ["status"])
+COMMIT_SECONDS = Histogram(
+    "beastflow_ingest_commit_seconds",
+    "Time to commit one ingest transaction",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+class IngestError(Exception):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class SourceMeta:
+    source_id: int
+    schema: str
+    tenant_slug: str
+    rate: float
+    burst: float
+    secret: str = field(repr=False)
+    data_check: Callable[[dict[str, Any]], str | None] | None = None
+
+
+def _schema_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def check(data: dict[str, Any]) -> str | None:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+        if error is None:
+            return None
+        where = "/".join(str(part) for part in error.absolute_path)
+        return f"{where or '(root)'}: {error.message}"
+
+    return check
+
+
+class SourceCache:
+    """Source facts the hot path needs, cached per process for a few seconds."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, int], tuple[float, SourceMeta | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, schema: str, source_id: int, load: Callable[[], SourceMeta | None]) -> SourceMeta | None:
+        key = (schema, source_id)
+        with self._lock:
+            item = self._items.get(key)
+        if item is not None and item[0] > time.monotonic():
+            return item[1]
+        meta = load()
+        with self._lock:
+            if len(self._items) > 50_000:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + SOURCE_CACHE_TTL_S, meta)
+        return meta
+
+    def forget(self, schema: str, source_id: int) -> None:
+        with self._lock:
+            self._items.pop((schema, source_id), None)
+
+
+source_cache = SourceCache()
+
+
+def source_meta_from_row(
+    *, source_id: int, schema: str, tenant_slug: str, rate: float, burst: float, secret_encrypted: str, data_schema: Any
+) -> SourceMeta:
+    return SourceMeta(
+        source_id=source_id,
+        schema=schema,
+        tenant_slug=tenant_slug,
+        rate=rate,
+        burst=burst,
+        secret=crypto.decrypt(secret_encrypted),
+        data_check=_schema_check(data_schema) if data_schema else None,
+    )
+
+
+def authorize(meta: SourceMeta, *, has_key: bool, signature: str | None, body: bytes) -> None:
+    """A valid API key of the source's tenant, or a valid signature of the body."""
+    if has_key:
+        return
+    if not signature:
+        raise IngestError(401, f"Send an API key or an {SIGNATURE_HEADER} header.")
+    scheme, _, given = signature.partition("=")
+    if scheme.strip().lower() != "sha256" or not given:
+        raise IngestError(401, f"{SIGNATURE_HEADER} must be 'sha256=<hex>'.")
+    if not crypto.signatures_match(crypto.hmac_sha256_hex(meta.secret, body), given):
+        raise IngestError(401, "The signature does not match the body.")
+
+
+@functools.cache
+def _bucket() -> TokenBucket:
+    return TokenBucket(get_redis(), settings.REDIS_PREFIX)
+
+
+def check_quota(meta: SourceMeta, cost: int) -> None:
+    decision = _bucket().take(meta.tenant_slug, cost, rate=meta.rate, burst=meta.burst)
+    if not decision.allowed:
+        raise IngestError(
+            429,
+            f"Over the tenant's ingest quota of {meta.rate:g} events/s.",
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
+
+
+def parse(meta: SourceMeta, body: bytes, content_type: str) -> list[Event]:
+    if len(body) > MAX_BODY_BYTES:
+        raise IngestError(413, f"The body is over {MAX_BODY_BYTES} bytes.")
+    try:
+        items = split_body(body, content_type)
+    except BodyError as exc:
+        raise IngestError(exc.status, exc.detail, exc.errors) from exc
+    batch = validate(items, data_check=meta.data_check)
+    if batch.errors:
+        raise IngestError(422, "The batch has invalid events; nothing was stored.", batch.errors)
+    return batch.events
+
+
+def count_push_error(cursor: Cursor, source_id: int) -> None:
+    cursor.execute(
+        "UPDATE engines_streamstate SET push_errors_total = push_errors_total + 1 WHERE source_id = %s", [source_id]
+    )
+
+
+def commit(cursor: Cursor, batches: list[PendingBatch]) -> list[BatchResult]:
+    """Run the commit path in the caller's transaction, timed."""
+    started = time.perf_counter()
+    results = commit_batches(cursor, batches, now=timezone.now())
+    COMMIT_SECONDS.observe(time.perf_counter() - started)
+    return results
+
+
+def record_outcome(status: int, result: BatchResult | None = None) -> None:
+    REQUESTS.labels(status=str(status)).inc()
+    if result is not None:
+        EVENTS.labels(outcome="accepted").inc(result.accepted)
+        if result.duplicates:
+            EVENTS.labels(outcome="duplicate").inc(result.duplicates)

@@ -1,0 +1,165 @@
+"""Parse and validate an ingest body as a whole batch (CONTRACT §4).
+
+Pure. A body is one event, `{"events": [...]}`, or NDJSON. Any invalid event
+rejects the whole batch; every error names the event's index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+MAX_EVENTS = 1_000
+MAX_ID_LEN = 255
+MAX_KEY_LEN = 512
+BIGINT_MAX = 2**63 - 1
+TYPES = ("upsert", "delete", "heartbeat")
+
+
+class EventIn(msgspec.Struct, forbid_unknown_fields=False):
+    id: str
+    type: str
+    key: str | None = None
+    version: int | None = None
+    data: dict[str, Any] | None = None
+    seq: int | None = None
+    occurred_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    key: str
+    version: int
+    data: dict[str, Any] | None
+    seq: int | None
+    occurred_at: datetime | None
+
+
+@dataclass
+class Batch:
+    events: list[Event] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class BodyError(Exception):
+    """The body as a whole is unusable (not JSON, wrong shape, too many events)."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def split_body(body: bytes, content_type: str) -> list[Any]:
+    """The raw items of a body: one event, an {"events": [...]} envelope, or NDJSON lines."""
+    if "ndjson" in content_type or "jsonlines" in content_type:
+        items = []
+        for line_no, line in enumerate(body.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                items.append(_decoder.decode(line))
+            except msgspec.DecodeError as exc:
+                raise BodyError(
+                    400, f"line {line_no + 1} is not JSON: {exc}", [{"index": len(items), "message": "not JSON"}]
+                ) from exc
+    else:
+        try:
+            parsed = _decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise BodyError(400, f"The body is not JSON: {exc}", [{"field": "body", "message": "not JSON"}]) from exc
+        if isinstance(parsed, dict) and "events" in parsed:
+            items = parsed["events"]
+            if not isinstance(items, list):
+                raise BodyError(422, "events must be a list.", [{"field": "events", "message": "not a list"}])
+        elif isinstance(parsed, dict):
+            items = [parsed]
+        else:
+            raise BodyError(
+                422, 'The body must be an event or {"events": [...]}.', [{"field": "body", "message": "not an object"}]
+            )
+    if not items:
+        raise BodyError(422, "The batch is empty.", [{"field": "events", "message": "empty"}])
+    if len(items) > MAX_EVENTS:
+        raise BodyError(413, f"A batch holds at most {MAX_EVENTS} events; this one has {len(items)}.")
+    return items
+
+
+def _check(
+    index: int, raw: Any, data_check: Callable[[dict[str, Any]], str | None] | None
+) -> tuple[Event | None, list[dict[str, Any]]]:
+    if not isinstance(raw, dict):
+        return None, [{"index": index, "message": "an event must be a JSON object"}]
+    try:
+        item = msgspec.convert(raw, EventIn)
+    except msgspec.ValidationError as exc:
+        return None, [{"index": index, "message": str(exc)}]
+    problems: list[str] = []
+    if not 1 <= len(item.id) <= MAX_ID_LEN:
+        problems.append(f"id must be 1..{MAX_ID_LEN} characters")
+    if item.type not in TYPES:
+        problems.append(f"type must be one of {', '.join(TYPES)}")
+    if item.seq is not None and not 0 <= item.seq <= BIGINT_MAX:
+        problems.append("seq must be a non-negative 64-bit integer")
+    occurred_at = None
+    if item.occurred_at is not None:
+        try:
+            occurred_at = datetime.fromisoformat(item.occurred_at.replace("Z", "+00:00"))
+            if occurred_at.tzinfo is None:
+                problems.append("occurred_at needs a time zone")
+        except ValueError:
+            problems.append("occurred_at must be an ISO 8601 timestamp")
+    if item.type in ("upsert", "delete"):
+        if item.key is None or not 1 <= len(item.key) <= MAX_KEY_LEN:
+            problems.append(f"key is required (1..{MAX_KEY_LEN} characters)")
+        if item.version is None or not 0 <= item.version <= BIGINT_MAX:
+            problems.append("version is required (a non-negative 64-bit integer)")
+    if item.type == "upsert":
+        if item.data is None:
+            problems.append("data (an object) is required for an upsert")
+        elif data_check is not None:
+            message = data_check(item.data)
+            if message:
+                problems.append(f"data does not match the source's schema: {message}")
+    if problems:
+        return None, [{"index": index, "message": message} for message in problems]
+    return (
+        Event(
+            id=item.id,
+            type=item.type,
+            key=item.key or "",
+            version=item.version or 0,
+            data=item.data if item.type == "upsert" else None,
+            seq=item.seq,
+            occurred_at=occurred_at,
+        ),
+        [],
+    )
+
+
+def validate(items: list[Any], *, data_check: Callable[[dict[str, Any]], str | None] | None = None) -> Batch:
+    """Every event checked; duplicates of an id inside the batch are errors too."""
+    batch = Batch()
+    first_index: dict[str, int] = {}
+    for index, raw in enumerate(items):
+        event, errors = _check(index, raw, data_check)
+        if errors:
+            batch.errors.extend(errors)
+            continue
+        assert event is not None
+        if event.id in first_index:
+            batch.errors.append({"index": index, "message": f"id {event.id!r} repeats event {first_index[event.id]}"})
+            continue
+        first_index[event.id] = index
+        batch.events.append(event)
+    return batch
