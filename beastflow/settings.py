@@ -196,6 +196,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 
 BEASTFLOW_TENANT_FANOUT_STAGGER_S = env_float("BEASTFLOW_TENANT_FANOUT_STAGGER_S", 0.05)
+# How often the monitor judges every source (s): detection time is a few ticks.
+BEASTFLOW_MONITOR_TICK_S = env_float("BEASTFLOW_MONITOR_TICK_S", 1.0)
+BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)
 
 LOG_LEVEL = env_str("BEASTFLOW_LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("BEASTFLOW_LOG_FORMAT", "json")

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from beastflow.pagination import paginate_desc, parse_limit
 from beastflow.problems import ProblemError
 from engines import selectors, sources
-from engines.models import Source
+from engines.models import ModeSwitch, PollRun, Source
 from engines.schemas import DataSourceConfig
 
 LIST_PARAMS = [
@@ -124,3 +124,43 @@ def _int_param(raw: str | None, name: str, *, default: int) -> int:
     if value < 0:
         raise ProblemError(400, f"{name} must be >= 0", errors=[{"field": name, "message": "negative"}])
     return value
+
+
+class SourceHealthApi(APIView):
+    @extend_schema(summary="The source's mode, health score and stream signals")
+    def get(self, request: Request, source_id: str) -> Response:
+        return Response(selectors.source_health(source_or_404(source_id)))
+
+
+class ModeSwitchListApi(APIView):
+    @extend_schema(parameters=LIST_PARAMS, summary="Mode switches with reason and signals, newest first")
+    def get(self, request: Request, source_id: str) -> Response:
+        source = source_or_404(source_id)
+        page = paginate_desc(
+            ModeSwitch.objects.filter(source=source),
+            request.query_params,
+            lambda rows: [selectors.mode_switch_render(row) for row in rows],
+        )
+        return Response(page.as_dict())
+
+
+class PollRunListApi(APIView):
+    @extend_schema(parameters=LIST_PARAMS, summary="Polls of the source's change feed, newest first")
+    def get(self, request: Request, source_id: str) -> Response:
+        source = source_or_404(source_id)
+        page = paginate_desc(
+            PollRun.objects.filter(source=source),
+            request.query_params,
+            lambda rows: [selectors.poll_run_render(row) for row in rows],
+        )
+        return Response(page.as_dict())
+
+
+class SourcePollApi(APIView):
+    @extend_schema(request=None, summary="Poll the source now (202; the poll runs on a worker)")
+    def post(self, request: Request, source_id: str) -> Response:
+        from engines.tasks import source_poll_task
+
+        source = source_or_404(source_id)
+        source_poll_task.delay(source.pk, "manual")
+        return Response({"source": source.pk, "queued": True}, status=202)

@@ -28,6 +28,15 @@ class Source(models.Model):
     mode_since = models.DateTimeField(auto_now_add=True)
     paused = models.BooleanField(default=False)
     webhook_secret_encrypted = models.TextField(editable=False)
+    # The HysteresisManager's memory (engines/hysteresis.HysteresisState.to_dict).
+    hysteresis_state = models.JSONField(default=dict, blank=True)
+    # The PollingEngine's memory (engines/polling_policy.PollState.to_dict).
+    poll_state = models.JSONField(default=dict, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # One poll per source at a time: a worker owns the source until then.
+    poll_lease_until = models.DateTimeField(null=True, blank=True)
+    health_score = models.SmallIntegerField(null=True, blank=True)
+    verdict = models.CharField(max_length=8, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -76,6 +85,13 @@ class Event(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="event_once_per_source")]
+        indexes = [
+            # For "what did polls find that push missed" (the monitor's validation).
+            # Partial, so the push hot path never maintains it.
+            models.Index(
+                fields=["source", "received_at"], name="event_polled_received", condition=~models.Q(origin="push")
+            )
+        ]
 
 
 class Record(models.Model):
@@ -143,3 +159,86 @@ class StreamState(models.Model):
     push_errors_total = models.BigIntegerField(default=0)
     expected_interval_s = models.FloatField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class ModeSwitch(models.Model):
+    """The audit row of one mode switch, with the signals that caused it."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="mode_switches")
+    from_mode = models.CharField(max_length=16, choices=ModeChoices.choices)
+    to_mode = models.CharField(max_length=16, choices=ModeChoices.choices)
+    transition = models.CharField(max_length=16)
+    reason = models.TextField()
+    signals = models.JSONField(default=dict)
+    at = models.DateTimeField(db_index=True)
+    # Filled in after the fact: did the switch help? (None = not judged yet)
+    validated = models.BooleanField(null=True)
+    rolled_back = models.BooleanField(default=False)
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="Empty for the monitor.")
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_mode}->{self.to_mode} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class HealthSample(models.Model):
+    """One StreamMonitor evaluation, kept for charts for a retention period."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="health_samples")
+    at = models.DateTimeField()
+    score = models.SmallIntegerField()
+    verdict = models.CharField(max_length=8)
+    mode = models.CharField(max_length=16, choices=ModeChoices.choices)
+    delivery_rate = models.FloatField(null=True)
+    measures = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["source", "-at"], name="health_source_at")]
+
+    def __str__(self) -> str:
+        return f"{self.score} {self.verdict} @ {self.at:%H:%M:%S}"
+
+
+class PollTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Scheduled"
+    GAP_FILL = "gap_fill", "Gap fill"
+    MANUAL = "manual", "Manual"
+
+
+class PollStatus(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class PollRun(models.Model):
+    """One poll of a source's change feed: what it asked, what it found."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="poll_runs")
+    trigger = models.CharField(max_length=16, choices=PollTrigger.choices)
+    status = models.CharField(max_length=16, choices=PollStatus.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+    from_seq = models.BigIntegerField(null=True)
+    to_seq = models.BigIntegerField(null=True)
+    pages = models.PositiveIntegerField(default=0)
+    events = models.PositiveIntegerField(default=0)
+    # Events the poll brought that push had not delivered: what push missed.
+    new_events = models.PositiveIntegerField(default=0)
+    changes = models.PositiveIntegerField(default=0)
+    caught_up = models.BooleanField(default=False)
+    http_status = models.PositiveSmallIntegerField(null=True)
+    error_kind = models.CharField(max_length=32, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    next_interval_s = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["source", "-started_at"], name="pollrun_source_started")]
+
+    def __str__(self) -> str:
+        return f"poll {self.status} ({self.new_events} new)"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from engines.models import Change, Record, Source
+from engines.models import Change, HealthSample, ModeSwitch, PollRun, Record, Source, StreamState
 
 
 def source_get(source_id: Any) -> Source | None:
@@ -85,3 +86,71 @@ def record_get(source_id: int, key: str) -> Record | None:
 
 def records_live(source_id: int) -> QuerySet[Record]:
     return Record.objects.filter(source_id=source_id, deleted=False)
+
+
+def source_health(source: Source) -> dict[str, Any]:
+    """CONTRACT §3 health: the monitor's latest judgement plus the raw stream signals."""
+    stream = StreamState.objects.filter(source=source).first()
+    latest = HealthSample.objects.filter(source=source).order_by("-at").first()
+    return {
+        "mode": source.mode,
+        "paused": source.paused,
+        "health_score": source.health_score if source.health_score is not None else 100,
+        "verdict": source.verdict or None,
+        "mode_since": source.mode_since.isoformat(),
+        "last_event_at": _iso(stream.last_event_at) if stream else None,
+        "last_push_at": _iso(stream.last_push_at) if stream else None,
+        "last_heartbeat_at": _iso(stream.last_heartbeat_at) if stream else None,
+        "contiguous_seq": stream.contiguous_seq if stream else None,
+        "highest_seq": stream.highest_seq if stream else None,
+        "upstream_seq": stream.upstream_seq if stream else None,
+        "pending_seqs": len(stream.pending_seqs) if stream else 0,
+        "expected_interval_s": stream.expected_interval_s if stream else None,
+        "delivery_rate": latest.delivery_rate if latest else None,
+        "events_total": stream.events_total if stream else 0,
+        "changes_total": stream.changes_total if stream else 0,
+        "duplicates_total": stream.duplicates_total if stream else 0,
+        "push_errors_total": stream.push_errors_total if stream else 0,
+        "next_poll_at": _iso(source.next_poll_at),
+        "measures": latest.measures if latest else {},
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def mode_switch_render(switch: ModeSwitch) -> dict[str, Any]:
+    return {
+        "id": switch.pk,
+        "from_mode": switch.from_mode,
+        "to_mode": switch.to_mode,
+        "transition": switch.transition,
+        "reason": switch.reason,
+        "signals": switch.signals,
+        "at": switch.at.isoformat(),
+        "validated": switch.validated,
+        "rolled_back": switch.rolled_back,
+        "actor": switch.actor or None,
+    }
+
+
+def poll_run_render(run: PollRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "trigger": run.trigger,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": _iso(run.finished_at),
+        "from_seq": run.from_seq,
+        "to_seq": run.to_seq,
+        "pages": run.pages,
+        "events": run.events,
+        "new_events": run.new_events,
+        "changes": run.changes,
+        "caught_up": run.caught_up,
+        "http_status": run.http_status,
+        "error_kind": run.error_kind or None,
+        "error": run.error or None,
+        "next_interval_s": run.next_interval_s,
+    }

@@ -11,5 +11,9 @@ urlpatterns = [
     path("sources/<int:source_id>/events", ingest_views.ingest_events, name="source-events"),
     path("sources/<str:source_id>/records", apis.RecordListApi.as_view(), name="source-records"),
     path("sources/<str:source_id>/records/<path:key>", apis.RecordDetailApi.as_view(), name="source-record"),
+    path("sources/<str:source_id>/health", apis.SourceHealthApi.as_view(), name="source-health"),
+    path("sources/<str:source_id>/mode-switches", apis.ModeSwitchListApi.as_view(), name="source-mode-switches"),
+    path("sources/<str:source_id>/polls", apis.PollRunListApi.as_view(), name="source-polls"),
+    path("sources/<str:source_id>/poll", apis.SourcePollApi.as_view(), name="source-poll"),
     path("changes", apis.ChangeFeedApi.as_view(), name="changes"),
 ]

@@ -1,0 +1,250 @@
+"""StreamMonitor: each tick, judge every source's stream and let the hysteresis decide.
+
+The decisions are pure (engines/health.py, engines/hysteresis.py); this
+module gathers their inputs from the database and Redis and writes their
+outcomes: the health on the source, a sample for the charts, a mode switch
+with its audit row, a `flapping` failure, a targeted gap-fill poll.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from prometheus_client import Counter, Histogram
+
+from beastflow.redis_client import get_redis, key
+from beastflow.tenancy import current_schema
+from engines.health import HealthPolicy, StreamHealth, StreamSignals, score_stream
+from engines.hysteresis import (
+    HysteresisPolicy,
+    HysteresisState,
+    ValidationResult,
+    decide,
+    gap_fill_request,
+)
+from engines.models import Event, HealthSample, PollRun, PollStatus, Source, StreamState
+from engines.modes import Mode
+from engines.switching import source_switch_mode
+
+log = structlog.get_logger(__name__)
+
+TICKS = Counter("beastflow_monitor_evaluations_total", "Sources evaluated by the monitor", ["verdict"])
+SWITCHES = Counter("beastflow_mode_switches_total", "Mode switches", ["from_mode", "to_mode"])
+TICK_SECONDS = Histogram("beastflow_monitor_tick_seconds", "Time to evaluate one tenant's sources")
+
+# A poll-found event counts as "missed by push" only when push had this long
+# to deliver it: a poll racing a push that is merely in flight is not a miss.
+MISS_GRACE_S = 2.0
+SAMPLE_EVERY_S = 10.0
+GAP_FILL_COOLDOWN_S = 5
+RATE_BASELINE_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Window:
+    delivery_rate: float | None
+    baseline_rate: float | None
+    push_errors: int
+    push_total: int
+    sample_due: bool
+
+
+def _window(source: Source, stream: StreamState, now: float) -> Window:
+    """Rates since the previous tick, from counters remembered in Redis.
+
+    Redis holds only this soft memory: after a flush the first tick has no
+    rate (None, which never counts against a stream) and the next one does.
+    """
+    client = get_redis()
+    name = key("monitor", current_schema(), source.pk)
+    before = {k.decode(): float(v) for k, v in client.hgetall(name).items()}  # type: ignore[union-attr]
+    rate = baseline = None
+    errors = total = 0
+    if "at" in before and now > before["at"]:
+        elapsed = now - before["at"]
+        arrived = max(0.0, stream.events_total - before.get("events", 0.0))
+        errors = int(max(0.0, stream.push_errors_total - before.get("errors", 0.0)))
+        total = int(arrived) + errors
+        rate = arrived / elapsed
+        previous = before.get("baseline")
+        baseline = rate if previous is None else (1 - RATE_BASELINE_ALPHA) * previous + RATE_BASELINE_ALPHA * rate
+    sample_due = now - before.get("sampled", 0.0) >= SAMPLE_EVERY_S
+    memory: dict[str, float] = {"at": now, "events": stream.events_total, "errors": stream.push_errors_total}
+    if baseline is not None:
+        memory["baseline"] = baseline
+    if sample_due:
+        memory["sampled"] = now
+    client.hset(name, mapping=memory)  # type: ignore[arg-type]
+    client.expire(name, 3600)
+    return Window(rate, baseline, errors, total, sample_due)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def expected_interval(source: Source, stream: StreamState) -> float:
+    """The learned rhythm, kept within a factor of what the source's config says."""
+    configured = float(source.config.get("expected_interval_s", 5.0))
+    learned = stream.expected_interval_s
+    if learned is None:
+        return configured
+    return min(max(learned, configured / 4), configured * 4)
+
+
+def signals_for(source: Source, stream: StreamState, window: Window, now: float) -> StreamSignals:
+    # Push silence is judged on pushes only: in polling mode the polls keep
+    # events arriving, which must not hide a stream that is still dead.
+    return StreamSignals(
+        now=now,
+        last_event_at=_epoch(stream.last_push_at),
+        last_heartbeat_at=_epoch(stream.last_heartbeat_at),
+        expected_interval_s=expected_interval(source, stream),
+        contiguous_seq=stream.contiguous_seq,
+        highest_seq=stream.highest_seq,
+        upstream_seq=stream.upstream_seq,
+        push_errors=window.push_errors,
+        push_total=window.push_total,
+        delivery_rate=window.delivery_rate,
+        baseline_rate=window.baseline_rate,
+        watching_since=source.created_at.timestamp(),
+    )
+
+
+def _poll_facts(source: Source, state: HysteresisState) -> tuple[bool, ValidationResult | None]:
+    """Did a poll since the current mode began reach the head; what did polls find that push missed?"""
+    since = datetime.fromtimestamp(state.since, tz=timezone.get_current_timezone())
+    runs = PollRun.objects.filter(source=source, status=PollStatus.SUCCEEDED, started_at__gte=since)
+    caught_up = runs.filter(caught_up=True).exists()
+    if state.mode is not Mode.HYBRID:
+        return caught_up, None
+    polls = runs.count()
+    if polls == 0:
+        return caught_up, None
+    grace = timedelta(seconds=MISS_GRACE_S)
+    missed = (
+        Event.objects.filter(source_id=source.pk, received_at__gte=since)
+        .exclude(origin="push")
+        .filter(occurred_at__lt=F("received_at") - grace)
+        .count()
+    )
+    missed += (
+        Event.objects.filter(source_id=source.pk, received_at__gte=since, occurred_at__isnull=True)
+        .exclude(origin="push")
+        .count()
+    )
+    return caught_up, ValidationResult(polls=polls, missed=missed)
+
+
+def hysteresis_state(source: Source, now: float) -> HysteresisState:
+    if source.hysteresis_state:
+        try:
+            state = HysteresisState.from_dict(source.hysteresis_state)
+            if state.mode.value == source.mode:
+                return state
+        except ValueError:
+            log.warning("hysteresis_state_unreadable", source=source.pk)
+    # New source, or the mode was set outside the machine: start from the mode it is in.
+    mode = Mode(source.mode)
+    if mode is Mode.HYBRID:
+        mode = Mode.POLLING
+    return HysteresisState.initial(now=now, mode=mode)
+
+
+def monitor_source(source: Source, *, now: float | None = None) -> StreamHealth:
+    """One tick for one source. Steps: signals -> health -> decision -> writes."""
+    now = time.time() if now is None else now
+    stream = StreamState.objects.get(source=source)
+    window = _window(source, stream, now)
+    signals = signals_for(source, stream, window, now)
+    health = score_stream(signals, HealthPolicy())
+    TICKS.labels(verdict=health.verdict.value).inc()
+    policy = HysteresisPolicy.from_config(source.hysteresis or {})
+    state = hysteresis_state(source, now)
+    caught_up, validation = _poll_facts(source, state)
+    decision = decide(state, verdict=health.verdict, now=now, policy=policy, caught_up=caught_up, validation=validation)
+    evidence: dict[str, Any] = {"health": health.as_dict(), "signals": signals.as_dict()}
+    if validation is not None:
+        evidence["validation"] = {"polls": validation.polls, "missed": validation.missed}
+    with transaction.atomic():
+        if decision.switched:
+            from_mode = source.mode
+            if source_switch_mode(
+                source=source,
+                decision=decision,
+                signals=evidence,
+                extra={"health_score": health.score, "verdict": health.verdict.value},
+            ):
+                SWITCHES.labels(from_mode=from_mode, to_mode=source.mode).inc()
+        else:
+            Source.objects.filter(pk=source.pk, mode=source.mode).update(
+                hysteresis_state=decision.state.to_dict(), health_score=health.score, verdict=health.verdict.value
+            )
+        if decision.flapping:
+            from healing.services import failure_report
+
+            failure_report(
+                kind="flapping",
+                source_id=source.pk,
+                identity={},
+                detail={"reason": decision.reason, "switches": list(decision.state.switches)},
+            )
+        if window.sample_due or decision.switched:
+            HealthSample.objects.create(
+                source=source,
+                at=timezone.now(),
+                score=health.score,
+                verdict=health.verdict.value,
+                mode=source.mode,
+                delivery_rate=window.delivery_rate,
+                measures=health.measures,
+            )
+    _maybe_gap_fill(source, stream)
+    return health
+
+
+def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
+    request = gap_fill_request(
+        mode=Mode(source.mode),
+        contiguous_seq=stream.contiguous_seq,
+        highest_seq=stream.highest_seq,
+        upstream_seq=stream.upstream_seq,
+    )
+    if request is None:
+        return
+    # One gap-fill poll in flight per source: the tick repeats faster than a poll may take.
+    if not get_redis().set(key("gapfill", current_schema(), source.pk), 1, nx=True, ex=GAP_FILL_COOLDOWN_S):
+        return
+    from engines.tasks import source_poll_task
+
+    log.info("gap_fill_requested", source=source.pk, after_seq=request.after_seq, missing=request.missing)
+    source_poll_task.delay(source.pk, "gap_fill")
+
+
+def monitor_tenant() -> int:
+    """Evaluate every unpaused source of the current tenant; returns how many."""
+    started = time.perf_counter()
+    count = 0
+    for source in Source.objects.filter(paused=False).order_by("pk"):
+        try:
+            monitor_source(source)
+            count += 1
+        except Exception:
+            # One broken source must not blind the monitor to the others.
+            log.exception("monitor_source_failed", source=source.pk)
+    TICK_SECONDS.observe(time.perf_counter() - started)
+    return count
+
+
+def prune_samples() -> int:
+    cutoff = timezone.now() - timedelta(hours=settings.BEASTFLOW_HEALTH_RETENTION_H)
+    deleted, _ = HealthSample.objects.filter(at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,71 @@
+"""Mode switches: compare-and-set on the source, an audit row, a push to the console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+from beastflow import correlation
+from engines.hysteresis import Decision, Transition
+from engines.models import ModeSwitch, Source
+
+log = structlog.get_logger(__name__)
+
+
+@transaction.atomic
+def source_switch_mode(
+    *, source: Source, decision: Decision, signals: dict[str, Any], actor: str = "", extra: dict[str, Any] | None = None
+) -> bool:
+    """Move the source to `decision.switch_to`. False when another worker moved it first.
+
+    The update only lands if the source is still in the mode this decision
+    was made from, so two monitors racing on one source cannot both switch.
+    The previous switch is judged here too: a recovery that validated helped,
+    one that rolled back did not, a degrade whose polls caught up helped.
+    """
+    assert decision.switch_to is not None
+    now = timezone.now()
+    moved = Source.objects.filter(pk=source.pk, mode=source.mode).update(
+        mode=decision.switch_to.value,
+        mode_since=now,
+        hysteresis_state=decision.state.to_dict(),
+        next_poll_at=now,  # a mode that polls starts polling at once
+        **(extra or {}),
+    )
+    if moved != 1:
+        return False  # lost the race: the winner wrote the audit row
+    previous = ModeSwitch.objects.filter(source=source).order_by("-at", "-id").first()
+    if previous is not None:
+        if decision.rolled_back or decision.transition is Transition.ROLLBACK:
+            previous.rolled_back, previous.validated = True, False
+            previous.save(update_fields=["rolled_back", "validated"])
+        elif decision.transition in (Transition.VALIDATED, Transition.CAUGHT_UP) and previous.validated is None:
+            previous.validated = True
+            previous.save(update_fields=["validated"])
+    ModeSwitch.objects.create(
+        source=source,
+        from_mode=source.mode,
+        to_mode=decision.switch_to.value,
+        transition=decision.transition.value if decision.transition else "",
+        reason=decision.reason,
+        signals=signals,
+        at=now,
+        actor=actor,
+        correlation_id=correlation.current() or "",
+    )
+    log.info(
+        "mode_switched",
+        source=source.pk,
+        from_mode=source.mode,
+        to_mode=decision.switch_to.value,
+        transition=decision.transition.value if decision.transition else None,
+        reason=decision.reason,
+        actor=actor or "monitor",
+    )
+    source.mode = decision.switch_to.value
+    source.mode_since = now
+    source.hysteresis_state = decision.state.to_dict()
+    return True

@@ -1,0 +1,135 @@
+"""The monitor wired to the database: signals in, switches and audit rows out."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from beastflow.redis_client import get_redis
+from engines.models import HealthSample, ModeSwitch, PollRun, Source, StreamState
+from engines.monitor import monitor_source
+from tests.conftest import Persona
+from tests.factories import make_source
+
+T0 = time.time()
+
+
+def at(offset: float) -> datetime:
+    return datetime.fromtimestamp(T0 + offset, tz=UTC)
+
+
+@pytest.fixture
+def source(in_acme: object) -> Source:
+    created, _ = make_source(
+        "monitored",
+        config={"poll_url": "http://127.0.0.1:9/changes", "expected_interval_s": 1.0},
+        hysteresis={"fail_threshold": 2, "recover_threshold": 2, "min_dwell_s": 5, "validation_window_s": 3},
+    )
+    Source.objects.filter(pk=created.pk).update(created_at=at(-100))
+    for name in get_redis().keys("bftest:monitor:*") + get_redis().keys("bftest:gapfill:*"):
+        get_redis().delete(name)
+    return Source.objects.get(pk=created.pk)
+
+
+def pushed(source: Source, offset: float) -> None:
+    StreamState.objects.filter(source=source).update(last_push_at=at(offset), last_heartbeat_at=at(offset))
+
+
+def tick(source: Source, offset: float) -> Source:
+    monitor_source(Source.objects.get(pk=source.pk), now=T0 + offset)
+    return Source.objects.get(pk=source.pk)
+
+
+def poll_run(source: Source, offset: float, *, caught_up: bool = True, new_events: int = 0) -> None:
+    PollRun.objects.create(
+        source=source,
+        trigger="schedule",
+        status="succeeded",
+        started_at=at(offset),
+        finished_at=at(offset),
+        caught_up=caught_up,
+        new_events=new_events,
+    )
+
+
+def test_a_healthy_stream_stays_in_event_mode(source: Source) -> None:
+    for second in range(5):
+        pushed(source, second)
+        assert tick(source, second + 0.5).mode == "event"
+    assert not ModeSwitch.objects.filter(source=source).exists()
+
+
+def test_a_silent_stream_degrades_to_hybrid_with_an_audit_row(source: Source) -> None:
+    # given: pushes stopped at t=0
+    pushed(source, 0)
+    # when: the monitor ticks through the silence
+    modes = [tick(source, second).mode for second in range(1, 20)]
+    # then
+    assert modes[0] == "event" and modes[-1] == "hybrid"
+    switch = ModeSwitch.objects.get(source=source)
+    assert (switch.from_mode, switch.to_mode, switch.transition) == ("event", "hybrid", "degrade")
+    assert "bad verdicts" in switch.reason
+    assert switch.signals["health"]["verdict"] == "bad"
+    assert switch.signals["health"]["penalties"]["silence"] > 0
+    assert Source.objects.get(pk=source.pk).next_poll_at is not None  # polling starts at once
+
+
+def test_the_whole_round_trip_event_hybrid_polling_hybrid_event(source: Source) -> None:
+    # degrade
+    pushed(source, 0)
+    second = 1
+    while tick(source, second).mode == "event":
+        second += 1
+    # caught up -> polling
+    poll_run(source, second + 0.5)
+    assert tick(source, second + 1).mode == "polling"
+    # pushes come back, dwell passes -> hybrid (recovering)
+    second += 2
+    while (current := tick(source, second)).mode == "polling":
+        pushed(source, second)
+        second += 1
+        assert second < 60, "never left polling"
+    assert current.mode == "hybrid"
+    recovering_since = second
+    # validation window with a clean poll -> event
+    for offset in range(1, 6):
+        pushed(source, recovering_since + offset)
+        poll_run(source, recovering_since + offset - 0.5)
+        current = tick(source, recovering_since + offset)
+    assert current.mode == "event"
+    switches = list(ModeSwitch.objects.filter(source=source).order_by("at", "id"))
+    assert [(s.from_mode, s.to_mode) for s in switches] == [
+        ("event", "hybrid"),
+        ("hybrid", "polling"),
+        ("polling", "hybrid"),
+        ("hybrid", "event"),
+    ]
+    assert switches[0].validated is True  # the degrade's polls caught up
+    assert switches[2].validated is True  # the recovery validated
+    assert HealthSample.objects.filter(source=source).count() >= 4
+
+
+def test_a_paused_source_is_not_judged(alice: Persona, source: Source) -> None:
+    from engines.monitor import monitor_tenant
+
+    Source.objects.filter(pk=source.pk).update(paused=True)
+    assert monitor_tenant() == 0
+
+
+def test_the_health_endpoint_reports_the_monitors_judgement(alice: Persona, source: Source) -> None:
+    pushed(source, 0)
+    for second in range(1, 12):
+        tick(source, second)
+    body = alice.client().get(f"/api/v1/sources/{source.pk}/health").json()
+    assert body["mode"] == "hybrid"
+    assert 0 <= body["health_score"] < 50
+    assert body["verdict"] == "bad"
+    switches = alice.client().get(f"/api/v1/sources/{source.pk}/mode-switches").json()["results"]
+    assert switches[0]["to_mode"] == "hybrid" and switches[0]["signals"]["health"]["verdict"] == "bad"
+
+
+def test_another_tenant_cannot_read_health_or_switches(charlie: Persona, source: Source) -> None:
+    assert charlie.client().get(f"/api/v1/sources/{source.pk}/health").status_code == 404
+    assert charlie.client().get(f"/api/v1/sources/{source.pk}/mode-switches").status_code == 404
