@@ -58,6 +58,9 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
                 "uvicorn.access": {"level": "WARNING"},
                 "django.server": {"level": "WARNING"},
                 "celery.redirected": {"level": "WARNING"},
+                # One line per upstream request is noise; polls log their own outcome.
+                "httpx": {"level": "WARNING"},
+                "httpcore": {"level": "WARNING"},
             },
         }
     )

@@ -190,15 +190,27 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The clock. One entry per periodic job, each with why it runs that often.
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    # Proves the worker path and keeps last-seen-worker fresh for /readyz.
-    "heartbeat": {"task": "beastflow.tasks.worker_heartbeat_task", "schedule": 10.0},
-}
-
 BEASTFLOW_TENANT_FANOUT_STAGGER_S = env_float("BEASTFLOW_TENANT_FANOUT_STAGGER_S", 0.05)
 # How often the monitor judges every source (s): detection time is a few ticks.
 BEASTFLOW_MONITOR_TICK_S = env_float("BEASTFLOW_MONITOR_TICK_S", 1.0)
 BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)
+
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Proves the worker path and keeps last-seen-worker fresh for /readyz.
+    "heartbeat": {"task": "beastflow.tasks.worker_heartbeat_task", "schedule": 10.0},
+    # The monitor: every source judged each tick; a tick that waited longer
+    # than a few ticks in the queue is stale and dropped (the next one comes).
+    "monitor-tick": {
+        "task": "engines.tasks.monitor_tick_all_task",
+        "schedule": BEASTFLOW_MONITOR_TICK_S,
+        "options": {"expires": 5.0},
+    },
+    # Due polls, every second, so a source's min_interval_s (default 1 s) is
+    # kept to within a tick; each tenant claims at most 500 due sources a tick.
+    "polls-dispatch": {"task": "engines.tasks.polls_dispatch_all_task", "schedule": 1.0, "options": {"expires": 5.0}},
+    # Health samples older than the retention period.
+    "health-samples-prune": {"task": "engines.tasks.health_samples_prune_all_task", "schedule": 3600.0},
+}
 
 LOG_LEVEL = env_str("BEASTFLOW_LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("BEASTFLOW_LOG_FORMAT", "json")

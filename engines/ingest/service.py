@@ -67,7 +67,7 @@ class SourceMeta:
     data_check: Callable[[dict[str, Any]], str | None] | None = None
 
 
-def _schema_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+def data_schema_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
     validator = jsonschema.Draft202012Validator(schema)
 
     def check(data: dict[str, Any]) -> str | None:
@@ -118,7 +118,7 @@ def source_meta_from_row(
         rate=rate,
         burst=burst,
         secret=crypto.decrypt(secret_encrypted),
-        data_check=_schema_check(data_schema) if data_schema else None,
+        data_check=data_schema_check(data_schema) if data_schema else None,
     )
 
 

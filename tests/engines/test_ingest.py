@@ -38,9 +38,13 @@ def signed(secret: str, payload: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
 
-def stored(persona: Persona) -> tuple[int, int, int]:
+def stored(persona: Persona, source_id: int) -> tuple[int, int, int]:
     with tenant_context(persona.tenant):
-        return Event.objects.count(), Record.objects.count(), Change.objects.count()
+        return (
+            Event.objects.filter(source_id=source_id).count(),
+            Record.objects.filter(source_id=source_id).count(),
+            Change.objects.filter(source_id=source_id).count(),
+        )
 
 
 def test_one_event_by_api_key_is_committed_before_the_202(alice: Persona, source: tuple[int, str]) -> None:
@@ -51,7 +55,7 @@ def test_one_event_by_api_key_is_committed_before_the_202(alice: Persona, source
     assert response.json() == {"accepted": 1, "duplicates": 0}
     record = alice.client().get(f"/api/v1/sources/{source[0]}/records/order-1").json()
     assert record["version"] == 1 and record["data"] == {"total": 12.5}
-    feed = alice.client().get("/api/v1/changes?after=0").json()["results"]
+    feed = alice.client().get(f"/api/v1/changes?after=0&source={source[0]}").json()["results"]
     assert [(c["event_id"], c["origin"], c["type"]) for c in feed] == [("e1", "push", "upsert")]
 
 
@@ -83,7 +87,7 @@ def test_a_signed_webhook_needs_no_key(alice: Persona, source: tuple[int, str]) 
     )
     # then
     assert response.status_code == 202
-    assert stored(alice)[0] == 1
+    assert stored(alice, source[0])[0] == 1
 
 
 @pytest.mark.parametrize(
@@ -98,7 +102,7 @@ def test_a_bad_signature_is_401_and_stores_nothing(alice: Persona, source: tuple
     )
     assert response.status_code == 401
     assert response["Content-Type"] == "application/problem+json"
-    assert stored(alice) == (0, 0, 0)
+    assert stored(alice, source[0]) == (0, 0, 0)
 
 
 def test_a_signature_over_another_body_is_refused(alice: Persona, source: tuple[int, str]) -> None:
@@ -122,7 +126,7 @@ def test_another_tenants_key_gets_404_and_stores_nothing(
 ) -> None:
     response = post(charlie, source[0], upsert("e1", "k", 1))
     assert response.status_code == 404
-    assert stored(alice) == (0, 0, 0)
+    assert stored(alice, source[0]) == (0, 0, 0)
 
 
 def test_an_unknown_source_is_404(alice: Persona) -> None:
@@ -133,7 +137,7 @@ def test_a_repeated_event_id_is_a_duplicate_not_a_change(alice: Persona, source:
     post(alice, source[0], upsert("e1", "k", 1))
     again = post(alice, source[0], {"events": [upsert("e1", "k", 1), upsert("e2", "k", 2)]})
     assert again.json() == {"accepted": 1, "duplicates": 1}
-    assert stored(alice) == (2, 1, 2)
+    assert stored(alice, source[0]) == (2, 1, 2)
 
 
 def test_a_stale_version_is_stored_but_changes_nothing(alice: Persona, source: tuple[int, str]) -> None:
@@ -141,7 +145,7 @@ def test_a_stale_version_is_stored_but_changes_nothing(alice: Persona, source: t
     post(alice, source[0], upsert("e1", "k", 1, {"old": True}))
     record = alice.client().get(f"/api/v1/sources/{source[0]}/records/k").json()
     assert record["version"] == 2 and record["data"] == {"new": True}
-    assert stored(alice) == (2, 1, 1)
+    assert stored(alice, source[0]) == (2, 1, 1)
 
 
 def test_a_delete_is_a_tombstone_and_a_change(alice: Persona, source: tuple[int, str]) -> None:
@@ -150,7 +154,7 @@ def test_a_delete_is_a_tombstone_and_a_change(alice: Persona, source: tuple[int,
     assert response.status_code == 202
     assert alice.client().get(f"/api/v1/sources/{source[0]}/records/k").status_code == 404
     assert alice.client().get(f"/api/v1/sources/{source[0]}/records").json()["results"] == []
-    feed = alice.client().get("/api/v1/changes").json()["results"]
+    feed = alice.client().get(f"/api/v1/changes?source={source[0]}").json()["results"]
     assert [(c["type"], c["version"], c["data"]) for c in feed] == [("upsert", 1, {"v": 1}), ("delete", 2, None)]
     # an older upsert arriving late does not resurrect it
     post(alice, source[0], upsert("e0", "k", 1))
@@ -163,7 +167,7 @@ def test_a_heartbeat_updates_signals_and_stores_no_record(alice: Persona, source
     with tenant_context(alice.tenant):
         state = StreamState.objects.get(source_id=source[0])
         assert state.upstream_seq == 42 and state.last_heartbeat_at is not None
-    assert stored(alice) == (0, 0, 0)
+    assert stored(alice, source[0]) == (0, 0, 0)
 
 
 def test_seq_gaps_and_late_arrivals_are_tracked(alice: Persona, source: tuple[int, str]) -> None:
@@ -201,7 +205,7 @@ def test_a_batch_with_an_invalid_event_is_refused_whole(alice: Persona, source: 
     assert response.status_code == 422, response.json()
     assert response["Content-Type"] == "application/problem+json"
     assert bad_index in {error["index"] for error in response.json()["errors"]}
-    assert stored(alice) == (0, 0, 0)
+    assert stored(alice, source[0]) == (0, 0, 0)
 
 
 def test_malformed_json_is_400_and_counted_as_a_push_error(alice: Persona, source: tuple[int, str]) -> None:
@@ -211,7 +215,7 @@ def test_malformed_json_is_400_and_counted_as_a_push_error(alice: Persona, sourc
     assert response.status_code == 400
     with tenant_context(alice.tenant):
         assert StreamState.objects.get(source_id=source[0]).push_errors_total == 1
-    assert stored(alice) == (0, 0, 0)
+    assert stored(alice, source[0]) == (0, 0, 0)
 
 
 def test_an_empty_batch_is_422(alice: Persona, source: tuple[int, str]) -> None:
@@ -221,14 +225,14 @@ def test_an_empty_batch_is_422(alice: Persona, source: tuple[int, str]) -> None:
 def test_more_than_1000_events_is_413(alice: Persona, source: tuple[int, str]) -> None:
     response = post(alice, source[0], {"events": [upsert(f"e{i}", f"k{i}", 1) for i in range(1001)]})
     assert response.status_code == 413
-    assert stored(alice) == (0, 0, 0)
+    assert stored(alice, source[0]) == (0, 0, 0)
 
 
 def test_a_body_over_the_limit_is_413(alice: Persona, source: tuple[int, str]) -> None:
     huge = {"events": [upsert("e1", "k", 1, {"blob": "x" * (9 * 1024 * 1024)})]}
     response = post(alice, source[0], huge)
     assert response.status_code == 413
-    assert stored(alice) == (0, 0, 0)
+    assert stored(alice, source[0]) == (0, 0, 0)
 
 
 def test_data_must_match_the_sources_json_schema(alice: Persona) -> None:

@@ -1,0 +1,267 @@
+"""The `http` connector: what BeastFlow calls on an upstream (CONTRACT §6).
+
+Used for connector `http` and for the built-in `simulator`, which speaks the
+same protocol. Three calls:
+
+- `fetch_changes`: one page of the change feed, `GET {poll_url}?after=&limit=`;
+- `fetch_snapshot_page`: one page of the snapshot (or of one digest bucket);
+- `fetch_digests`: the 256 bucket digests, `GET {snapshot_url}?digest=1`.
+
+Every call sends `config.headers` and waits at most `config.timeout_s` per
+network step. Every failure raises `UpstreamError` with a `kind` that is a
+failure kind and an RCA category (CONTRACT §7), so the engines report it
+as is. Bodies are only checked for shape here; events are validated by the
+caller exactly like a push (engines.ingest.validation).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import msgspec
+
+from engines.polling_policy import parse_retry_after
+from engines.schemas import HttpConnectorConfig
+
+USER_AGENT = "BeastFlow/1 (+connector http)"
+# How much of an error body goes into the failure's detail: enough for the
+# upstream's own explanation (problem+json), not a whole HTML error page.
+ERROR_BODY_EXCERPT = 300
+
+
+class ErrorKind(StrEnum):
+    """Why an upstream call failed; values are healing FailureKind values."""
+
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"  # refused, reset, 5xx
+    UPSTREAM_TIMEOUT = "upstream_timeout"  # no answer in time, 504
+    RATE_LIMITED = "rate_limited"  # 429
+    AUTH_FAILED = "auth_failed"  # 401, 403
+    SCHEMA_INVALID = "schema_invalid"  # not JSON, wrong shape, invalid events
+    # Any other non-2xx (404 from a wrong URL, 400, a redirect): the request
+    # itself is wrong. RCA has no category for it: it lands in `unknown`.
+    REQUEST_REJECTED = "poll_error"
+
+
+# Failures that say the host is down (they count for its circuit breaker);
+# the others prove the host answered.
+HOST_DOWN_KINDS = frozenset({ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.UPSTREAM_TIMEOUT})
+
+
+class UpstreamError(Exception):
+    """A failed upstream call, classified."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        *,
+        host: str,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(f"{kind.value}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.host = host
+        self.http_status = http_status
+        self.retry_after_s = retry_after_s
+        self.errors = errors or []  # per-item problems (index, message) of an invalid body
+
+    @property
+    def host_down(self) -> bool:
+        return self.kind in HOST_DOWN_KINDS
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One page of the change feed: raw event objects, seq ascending."""
+
+    events: list[Any]
+    has_more: bool
+    http_status: int
+
+
+class UpstreamRecord(msgspec.Struct, frozen=True):
+    """One record of an upstream snapshot (CONTRACT §6)."""
+
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    version: Annotated[int, msgspec.Meta(ge=0)]
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SnapshotPage:
+    records: list[UpstreamRecord]
+    next_page_token: str | None
+    http_status: int
+
+
+class _FeedBody(msgspec.Struct):
+    events: list[Any]
+    has_more: bool
+
+
+class _SnapshotBody(msgspec.Struct):
+    records: list[UpstreamRecord]
+    # Required, not defaulted: a missing token read as "last page" would make
+    # reconciliation see every later record as deleted upstream.
+    next_page_token: str | None
+
+
+class _DigestBody(msgspec.Struct):
+    buckets: dict[str, str]
+
+
+T = TypeVar("T")
+
+BUCKETS = tuple(f"{i:02x}" for i in range(256))
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def fetch_changes(config: HttpConnectorConfig, *, after: int, limit: int) -> FeedPage:
+    """`GET {poll_url}?after=<seq>&limit=<n>` -> the page. Raises UpstreamError."""
+    url = str(config.poll_url)
+    response = _get(config, url, {"after": str(after), "limit": str(limit)})
+    body = _decode(response, _FeedBody, url)
+    return FeedPage(events=body.events, has_more=body.has_more, http_status=response.status_code)
+
+
+def fetch_snapshot_page(
+    config: HttpConnectorConfig, *, page_token: str | None, limit: int, bucket: str | None = None
+) -> SnapshotPage:
+    """One snapshot page (of one bucket when `bucket` is given). Raises UpstreamError."""
+    url = _snapshot_url(config)
+    params = {"limit": str(limit)}
+    if page_token:
+        params["page_token"] = page_token
+    if bucket is not None:
+        params["bucket"] = bucket
+    response = _get(config, url, params)
+    body = _decode(response, _SnapshotBody, url)
+    return SnapshotPage(records=body.records, next_page_token=body.next_page_token, http_status=response.status_code)
+
+
+def fetch_digests(config: HttpConnectorConfig) -> dict[str, str]:
+    """`GET {snapshot_url}?digest=1` -> {"00": hex, ..., "ff": hex}. Raises UpstreamError.
+
+    An upstream without digests answers with an error status (typically
+    400 or 404: kind `poll_error`); the caller falls back to a full snapshot.
+    """
+    url = _snapshot_url(config)
+    response = _get(config, url, {"digest": "1"})
+    buckets = _decode(response, _DigestBody, url).buckets
+    if sorted(buckets) != list(BUCKETS) or not all(_HEX64.fullmatch(digest) for digest in buckets.values()):
+        raise UpstreamError(
+            ErrorKind.SCHEMA_INVALID,
+            f"GET {url}: digests must be 256 buckets 00..ff of sha256 hex",
+            host=upstream_host(url),
+            http_status=response.status_code,
+        )
+    return buckets
+
+
+def upstream_host(url: str) -> str:
+    """`scheme://host:port` of a URL, the port always spelled out (the breaker's key)."""
+    parsed = httpx.URL(url)
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{parsed.scheme}://{host}:{port}"
+
+
+# -- HTTP ------------------------------------------------------------------------
+
+
+@dataclass
+class _Client:
+    """One httpx.Client per process: polls reuse its kept-alive connections.
+
+    Created on first use rather than at import, and again after a fork:
+    Celery's prefork children must not share the parent's sockets.
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pid: int = 0
+    client: httpx.Client | None = None
+
+    def get(self) -> httpx.Client:
+        if self.client is not None and self.pid == os.getpid():
+            return self.client
+        with self.lock:
+            if self.client is None or self.pid != os.getpid():
+                self.client = httpx.Client(
+                    headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                    follow_redirects=False,  # a redirect is a misconfigured URL: reported, not followed
+                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                )
+                self.pid = os.getpid()
+            return self.client
+
+
+_client = _Client()
+
+
+def _get(config: HttpConnectorConfig, url: str, params: Mapping[str, str]) -> httpx.Response:
+    host = upstream_host(url)
+    try:
+        response = _client.get().get(url, params=params, headers=config.headers, timeout=config.timeout_s)
+    except httpx.TimeoutException as exc:
+        raise UpstreamError(
+            ErrorKind.UPSTREAM_TIMEOUT, f"GET {url}: no answer within {config.timeout_s:g}s", host=host
+        ) from exc
+    except httpx.TransportError as exc:  # refused, reset, DNS, a connection closed mid-response
+        raise UpstreamError(
+            ErrorKind.UPSTREAM_UNAVAILABLE, f"GET {url}: {type(exc).__name__}: {exc}", host=host
+        ) from exc
+    if not response.is_success:
+        raise _status_error(response, url, host)
+    return response
+
+
+def _status_error(response: httpx.Response, url: str, host: str) -> UpstreamError:
+    status = response.status_code
+    if status == 429:
+        kind = ErrorKind.RATE_LIMITED
+    elif status in (401, 403):
+        kind = ErrorKind.AUTH_FAILED
+    elif status in (408, 504):  # the upstream (or its gateway) gave up waiting
+        kind = ErrorKind.UPSTREAM_TIMEOUT
+    elif status >= 500:
+        kind = ErrorKind.UPSTREAM_UNAVAILABLE
+    else:
+        kind = ErrorKind.REQUEST_REJECTED
+    excerpt = response.text[:ERROR_BODY_EXCERPT].strip()
+    return UpstreamError(
+        kind,
+        f"GET {url}: HTTP {status} {response.reason_phrase}" + (f": {excerpt}" if excerpt else ""),
+        host=host,
+        http_status=status,
+        # 429 and 503 carry it by RFC 9110; honoured whatever the status.
+        retry_after_s=parse_retry_after(response.headers.get("retry-after"), now=time.time()),
+    )
+
+
+def _decode(response: httpx.Response, shape: type[T], url: str) -> T:
+    try:
+        return msgspec.json.decode(response.content, type=shape)
+    except msgspec.ValidationError as exc:
+        problem = f"wrong shape: {exc}"
+    except msgspec.DecodeError as exc:
+        problem = f"not JSON: {exc}"
+    raise UpstreamError(
+        ErrorKind.SCHEMA_INVALID, f"GET {url}: {problem}", host=upstream_host(url), http_status=response.status_code
+    )
+
+
+def _snapshot_url(config: HttpConnectorConfig) -> str:
+    if config.snapshot_url is None:
+        raise ValueError("the source's connector config has no snapshot_url")
+    return str(config.snapshot_url)

@@ -1,0 +1,69 @@
+"""Celery tasks of the engines: thin wrappers, IDs in, the work in services.
+
+Each task runs in the tenant schema it was sent from (tenant-schemas-celery)
+and is safe to run twice: a poll takes the source's lease, a dispatch
+claims the due sources with a row lock.
+"""
+
+from __future__ import annotations
+
+from beastflow.celery import app
+from beastflow.tasks import fan_out_to_tenants
+from engines.models import PollTrigger
+from engines.monitor import monitor_tenant, prune_samples
+from engines.polling import DISPATCH_CLAIM_S, polls_claim_due, source_poll
+
+# Polls of one tenant tick are spread over up to a second, so a thousand
+# sources due together do not hit their upstreams in the same instant.
+DISPATCH_STAGGER_S = 0.01
+DISPATCH_STAGGER_MAX_S = 1.0
+
+
+@app.task(acks_late=True, ignore_result=True)
+def source_poll_task(source_id: int, trigger: str = PollTrigger.SCHEDULE.value) -> None:
+    # A deleted source, a live lease (a duplicate delivery) or a paused
+    # source make this a no-op inside source_poll.
+    source_poll(source_id=source_id, trigger=trigger)
+
+
+@app.task(ignore_result=True)
+def polls_dispatch_task() -> int:
+    """Send a poll for every due source of the current tenant; returns how many."""
+    source_ids = polls_claim_due()
+    for position, source_id in enumerate(source_ids):
+        source_poll_task.apply_async(
+            args=(source_id,),
+            countdown=min(position * DISPATCH_STAGGER_S, DISPATCH_STAGGER_MAX_S),
+            # Past its claim the source is due again and will be sent anew:
+            # a poll stuck that long in a backlogged queue is dropped, not run twice.
+            expires=DISPATCH_CLAIM_S,
+        )
+    return len(source_ids)
+
+
+@app.task(ignore_result=True)
+def polls_dispatch_all_task() -> int:
+    """Beat's entry point: one polls_dispatch_task per ready tenant."""
+    return fan_out_to_tenants(polls_dispatch_task)
+
+
+@app.task(ignore_result=True, expires=5.0)
+def monitor_tick_task() -> int:
+    """Judge every unpaused source of the current tenant (one monitor tick)."""
+    return monitor_tenant()
+
+
+@app.task(ignore_result=True)
+def monitor_tick_all_task() -> int:
+    """Beat's entry point: one monitor tick per ready tenant."""
+    return fan_out_to_tenants(monitor_tick_task)
+
+
+@app.task(ignore_result=True)
+def health_samples_prune_task() -> int:
+    return prune_samples()
+
+
+@app.task(ignore_result=True)
+def health_samples_prune_all_task() -> int:
+    return fan_out_to_tenants(health_samples_prune_task)
