@@ -23,6 +23,7 @@ class Source(models.Model):
     hysteresis = models.JSONField(default=dict)
     poll = models.JSONField(default=dict)
     reconcile = models.JSONField(default=dict)
+    health = models.JSONField(default=dict)
     data_schema = models.JSONField(null=True, blank=True)
     mode = models.CharField(max_length=16, choices=ModeChoices.choices, default=ModeChoices.EVENT)
     mode_since = models.DateTimeField(auto_now_add=True)

@@ -100,6 +100,16 @@ def expected_interval(source: Source, stream: StreamState) -> float:
     return min(max(learned, configured / 4), configured * 4)
 
 
+def health_policy(source: Source) -> HealthPolicy:
+    config = source.health or {}
+    defaults = HealthPolicy()
+    return HealthPolicy(
+        silence_tolerance=float(config.get("silence_tolerance", defaults.silence_tolerance)),
+        min_silence_s=float(config.get("min_silence_s", defaults.min_silence_s)),
+        bad_below=int(config.get("bad_below", defaults.bad_below)),
+    )
+
+
 def signals_for(source: Source, stream: StreamState, window: Window, now: float) -> StreamSignals:
     # Push silence is judged on pushes only: in polling mode the polls keep
     # events arriving, which must not hide a stream that is still dead.
@@ -165,7 +175,7 @@ def monitor_source(source: Source, *, now: float | None = None) -> StreamHealth:
     stream = StreamState.objects.get(source=source)
     window = _window(source, stream, now)
     signals = signals_for(source, stream, window, now)
-    health = score_stream(signals, HealthPolicy())
+    health = score_stream(signals, health_policy(source))
     TICKS.labels(verdict=health.verdict.value).inc()
     policy = HysteresisPolicy.from_config(source.hysteresis or {})
     state = hysteresis_state(source, now)

@@ -66,6 +66,16 @@ class HysteresisConfig(_Strict):
         return self
 
 
+class HealthConfig(_Strict):
+    """How the StreamMonitor judges the push stream (engines/health.HealthPolicy)."""
+
+    silence_tolerance: float = Field(
+        default=3.0, gt=0, le=100, description="Silence allowed, in multiples of the stream's rhythm."
+    )
+    min_silence_s: float = Field(default=5.0, ge=0, le=86_400, description="Silence never judged before this.")
+    bad_below: int = Field(default=50, ge=1, le=100, description="Scores below this are a bad verdict.")
+
+
 class PollConfig(_Strict):
     min_interval_s: float = Field(default=1.0, gt=0, le=86_400)
     max_interval_s: float = Field(default=60.0, gt=0, le=86_400)
@@ -98,6 +108,7 @@ class DataSourceConfig(_Strict):
     hysteresis: HysteresisConfig = Field(default_factory=HysteresisConfig)
     poll: PollConfig = Field(default_factory=PollConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     data_schema: dict[str, Any] | None = Field(
         default=None, description="Optional JSON Schema that every upsert's `data` must match."
     )

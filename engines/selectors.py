@@ -34,6 +34,7 @@ def source_render(source: Source, *, request: HttpRequest | None = None) -> dict
         "hysteresis": source.hysteresis,
         "poll": source.poll,
         "reconcile": source.reconcile,
+        "health": source.health,
         "data_schema": source.data_schema,
         "mode": source.mode,
         "mode_since": source.mode_since.isoformat(),

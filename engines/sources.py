@@ -18,7 +18,7 @@ from tenants.models import SourceRoute
 log = structlog.get_logger(__name__)
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (a label, not a secret)
-EDITABLE = ("name", "connector", "config", "hysteresis", "poll", "reconcile", "data_schema")
+EDITABLE = ("name", "connector", "config", "hysteresis", "poll", "reconcile", "health", "data_schema")
 
 
 class SourceError(Exception):

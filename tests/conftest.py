@@ -70,6 +70,17 @@ def in_acme(alice: Persona) -> Iterator[Tenant]:
         yield alice.tenant
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_namespace_removed_at_the_end() -> Iterator[None]:
+    """Every Redis key of this run (cache, broker, quotas, monitor memory) goes with it."""
+    yield
+    from beastflow.redis_client import get_redis, key
+
+    client = get_redis()
+    for name in client.scan_iter(match=key("*"), count=1000):
+        client.delete(name)
+
+
 @pytest.fixture(autouse=True)
 def _public_after_each_test() -> Iterator[None]:
     yield
@@ -108,12 +119,27 @@ def celery_worker(personas: dict[str, Persona]) -> Iterator[None]:
     import time
     from pathlib import Path
 
-    from beastflow.redis_client import get_redis
+    from django.conf import settings
+
+    from beastflow.redis_client import get_redis, key
 
     root = Path(__file__).resolve().parents[1]
-    get_redis().delete(*get_redis().keys("bftest:celery:*") or ["-"])
+    get_redis().delete(*get_redis().keys(key("celery", "*")) or ["-"])
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "beastflow", "worker", "--concurrency", "2", "-l", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "beastflow",
+            "worker",
+            "--concurrency",
+            "2",
+            "-l",
+            "WARNING",
+            "-n",
+            f"{settings.REDIS_PREFIX}@%h",
+        ],
         cwd=root,
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,
@@ -195,6 +221,32 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[str]:
                 raise RuntimeError("the web server did not come up")
             time.sleep(0.1)
         yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def celery_beat(celery_worker: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Celery beat with a fast monitor tick, so end-to-end tests see switches in seconds."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    schedule = tmp_path_factory.mktemp("beat") / "schedule"
+    env = subprocess_env() | {"BEASTFLOW_MONITOR_TICK_S": "0.5"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "beastflow", "beat", "-l", "WARNING", "--schedule", str(schedule)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield
     finally:
         process.terminate()
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 # Before the import: the prefix shapes the cache, channel layer and broker keys.
-os.environ.setdefault("BEASTFLOW_REDIS_PREFIX", "bftest")
+# A namespace per test run (children inherit it through the environment), so
+# two runs on one machine never consume each other's Celery tasks.
+os.environ.setdefault("BEASTFLOW_REDIS_PREFIX", f"bftest{os.getpid()}")
 os.environ.setdefault("BEASTFLOW_LOG_LEVEL", "WARNING")
 
 from beastflow.settings import *  # noqa: F403

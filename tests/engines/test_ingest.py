@@ -260,9 +260,9 @@ def test_over_the_quota_is_429_with_retry_after(alice: Persona) -> None:
     from engines.ingest.service import _bucket
 
     _bucket.cache_clear()
-    from beastflow.redis_client import get_redis
+    from beastflow.redis_client import get_redis, key
 
-    get_redis().delete("bftest:quota:acme")
+    get_redis().delete(key("quota", "acme"))
     try:
         # when
         first = post(alice, created.pk, {"events": [upsert(f"e{i}", f"k{i}", 1) for i in range(8)]})
@@ -274,7 +274,7 @@ def test_over_the_quota_is_429_with_retry_after(alice: Persona) -> None:
         with tenant_context(alice.tenant):
             assert Event.objects.filter(source_id=created.pk).count() == 8
     finally:
-        get_redis().delete("bftest:quota:acme")
+        get_redis().delete(key("quota", "acme"))
         forget_cached_keys()
 
 

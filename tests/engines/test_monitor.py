@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from beastflow.redis_client import get_redis
+from beastflow.redis_client import get_redis, key
 from engines.models import HealthSample, ModeSwitch, PollRun, Source, StreamState
 from engines.monitor import monitor_source
 from tests.conftest import Persona
@@ -28,7 +28,7 @@ def source(in_acme: object) -> Source:
         hysteresis={"fail_threshold": 2, "recover_threshold": 2, "min_dwell_s": 5, "validation_window_s": 3},
     )
     Source.objects.filter(pk=created.pk).update(created_at=at(-100))
-    for name in get_redis().keys("bftest:monitor:*") + get_redis().keys("bftest:gapfill:*"):
+    for name in get_redis().keys(key("monitor", "*")) + get_redis().keys(key("gapfill", "*")):
         get_redis().delete(name)
     return Source.objects.get(pk=created.pk)
 
