@@ -4,7 +4,9 @@ Every verb first resolves PostgreSQL and Redis (beastflow.devservices:
 environment, else the local default ports, else embedded servers under
 .beastflow/) and exports DATABASE_URL and REDIS_URL to what it runs.
 
-  up        bootstrap, then web + worker + beat in the foreground until Ctrl-C
+  up        bootstrap, then web + worker + beat in the foreground until Ctrl-C,
+            and the demo's simulated upstreams once the web answers
+            (`manage.py simulate --demo`; BEASTFLOW_DEMO=0 leaves them out)
   test      pytest ARGS
   bench     every bench/*.py in name order
   services  print `export ...` lines for a shell
@@ -73,6 +75,18 @@ def process_commands() -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+def demo_enabled() -> bool:
+    return os.environ.get("BEASTFLOW_DEMO", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+# Started by `up` once the web answers: they push to it. Optional: `up`
+# keeps serving when one of them exits (the demo is a showcase, not the service).
+def after_web_commands() -> dict[str, list[str]]:
+    if not demo_enabled():
+        return {}
+    return {"demo": manage("simulate", "--demo", "--web-url", f"http://127.0.0.1:{port()}")}
+
+
 def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
@@ -134,10 +148,11 @@ def cmd_up(_: list[str]) -> int:
         return 1
     # bootstrap migrates, ensures the demo tenant and the admin login, and
     # prints them; nothing starts serving on a half-migrated database.
-    if subprocess.run(manage("bootstrap"), cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603 (fixed argv)
+    bootstrap = manage("bootstrap") if demo_enabled() else manage("bootstrap", "--no-demo-sources")
+    if subprocess.run(bootstrap, cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603 (fixed argv)
         log("bootstrap failed, not starting")
         return 1
-    return Supervisor(process_commands(), env).run()
+    return Supervisor(process_commands(), env, after_web=after_web_commands()).run()
 
 
 def _single(name: str) -> Callable[[list[str]], int]:
@@ -168,6 +183,7 @@ VERBS: dict[str, Callable[[list[str]], int]] = {
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
+    optional: bool = False  # its exit is reported, and the others keep running
     reader: threading.Thread = field(init=False)
 
 
@@ -178,18 +194,28 @@ class Supervisor:
     1. start every child in its own process group, so the terminal's Ctrl-C
        reaches only us and each child is stopped once, in order;
     2. copy each child's output to ours, every line prefixed with its name;
-    3. poll /healthz until the web process answers, then print the URLs;
-    4. on SIGINT/SIGTERM stop all children and exit 0; when a child exits on
-       its own, stop the others and exit non-zero.
+    3. poll /healthz until the web process answers, then start the
+       `after_web` children (optional ones) and print the URLs;
+    4. on SIGINT/SIGTERM stop all children (the optional ones first, then
+       the others, the last started first) and exit 0; when a child exits on
+       its own, stop the others and exit non-zero (an optional child's exit
+       is only reported).
     """
 
-    def __init__(self, commands: dict[str, list[str]], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        commands: dict[str, list[str]],
+        env: dict[str, str],
+        *,
+        after_web: dict[str, list[str]] | None = None,
+    ) -> None:
         self.commands = commands
+        self.after_web = after_web or {}
         self.env = env
         self.children: list[Child] = []
         self.signalled = threading.Event()
         self.out_lock = threading.Lock()
-        self.width = max(len(name) for name in commands)
+        self.width = max(len(name) for name in [*commands, *self.after_web])
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -209,7 +235,7 @@ class Supervisor:
             self._kill_all()
         self.signalled.set()
 
-    def _start(self, name: str, argv: list[str]) -> None:
+    def _start(self, name: str, argv: list[str], *, optional: bool = False) -> None:
         proc = subprocess.Popen(  # noqa: S603 (fixed argv)
             argv,
             cwd=ROOT,
@@ -219,7 +245,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             process_group=0,
         )
-        child = Child(name, proc)
+        child = Child(name, proc, optional=optional)
         child.reader = threading.Thread(target=self._copy_output, args=(child,), daemon=True)
         child.reader.start()
         self.children.append(child)
@@ -238,10 +264,15 @@ class Supervisor:
         """Wait for a signal (None) or for a child to exit (that child)."""
         started = time.monotonic()
         announced = False
+        reported: set[str] = set()
         while not self.signalled.is_set():
             for child in self.children:
-                if child.proc.poll() is not None:
+                if child.proc.poll() is None or child.name in reported:
+                    continue
+                if not child.optional:
                     return child
+                reported.add(child.name)
+                self._say(f"{child.name} exited with code {child.proc.returncode}; the others keep running")
             if not announced:
                 announced = self._announce_when_healthy(started)
             self.signalled.wait(0.25)
@@ -250,6 +281,8 @@ class Supervisor:
     def _announce_when_healthy(self, started: float) -> bool:
         """True once the URLs are printed (or the wait has been given up)."""
         if _healthy(port()):
+            for name, argv in self.after_web.items():
+                self._start(name, argv, optional=True)
             base = os.environ.get("BEASTFLOW_BASE_DOMAIN", "localhost")
             self._say(
                 f"BeastFlow is up: console http://demo.{base}:{port()}/  api http://127.0.0.1:{port()}/  (Ctrl-C stops)"
@@ -265,20 +298,27 @@ class Supervisor:
             log(message)
 
     def _stop_all(self) -> None:
-        # Beat first, so nothing new is enqueued while the worker drains.
-        for child in reversed(self.children):
-            if child.proc.poll() is None:
-                _signal_child(child, signal.SIGTERM, group=False)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for child in self.children:
-            try:
-                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log(f"{child.name} still running after {STOP_TIMEOUT_S:.0f} s; killing it")
+        # The optional children (the demo's simulators) first and to the end,
+        # so that nothing pushes to a web that is shutting down; then beat
+        # first, so nothing new is enqueued while the worker drains.
+        self._terminate([c for c in self.children if c.optional], deadline)
+        self._terminate([c for c in reversed(self.children) if not c.optional], deadline)
         self._kill_all()
         for child in self.children:
             child.proc.wait()
             child.reader.join(timeout=2)
+
+    def _terminate(self, children: list[Child], deadline: float) -> None:
+        """SIGTERM each (in order), then wait for all until `deadline`."""
+        for child in children:
+            if child.proc.poll() is None:
+                _signal_child(child, signal.SIGTERM, group=False)
+        for child in children:
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{child.name} still running after {STOP_TIMEOUT_S:.0f} s; killing it")
 
     def _kill_all(self) -> None:
         # The whole group: a Celery pool process or uvicorn worker outliving

@@ -1,7 +1,9 @@
 """`manage.py bootstrap`: everything `make up` needs before the processes start.
 
 Idempotent: migrate the public schema and every tenant, make sure the
-`demo` tenant and an admin login exist, and print how to reach them.
+`demo` tenant with its three simulated sources (engines.demo) and an admin
+login exist, and print how to reach them. The sources' simulators run in
+`manage.py simulate --demo`, which `make up` starts once the web answers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+from django_tenants.utils import tenant_context
 
+from engines import demo
 from tenants import services
 from tenants.models import Tenant
 
-DEMO_SLUG = "demo"
+DEMO_SLUG = demo.DEMO_SLUG
 ADMIN_USERNAME = "admin"
 
 
@@ -27,6 +31,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--no-demo", action="store_true", help="Skip the demo tenant.")
+        parser.add_argument(
+            "--no-demo-sources", action="store_true", help="Do not create the demo tenant's simulated sources."
+        )
         parser.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -35,7 +42,7 @@ class Command(BaseCommand):
         Tenant.objects.filter(ready=False).exclude(schema_name="public").update(ready=True)
         result: dict[str, Any] = {"admin_user": ADMIN_USERNAME, "admin_password": self._admin_password()}
         if not options["no_demo"]:
-            result.update(self._demo())
+            result.update(self._demo(sources=not options["no_demo_sources"]))
         port = settings.BEASTFLOW_PORT
         result["console_url"] = f"http://{DEMO_SLUG}.{settings.BEASTFLOW_BASE_DOMAIN}:{port}/"
         result["admin_url"] = f"http://localhost:{port}/admin/"
@@ -43,7 +50,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result))
             return
         for name, value in result.items():
-            self.stdout.write(f"  {name:<16} {value}")
+            lines = value if isinstance(value, list) else [value]
+            for index, line in enumerate(lines):
+                self.stdout.write(f"  {name if index == 0 else '':<16} {_text(line)}")
 
     def _admin_password(self) -> str:
         """Create the admin once; its password lives under .beastflow/ for the next `make up`."""
@@ -63,7 +72,7 @@ class Command(BaseCommand):
         path.chmod(0o600)
         return password
 
-    def _demo(self) -> dict[str, Any]:
+    def _demo(self, *, sources: bool) -> dict[str, Any]:
         path = settings.STATE_DIR / "demo_api_key"
         tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
         if tenant is None:
@@ -74,4 +83,19 @@ class Command(BaseCommand):
             issued = services.apikey_create(tenant=tenant, label="make up")
             path.write_text(issued.raw)
             path.chmod(0o600)
-        return {"demo_api_key": path.read_text().strip()}
+        result: dict[str, Any] = {"demo_api_key": path.read_text().strip()}
+        if sources:
+            with tenant_context(tenant):
+                upstreams = demo.ensure_demo_sources()
+            result["demo_sources"] = [
+                {"id": u.source_id, "name": u.name, "upstream": f"http://127.0.0.1:{u.port}", "story": u.story}
+                for u in upstreams
+            ]
+        return result
+
+
+def _text(value: Any) -> str:
+    """One line of the human output; a demo source reads `#12 demo-outage (http://127.0.0.1:9102): story`."""
+    if isinstance(value, dict) and "id" in value:
+        return f"#{value['id']} {value['name']} ({value['upstream']}): {value['story']}"
+    return str(value)

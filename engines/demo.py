@@ -1,0 +1,281 @@
+"""The `demo` tenant's simulated sources: their definitions, setup and simulators.
+
+`make up` runs `manage.py simulate --demo` once the web answers; it calls,
+in this order:
+
+1. `ensure_demo_sources`: three `simulator` sources exist in the current
+   tenant with the definitions below (created, or brought back to them);
+2. `reset_demo_streams`: BeastFlow forgets what the previous simulator run
+   delivered (see there why);
+3. `start_simulator` for each: a simulated upstream on 127.0.0.1 that serves
+   the change feed and snapshot (CONTRACT §6, behind the source's bearer
+   token) and pushes signed events and a heartbeat a second to the source's
+   ingest URL, playing its repeating scenario from engines/simulator/scenarios/.
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from django.db import connection, transaction
+
+from beastflow.env import env_int
+from engines import sources
+from engines.models import Source, StreamState
+from engines.schemas import DataSourceConfig
+from engines.simulator.faults import Faults
+from engines.simulator.runner import HOST, SimulatorHandle, start_in_thread
+from engines.simulator.scenario import PhaseAt
+
+log = structlog.get_logger(__name__)
+
+DEMO_SLUG = "demo"
+SCENARIOS_DIR = Path(__file__).resolve().parent / "simulator" / "scenarios"
+HEARTBEAT_S = 1.0  # the simulators' rhythm; the sources' expected_interval_s says the same
+BASE_RATE = 2.0  # mutations/s between scenario phases that set none
+INITIAL_RECORDS = 50  # so the records endpoint has content within a second of the start
+
+
+@dataclass(frozen=True)
+class DemoSource:
+    name: str
+    scenario: str  # engines/simulator/scenarios/<scenario>.yaml
+    seed: int  # distinct data and fault draws per source
+    port_offset: int  # its simulator listens on base port + offset
+    story: str
+
+
+DEMO_SOURCES: tuple[DemoSource, ...] = (
+    DemoSource("demo-steady", "demo-steady", 1, 0, "healthy, with drops and a blip that do not switch it"),
+    DemoSource("demo-outage", "demo-outage", 2, 1, "push outage turning total, then recovery (3 min loop)"),
+    DemoSource("demo-flaky", "demo-flaky", 3, 2, "flapping push with duplicates and reordering (4 min loop)"),
+)
+
+# Tuned so that switches show within a couple of minutes (the defaults are
+# for production): a short dwell and validation, a flap window that one
+# scenario loop fills, and a dwell cap that keeps a flap hold under a minute.
+DEMO_HYSTERESIS: dict[str, float] = {
+    "fail_threshold": 3,
+    "recover_threshold": 5,
+    "min_dwell_s": 15,
+    "max_dwell_s": 60,
+    "flap_switches": 4,
+    "flap_window_s": 120,
+    "validation_window_s": 10,
+}
+DEMO_POLL: dict[str, float] = {"min_interval_s": 1, "max_interval_s": 10}
+DEMO_RECONCILE: dict[str, float] = {"interval_s": 120}
+
+
+def default_base_port() -> int:
+    """The first simulator port; BEASTFLOW_DEMO_BASE_PORT moves all three (two checkouts side by side)."""
+    return env_int("BEASTFLOW_DEMO_BASE_PORT", 9101)
+
+
+def demo_ports(base_port: int) -> list[int]:
+    return [base_port + spec.port_offset for spec in DEMO_SOURCES]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What one simulator needs to serve its source and push to it."""
+
+    source_id: int
+    name: str
+    port: int
+    token: str
+    scenario: Path
+    seed: int
+    webhook_secret: str
+    story: str  # what its scenario shows, for people
+
+    def ingest_url(self, web_url: str) -> str:
+        return f"{web_url.rstrip('/')}/api/v1/sources/{self.source_id}/events"
+
+
+def source_definition(spec: DemoSource, *, port: int, token: str) -> dict[str, Any]:
+    """The source as `POST /api/v1/sources` would take it (CONTRACT §3)."""
+    upstream = f"http://{HOST}:{port}"
+    return {
+        "name": spec.name,
+        "connector": "simulator",
+        "config": {
+            "poll_url": f"{upstream}/changes",
+            "snapshot_url": f"{upstream}/snapshot",
+            "headers": {"Authorization": f"Bearer {token}"},
+            "expected_interval_s": HEARTBEAT_S,
+            "scenario": spec.scenario,
+        },
+        "hysteresis": DEMO_HYSTERESIS,
+        "poll": DEMO_POLL,
+        "reconcile": DEMO_RECONCILE,
+    }
+
+
+def ensure_demo_sources(*, base_port: int | None = None) -> list[Upstream]:
+    """The three demo sources in the current tenant schema, created or updated to their definitions.
+
+    Idempotent: a second call changes nothing and keeps ids, upstream tokens
+    and webhook secrets. A source whose definition drifted (another base
+    port, retuned hysteresis) is updated in place, so its id stays valid.
+    """
+    port = default_base_port() if base_port is None else base_port
+    return [_upstream(spec, _ensure_one(spec, base_port=port)) for spec in DEMO_SOURCES]
+
+
+def _ensure_one(spec: DemoSource, *, base_port: int) -> Source:
+    existing = Source.objects.filter(name=spec.name).first()
+    token = _bearer_token(existing) or secrets.token_urlsafe(18)
+    definition = source_definition(spec, port=base_port + spec.port_offset, token=token)
+    parsed = sources.parse_spec(definition)
+    if existing is None:
+        created, _ = sources.source_create(spec=parsed)
+        return created
+    if sources.source_spec(existing) != _stored_form(parsed):
+        return sources.source_update(source=existing, changes=definition)
+    return existing
+
+
+def _stored_form(spec: DataSourceConfig) -> dict[str, Any]:
+    # What source_create stores: the connector config with its defaults filled
+    # in. Comparing in this form is what makes a repeated call write nothing.
+    data = spec.model_dump(mode="json")
+    data["config"] = spec.connector_config().model_dump(mode="json")
+    return {name: data[name] for name in sources.EDITABLE}
+
+
+def _bearer_token(source: Source | None) -> str:
+    if source is None:
+        return ""
+    headers = source.config.get("headers") or {}
+    value = str(headers.get("Authorization", ""))
+    return value.removeprefix("Bearer ") if value.startswith("Bearer ") else ""
+
+
+def _upstream(spec: DemoSource, source: Source) -> Upstream:
+    port = urlsplit(source.config["poll_url"]).port
+    if port is None:  # source_definition always writes one
+        raise ValueError(f"{source.name}: poll_url has no port")
+    return Upstream(
+        source_id=source.pk,
+        name=source.name,
+        port=port,
+        token=_bearer_token(source),
+        scenario=SCENARIOS_DIR / f"{source.config.get('scenario') or spec.scenario}.yaml",
+        seed=spec.seed,
+        webhook_secret=sources.webhook_secret(source),
+        story=spec.story,
+    )
+
+
+@transaction.atomic
+def reset_demo_streams(*, source_ids: Sequence[int]) -> None:
+    """Forget what earlier simulator runs delivered to these sources.
+
+    A simulator keeps its truth in memory: a restarted one is a new upstream
+    whose seqs and record versions start again at 1 (the simulator has no
+    way to start from a given seq or version). Kept, the old run's state
+    would hide the new one: `contiguous_seq` far above the new seqs (no gap
+    ever seen, polls asking for seqs after it) and records whose versions
+    outrank every new event (stale forever, drift reconciliation cannot
+    correct). So the seq tracking restarts and the sources' events, records
+    and changes go; mode, hysteresis, push times and totals stay, as they
+    describe BeastFlow, not the upstream.
+    """
+    ids = list(source_ids)
+    # One statement per table, like source_delete: these tables are large
+    # and are not loaded into Python.
+    with connection.cursor() as cursor:
+        for table in ("engines_change", "engines_record", "engines_event"):
+            cursor.execute(f"DELETE FROM {table} WHERE source_id = ANY(%s)", [ids])  # noqa: S608
+    StreamState.objects.filter(source_id__in=ids).update(
+        contiguous_seq=None, highest_seq=None, upstream_seq=None, pending_seqs=[]
+    )
+    log.info("demo_streams_reset", sources=ids)
+
+
+def ports_in_use(ports: Iterable[int]) -> list[int]:
+    """Those of `ports` that a simulator could not bind on 127.0.0.1 now."""
+    busy = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # Same option as the runner: a port in TIME_WAIT from our last run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((HOST, port))
+            except OSError as exc:
+                if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+                busy.append(port)
+    return busy
+
+
+def start_simulator(upstream: Upstream, *, web_url: str) -> SimulatorHandle:
+    """Run the upstream's simulator in a daemon thread, pushing to `web_url`.
+
+    Raises OSError when its port is taken.
+    """
+    handle = start_in_thread(
+        port=upstream.port,
+        ingest_url=upstream.ingest_url(web_url),
+        webhook_secret=upstream.webhook_secret,
+        token=upstream.token,
+        scenario=upstream.scenario,
+        seed=upstream.seed,
+        mutations_per_s=BASE_RATE,
+        heartbeat_s=HEARTBEAT_S,
+        initial_records=INITIAL_RECORDS,
+        # Unique per run: event ids embed it, and dedup by id must never
+        # swallow a new run's event as a repeat of an old one.
+        run_id=f"{upstream.name}-{secrets.token_hex(3)}",
+    )
+    player = handle.sim.player
+    log.info(
+        "simulator_started",
+        source=upstream.name,
+        source_id=upstream.source_id,
+        upstream=handle.base_url,
+        ingest_url=upstream.ingest_url(web_url),
+        scenario=upstream.scenario.stem,
+        cycle_s=None if player is None else player.scenario.cycle_s,
+    )
+    return handle
+
+
+class PhaseLog:
+    """Logs one line each time a simulator's scenario enters a phase."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def check(self, handles: Mapping[str, SimulatorHandle]) -> None:
+        for name, handle in handles.items():
+            phase: PhaseAt | None = handle.sim.phase  # one attribute read: safe across threads
+            if phase is None or self._seen.get(name) == (phase.index, phase.loop):
+                continue
+            self._seen[name] = (phase.index, phase.loop)
+            log.info(
+                "simulator_phase",
+                source=name,
+                phase=phase.phase.name,
+                index=phase.index,
+                loop=phase.loop,
+                duration_s=phase.phase.duration_s,
+                faults=_switched_on(phase.phase.faults),
+            )
+
+
+def _switched_on(faults: Faults) -> dict[str, Any]:
+    # Only the faults that differ from none: the full set is twenty fields of noise.
+    return {name: value for name, value in faults.as_dict().items() if value != _NO_FAULTS[name]}
+
+
+_NO_FAULTS = Faults().as_dict()

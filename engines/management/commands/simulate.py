@@ -1,0 +1,171 @@
+"""`manage.py simulate`: run simulated upstreams in the foreground until Ctrl-C or SIGTERM.
+
+- `simulate --port 9101 [--ingest-url URL --secret S --token T --scenario FILE|NAME --seed N --rate R]`:
+  one simulator (engines.simulator.runner.run), e.g. for a source you created yourself.
+- `simulate --demo [--base-port 9101] [--web-url http://127.0.0.1:8000]`: the `demo` tenant's
+  three sources and their simulators (engines.demo), as `make up` runs it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+from django_tenants.utils import tenant_context
+
+from engines import demo
+from engines.simulator import runner
+from engines.simulator.scenario import ScenarioError, load_scenario
+from tenants.models import Tenant
+
+log = structlog.get_logger(__name__)
+
+WATCH_S = 0.25  # how often the demo checks for phase changes and dead simulators
+
+
+class Command(BaseCommand):
+    help = "Run one simulated upstream (--port) or the demo tenant's three (--demo) until Ctrl-C."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--port", type=int, help="Serve one simulator on 127.0.0.1:PORT.")
+        which.add_argument("--demo", action="store_true", help="Run the demo tenant's sources and simulators.")
+        one = parser.add_argument_group("one simulator (--port)")
+        one.add_argument("--ingest-url", help="Push events and heartbeats here (none: serve the feed only).")
+        one.add_argument("--secret", help="Webhook secret that signs the pushes.")
+        one.add_argument("--token", help="Bearer token the feed and snapshot require.")
+        one.add_argument("--scenario", help="Scenario file, or the name of one in engines/simulator/scenarios/.")
+        one.add_argument("--seed", type=int, default=0)
+        one.add_argument("--rate", type=float, default=2.0, help="Mutations per second outside scenario phases.")
+        many = parser.add_argument_group("demo (--demo)")
+        many.add_argument("--base-port", type=int, default=None, help="First of three ports (default 9101).")
+        many.add_argument("--web-url", default=None, help="Where BeastFlow answers (default its BEASTFLOW_PORT).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # httpx logs every push at INFO (several lines a second); the pusher
+        # logs the first failure of a run of failures and the recovery itself.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        if options["demo"]:
+            self._demo(options)
+        else:
+            self._one(options)
+
+    # -- one simulator ---------------------------------------------------------
+
+    def _one(self, options: dict[str, Any]) -> None:
+        port: int = options["port"]
+        scenario = _scenario_path(options["scenario"]) if options["scenario"] else None
+        try:
+            runner.run(
+                port=port,
+                ingest_url=options["ingest_url"],
+                webhook_secret=options["secret"],
+                token=options["token"],
+                scenario=scenario,
+                seed=options["seed"],
+                mutations_per_s=options["rate"],
+            )
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise CommandError(f"port {port} is in use: stop what holds it or pick another --port")
+            raise
+
+    # -- the demo --------------------------------------------------------------
+
+    def _demo(self, options: dict[str, Any]) -> None:
+        base_port: int = options["base_port"] or demo.default_base_port()
+        web_url: str = options["web_url"] or f"http://127.0.0.1:{settings.BEASTFLOW_PORT}"
+        upstreams = _prepare_demo(base_port)
+        # The simulators read nothing more from the database: do not hold an
+        # idle connection for as long as the demo runs.
+        connections.close_all()
+        # The simulator's own phase lines would repeat ours (which name the source).
+        logging.getLogger("engines.simulator.state").setLevel(logging.WARNING)
+        stopping = threading.Event()
+        previous = _stop_on_signals(stopping)
+        handles: dict[str, runner.SimulatorHandle] = {}
+        try:
+            for upstream in upstreams:
+                handles[upstream.name] = _start(upstream, web_url)
+            _watch(handles, stopping)
+        finally:
+            for name, handle in handles.items():
+                handle.stop()
+                log.info(
+                    "simulator_stopped", source=name, pushes_ok=handle.sim.push.ok, pushes_failed=handle.sim.push.failed
+                )
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _prepare_demo(base_port: int) -> list[demo.Upstream]:
+    """Check the ports, then ensure the sources and reset their streams, in the demo tenant."""
+    tenant = Tenant.objects.filter(slug=demo.DEMO_SLUG).first()
+    if tenant is None:
+        raise CommandError(f"no {demo.DEMO_SLUG!r} tenant: run `manage.py bootstrap` first")
+    ports = demo.demo_ports(base_port)
+    busy = demo.ports_in_use(ports)
+    # Before anything is written: a second demo must not reset the streams
+    # of the one already running.
+    if busy:
+        raise CommandError(
+            f"port {busy[0]} is in use (the demo needs {ports[0]}-{ports[-1]}): "
+            "is another demo running? Stop it, or pass --base-port / set BEASTFLOW_DEMO_BASE_PORT"
+        )
+    with tenant_context(tenant):
+        upstreams = demo.ensure_demo_sources(base_port=base_port)
+        demo.reset_demo_streams(source_ids=[u.source_id for u in upstreams])
+    return upstreams
+
+
+def _start(upstream: demo.Upstream, web_url: str) -> runner.SimulatorHandle:
+    try:
+        return demo.start_simulator(upstream, web_url=web_url)
+    except OSError as exc:  # taken since the check above
+        raise CommandError(f"port {upstream.port} is in use: cannot start the simulator of {upstream.name}") from exc
+
+
+def _watch(handles: dict[str, runner.SimulatorHandle], stopping: threading.Event) -> None:
+    """Until a signal: log phase changes; a simulator that died ends the demo."""
+    phases = demo.PhaseLog()
+    while not stopping.is_set():
+        phases.check(handles)
+        dead = [name for name, handle in handles.items() if not handle.thread.is_alive()]
+        if dead:
+            raise CommandError(f"the simulator of {dead[0]} stopped unexpectedly; see the log above")
+        stopping.wait(WATCH_S)
+
+
+def _stop_on_signals(stopping: threading.Event) -> dict[signal.Signals, Any]:
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        stopping.set()
+
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _scenario_path(value: str) -> Path:
+    """A file path, or a bare name of a bundled scenario; validated now for a one-line error."""
+    path = Path(value)
+    if not path.exists() and path.suffix == "" and path.parent == Path():
+        path = demo.SCENARIOS_DIR / f"{value}.yaml"
+    if not path.exists():
+        raise CommandError(f"no scenario {value!r} (bundled: {', '.join(_bundled())})")
+    try:
+        load_scenario(path)
+    except ScenarioError as exc:
+        raise CommandError(f"scenario {path}: {exc}")
+    return path
+
+
+def _bundled() -> list[str]:
+    return sorted(p.stem for p in demo.SCENARIOS_DIR.glob("*.yaml"))
