@@ -212,8 +212,9 @@ def commit_batches(cursor: Cursor, batches: Sequence[PendingBatch], *, now: date
         last = cursor.fetchone()[0]
         seqs = list(range(last - len(pending_changes) + 1, last + 1))
         _insert_changes(cursor, batches, pending_changes, seqs, now)
+        committed_at = now.isoformat()
         for (position, source_id, event), seq in zip(pending_changes, seqs, strict=True):
-            results[position].changes.append(_render(seq, source_id, batches[position].origin, event, now))
+            results[position].changes.append(_render(seq, source_id, batches[position].origin, event, committed_at))
 
     for source_id, source in work.items():
         _write_records(cursor, source_id, source, seqs, now)
@@ -221,7 +222,7 @@ def commit_batches(cursor: Cursor, batches: Sequence[PendingBatch], *, now: date
     return results
 
 
-def _render(seq: int, source_id: int, origin: str, event: Event, now: datetime) -> dict[str, Any]:
+def _render(seq: int, source_id: int, origin: str, event: Event, committed_at: str) -> dict[str, Any]:
     return {
         "seq": seq,
         "source": source_id,
@@ -231,7 +232,7 @@ def _render(seq: int, source_id: int, origin: str, event: Event, now: datetime) 
         "version": event.version,
         "data": event.data,
         "origin": origin,
-        "committed_at": now.isoformat(),
+        "committed_at": committed_at,
     }
 
 
