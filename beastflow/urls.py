@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("engines.urls")),
     path("api/v1/", include("callbacks.urls")),
+    path("api/v1/", include("healing.urls")),
     path("admin/", admin.site.urls),
 ]
 

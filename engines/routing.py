@@ -6,4 +6,5 @@ from engines import consumers
 
 websocket_urlpatterns = [
     path("ws/v1/ping", consumers.PingConsumer.as_asgi()),
+    path("ws/v1/changes", consumers.ChangesConsumer.as_asgi()),
 ]

@@ -1,0 +1,124 @@
+"""Waking a tenant's delivery task, debounced in Redis.
+
+Commits can come a thousand times a second; a tenant needs one delivery task
+queued at a time, not one per commit. A wake sets `cb:wake:<schema>` (NX) and
+only the caller that set it enqueues the task; the task deletes the key when
+it starts, so a commit during its run queues the next one and no wake is lost.
+Tenants without an active subscription are marked idle so that their commits
+cost no task at all; the mark is refused when a subscription was created
+since the task looked (a generation counter), and expires anyway.
+
+Redis holds only hints here: after a flush, wakes simply go through again
+and the periodic sweep delivers whatever a lost wake left behind.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django_tenants.utils import schema_context
+from redis.commands.core import Script
+
+from beastflow.redis_client import get_redis, key
+
+# A queued task that never started (lost with its broker message) stops
+# blocking wakes after this.
+WAKE_TTL_MS = 10_000
+# The idle mark is a cache of "no active subscription"; short-lived so a
+# stale one heals quickly even if the invalidation was lost.
+IDLE_TTL_S = 60
+
+_WAKE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
+
+
+def wake_key(schema: str) -> str:
+    return key("cb", "wake", schema)
+
+
+def idle_key(schema: str) -> str:
+    return key("cb", "idle", schema)
+
+
+def retry_key(schema: str) -> str:
+    return key("cb", "retry", schema)
+
+
+_IDLE_LUA = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1
+"""
+
+
+@functools.cache
+def _idle_script() -> Script:
+    return get_redis().register_script(_IDLE_LUA)
+
+
+@functools.cache
+def _wake_script() -> Script:
+    return get_redis().register_script(_WAKE_LUA)
+
+
+def wake_deliveries(schema: str) -> bool:
+    """Enqueue the tenant's delivery task unless one is queued or the tenant is idle."""
+    if not _wake_script()(keys=[idle_key(schema), wake_key(schema)], args=[WAKE_TTL_MS]):
+        return False
+    try:
+        _enqueue(schema)
+    except Exception:
+        get_redis().delete(wake_key(schema))  # let the next commit try again
+        raise
+    return True
+
+
+def wake_taken(schema: str) -> None:
+    """The delivery task started: commits from now on need a new wake."""
+    get_redis().delete(wake_key(schema))
+
+
+def generation_key(schema: str) -> str:
+    return key("cb", "gen", schema)
+
+
+def subscriptions_changed(schema: str) -> None:
+    """After a subscription became active (committed): wakes must go through again."""
+    client = get_redis()
+    client.incr(generation_key(schema))
+    client.delete(idle_key(schema))
+
+
+def idle_generation(schema: str) -> int:
+    """Read before looking for active subscriptions; hand to `mark_idle`."""
+    return int(get_redis().get(generation_key(schema)) or 0)
+
+
+def mark_idle(schema: str, *, generation: int) -> bool:
+    """Mark the tenant idle, unless a subscription changed since `generation` was read.
+
+    Without the check, a delivery task that found no active subscription
+    just before one was created would mark the tenant idle after it, and
+    the new subscription would get no wakes until the mark expired.
+    """
+    return bool(_idle_script()(keys=[generation_key(schema), idle_key(schema)], args=[generation, IDLE_TTL_S]))
+
+
+def schedule_retry(schema: str, delay_s: float) -> bool:
+    """Enqueue one delivery task in `delay_s`, unless one is already scheduled."""
+    if not get_redis().set(retry_key(schema), "1", nx=True, px=int(delay_s * 1000) + 1000):
+        return False
+    _enqueue(schema, countdown=delay_s)
+    return True
+
+
+def _enqueue(schema: str, **options: Any) -> None:
+    from callbacks.tasks import callbacks_deliver_task  # here: tasks import services, which import this
+
+    # tenant-schemas-celery sends the task to run in the sending connection's schema.
+    with schema_context(schema):
+        callbacks_deliver_task.apply_async(**options)

@@ -1,0 +1,51 @@
+"""Wakes of a tenant's delivery task: debounced, skipped for idle tenants, never lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from beastflow.redis_client import get_redis
+from callbacks import wake
+
+SCHEMA = "t_acme"
+
+
+@pytest.fixture(autouse=True)
+def _clean_keys() -> Iterator[None]:
+    keys = [wake.wake_key(SCHEMA), wake.idle_key(SCHEMA), wake.generation_key(SCHEMA)]
+    get_redis().delete(*keys)
+    yield
+    get_redis().delete(*keys)
+
+
+def test_one_task_is_queued_until_it_starts_then_the_next_wake_queues_another() -> None:
+    assert wake.wake_deliveries(SCHEMA)
+    assert not wake.wake_deliveries(SCHEMA)  # one is queued already
+    wake.wake_taken(SCHEMA)
+    assert wake.wake_deliveries(SCHEMA)
+
+
+def test_an_idle_tenant_is_not_woken_until_a_subscription_changes() -> None:
+    # given
+    generation = wake.idle_generation(SCHEMA)
+    assert wake.mark_idle(SCHEMA, generation=generation)
+    # then
+    assert not wake.wake_deliveries(SCHEMA)
+    # when
+    wake.subscriptions_changed(SCHEMA)
+    # then
+    assert wake.wake_deliveries(SCHEMA)
+
+
+def test_a_task_that_looked_before_a_subscription_was_created_cannot_mark_the_tenant_idle() -> None:
+    # given: a task read the generation, then found no active subscription...
+    generation = wake.idle_generation(SCHEMA)
+    # ...while one was created and committed
+    wake.subscriptions_changed(SCHEMA)
+    # when
+    marked = wake.mark_idle(SCHEMA, generation=generation)
+    # then
+    assert not marked
+    assert wake.wake_deliveries(SCHEMA)
