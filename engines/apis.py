@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 from beastflow.pagination import paginate_desc, parse_limit
 from beastflow.problems import ProblemError
 from engines import selectors, sources
-from engines.models import ModeSwitch, PollRun, Source
+from engines.models import ModeSwitch, PollRun, ReconcileTrigger, Source
+from engines.reconcile import runs as reconcile_runs
 from engines.schemas import DataSourceConfig
 
 LIST_PARAMS = [
@@ -164,3 +165,29 @@ class SourcePollApi(APIView):
         source = source_or_404(source_id)
         source_poll_task.delay(source.pk, "manual")
         return Response({"source": source.pk, "queued": True}, status=202)
+
+
+class SourceReconcileApi(APIView):
+    @extend_schema(
+        request=None,
+        summary="Reconcile the source now (202 with the run; the running one when a run is under way)",
+    )
+    def post(self, request: Request, source_id: str) -> Response:
+        source = source_or_404(source_id)
+        try:
+            run, created = reconcile_runs.reconcile_request(source=source, trigger=ReconcileTrigger.MANUAL)
+        except reconcile_runs.ReconcileError as exc:
+            raise ProblemError(exc.status, exc.detail) from exc
+        return Response({"run": run.pk, "status": run.status, "queued": created}, status=202)
+
+
+class ReconciliationListApi(APIView):
+    @extend_schema(parameters=LIST_PARAMS, summary="Reconciliation runs of the source, newest first")
+    def get(self, request: Request, source_id: str) -> Response:
+        source = source_or_404(source_id)
+        page = paginate_desc(
+            selectors.reconciliations_of(source.pk),
+            request.query_params,
+            lambda rows: [selectors.reconciliation_render(row) for row in rows],
+        )
+        return Response(page.as_dict())

@@ -150,19 +150,24 @@ def fetch_snapshot_page(
     return SnapshotPage(records=body.records, next_page_token=body.next_page_token, http_status=response.status_code)
 
 
-def fetch_digests(config: HttpConnectorConfig) -> dict[str, str]:
+def fetch_digests(config: HttpConnectorConfig, *, bucket: str | None = None) -> dict[str, str]:
     """`GET {snapshot_url}?digest=1` -> {"00": hex, ..., "ff": hex}. Raises UpstreamError.
 
     An upstream without digests answers with an error status (typically
     400 or 404: kind `poll_error`); the caller falls back to a full snapshot.
+    With `bucket` ("ab"), the digests of its 256 sub-buckets, {"ab00": hex,
+    ..., "abff": hex}: an optional extension of CONTRACT §6 that upstreams
+    may not offer (same error statuses, same fallback: fetch the bucket).
     """
     url = _snapshot_url(config)
-    response = _get(config, url, {"digest": "1"})
+    params = {"digest": "1"} if bucket is None else {"digest": "1", "bucket": bucket}
+    response = _get(config, url, params)
     buckets = _decode(response, _DigestBody, url).buckets
-    if sorted(buckets) != list(BUCKETS) or not all(_HEX64.fullmatch(digest) for digest in buckets.values()):
+    expected = [f"{bucket or ''}{child}" for child in BUCKETS]
+    if sorted(buckets) != expected or not all(_HEX64.fullmatch(digest) for digest in buckets.values()):
         raise UpstreamError(
             ErrorKind.SCHEMA_INVALID,
-            f"GET {url}: digests must be 256 buckets 00..ff of sha256 hex",
+            f"GET {url}: digests must be 256 buckets {expected[0]}..{expected[-1]} of sha256 hex",
             host=upstream_host(url),
             http_status=response.status_code,
         )

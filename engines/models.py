@@ -243,3 +243,89 @@ class PollRun(models.Model):
 
     def __str__(self) -> str:
         return f"poll {self.status} ({self.new_events} new)"
+
+
+class ReconcileTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Scheduled"
+    MANUAL = "manual", "Manual"
+
+
+class ReconcileStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    # Held by the safety cap: nothing applied until an operator approves.
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+
+
+class ReconcileMode(models.TextChoices):
+    DIGEST = "digest", "Bucket digests"
+    FULL = "full", "Full snapshot"
+
+
+class ReconciliationRun(models.Model):
+    """One reconciliation of a source against its upstream snapshot (engines/reconcile).
+
+    The row is the run's lease: at most one `running` row per source (a
+    partial unique index), created before the task is queued. A held run
+    (`awaiting_approval`) becomes `running` again when its healing action is
+    approved, and then makes a fresh diff.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="reconciliations")
+    trigger = models.CharField(max_length=16, choices=ReconcileTrigger.choices)
+    status = models.CharField(max_length=24, choices=ReconcileStatus.choices, default=ReconcileStatus.RUNNING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Set by the task that executes the run (compare-and-set: a redelivered
+    # task finds it taken); refreshed while it works, so a run whose worker
+    # died is recognised as abandoned and another can start.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField()
+    mode = models.CharField(max_length=16, choices=ReconcileMode.choices, blank=True, default="")
+    upstream_count = models.BigIntegerField(default=0)
+    local_count = models.BigIntegerField(default=0)
+    missing = models.BigIntegerField(default=0)
+    changed = models.BigIntegerField(default=0)
+    deleted = models.BigIntegerField(default=0)
+    # Changes the run committed (less than missing + changed + deleted when a
+    # push overtook a correction between the diff and the commit).
+    corrections = models.BigIntegerField(default=0)
+    # Local versions newer than the snapshot: changes on their way, left alone.
+    in_flight = models.BigIntegerField(default=0)
+    # Same version, different data: cannot be ordered, so reported, not corrected.
+    conflicts = models.BigIntegerField(default=0)
+    digest_root = models.CharField(max_length=64, blank=True, default="")
+    local_digest_root = models.CharField(max_length=64, blank=True, default="")
+    buckets_differing = models.IntegerField(null=True, blank=True)
+    pages_fetched = models.IntegerField(default=0)
+    records_fetched = models.BigIntegerField(default=0)
+    duration_ms = models.FloatField(null=True, blank=True)
+    # The cap this run was held to (None: no cap, e.g. nothing local to protect).
+    max_change_ratio = models.FloatField(null=True, blank=True)
+    # Set when an operator approved a held diff: the share approved, and
+    # whether what was approved was an empty snapshot.
+    approved_ratio = models.FloatField(null=True, blank=True)
+    approved_empty = models.BooleanField(default=False)
+    # The healing action whose approval re-ran this run. A plain column: a
+    # ForeignKey would make engines and healing migrations depend on each other.
+    healing_action_id = models.BigIntegerField(null=True, blank=True)
+    error_kind = models.CharField(max_length=32, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    # Bounded samples of the keys found per kind of drift.
+    samples = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source"],
+                condition=models.Q(status="running"),
+                name="one_running_reconciliation_per_source",
+            )
+        ]
+        indexes = [models.Index(fields=["source", "-id"], name="reconcile_source_id")]
+
+    def __str__(self) -> str:
+        return f"reconcile {self.status} ({self.corrections} corrections)"

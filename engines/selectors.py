@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from engines.models import Change, HealthSample, ModeSwitch, PollRun, Record, Source, StreamState
+from engines.models import Change, HealthSample, ModeSwitch, PollRun, ReconciliationRun, Record, Source, StreamState
 
 
 def source_get(source_id: Any) -> Source | None:
@@ -155,3 +155,37 @@ def poll_run_render(run: PollRun) -> dict[str, Any]:
         "error": run.error or None,
         "next_interval_s": run.next_interval_s,
     }
+
+
+def reconciliation_render(run: ReconciliationRun) -> dict[str, Any]:
+    """CONTRACT §3 reconciliation fields, then what the run measured."""
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": _iso(run.finished_at),
+        "upstream_count": run.upstream_count,
+        "local_count": run.local_count,
+        "missing": run.missing,
+        "changed": run.changed,
+        "deleted": run.deleted,
+        "corrections": run.corrections,
+        "trigger": run.trigger,
+        "mode": run.mode or None,
+        "in_flight": run.in_flight,
+        "conflicts": run.conflicts,
+        "digest_root": run.digest_root or None,
+        "local_digest_root": run.local_digest_root or None,
+        "buckets_differing": run.buckets_differing,
+        "pages_fetched": run.pages_fetched,
+        "records_fetched": run.records_fetched,
+        "duration_ms": run.duration_ms,
+        "max_change_ratio": run.max_change_ratio,
+        "error_kind": run.error_kind or None,
+        "error": run.error or None,
+        "samples": run.samples,
+    }
+
+
+def reconciliations_of(source_id: int) -> QuerySet[ReconciliationRun]:
+    return ReconciliationRun.objects.filter(source_id=source_id)

@@ -2,7 +2,7 @@
 
 Each task runs in the tenant schema it was sent from (tenant-schemas-celery)
 and is safe to run twice: a poll takes the source's lease, a dispatch
-claims the due sources with a row lock.
+claims the due sources with a row lock, a reconciliation claims its run.
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ from beastflow.tasks import fan_out_to_tenants
 from engines.models import PollTrigger
 from engines.monitor import monitor_tenant, prune_samples
 from engines.polling import DISPATCH_CLAIM_S, polls_claim_due, source_poll
+from engines.reconcile.engine import reconcile_execute
+from engines.reconcile.runs import reconciles_claim_due
+
+# A reconciliation pages through a whole snapshot when the upstream has no
+# digests: minutes for millions of records, far past the default limits.
+RECONCILE_SOFT_TIME_LIMIT_S = 1_800
 
 # Polls of one tenant tick are spread over up to a second, so a thousand
 # sources due together do not hit their upstreams in the same instant.
@@ -67,3 +73,27 @@ def health_samples_prune_task() -> int:
 @app.task(ignore_result=True)
 def health_samples_prune_all_task() -> int:
     return fan_out_to_tenants(health_samples_prune_task)
+
+
+@app.task(
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=RECONCILE_SOFT_TIME_LIMIT_S,
+    time_limit=RECONCILE_SOFT_TIME_LIMIT_S + 60,
+)
+def source_reconcile_task(run_id: int) -> None:
+    # A run already claimed (a redelivery), finished or abandoned makes this
+    # a no-op inside reconcile_execute.
+    reconcile_execute(run_id=run_id)
+
+
+@app.task(ignore_result=True)
+def reconciles_dispatch_task() -> int:
+    """Start every due reconciliation of the current tenant (their tasks are queued, staggered)."""
+    return len(reconciles_claim_due())
+
+
+@app.task(ignore_result=True)
+def reconciles_dispatch_all_task() -> int:
+    """Beat's entry point: one reconciles_dispatch_task per ready tenant."""
+    return fan_out_to_tenants(reconciles_dispatch_task)

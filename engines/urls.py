@@ -15,5 +15,9 @@ urlpatterns = [
     path("sources/<str:source_id>/mode-switches", apis.ModeSwitchListApi.as_view(), name="source-mode-switches"),
     path("sources/<str:source_id>/polls", apis.PollRunListApi.as_view(), name="source-polls"),
     path("sources/<str:source_id>/poll", apis.SourcePollApi.as_view(), name="source-poll"),
+    path("sources/<str:source_id>/reconcile", apis.SourceReconcileApi.as_view(), name="source-reconcile"),
+    path(
+        "sources/<str:source_id>/reconciliations", apis.ReconciliationListApi.as_view(), name="source-reconciliations"
+    ),
     path("changes", apis.ChangeFeedApi.as_view(), name="changes"),
 ]

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from beastflow.admin_tenant import TenantOnlyAdmin
-from healing.models import FailureRecord
+from healing.models import FailureRecord, HealingAction
 
 
 @admin.register(FailureRecord)
@@ -11,3 +12,14 @@ class FailureRecordAdmin(TenantOnlyAdmin):
     list_display = ("id", "kind", "source", "status", "occurrences", "first_seen", "last_seen")
     list_filter = ("kind", "status")
     readonly_fields = ("fingerprint", "occurrences", "first_seen", "last_seen", "detail", "correlation_id")
+
+
+@admin.register(HealingAction)
+class HealingActionAdmin(TenantOnlyAdmin):
+    list_display = ("id", "strategy", "source", "risk", "status", "requested_at", "decided_by", "decided_at")
+    list_filter = ("strategy", "status", "risk")
+    # Decisions go through the API (healing.services), which starts the work.
+    readonly_fields = [field.name for field in HealingAction._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

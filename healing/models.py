@@ -50,3 +50,65 @@ class FailureRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} x{self.occurrences}"
+
+
+class HealingStrategy(models.TextChoices):
+    FULL_RECONCILE = "full_reconcile", "Full reconciliation"
+
+
+class HealingRisk(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class HealingStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ESCALATED = "escalated", "Escalated"
+
+
+class HealingAction(models.Model):
+    """A healing step for a source; the risky ones wait for an operator's decision.
+
+    `detail` says what the action would do (for full_reconcile: the held
+    run and its dry-run diff summary); `outcome` says what it did.
+    """
+
+    source = models.ForeignKey(
+        "engines.Source", null=True, blank=True, on_delete=models.CASCADE, related_name="healing_actions"
+    )
+    # The RCA that proposed it. A plain column until the RCA model lands,
+    # which turns it into a ForeignKey on the same column.
+    rca_id = models.BigIntegerField(null=True, blank=True)
+    strategy = models.CharField(max_length=32, choices=HealingStrategy.choices)
+    risk = models.CharField(max_length=8, choices=HealingRisk.choices)
+    status = models.CharField(max_length=24, choices=HealingStatus.choices)
+    requested_at = models.DateTimeField()
+    decided_by = models.CharField(max_length=200, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, default="")
+    detail = models.JSONField(default=dict, blank=True)
+    outcome = models.JSONField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Repeated proposals of one strategy for one source fold into the
+            # one waiting for a decision, so operators are not asked twice.
+            models.UniqueConstraint(
+                fields=["source", "strategy"],
+                condition=models.Q(status="awaiting_approval"),
+                name="one_awaiting_action_per_source_strategy",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-id"], name="healing_action_status")]
+
+    def __str__(self) -> str:
+        return f"{self.strategy} {self.status}"

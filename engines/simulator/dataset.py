@@ -25,7 +25,7 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,6 @@ from typing import Any
 Event = dict[str, Any]
 
 MAX_PAGE = 1000
-_EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 _STATUSES = ("new", "paid", "shipped", "cancelled")
 # Non-ASCII on purpose: the record hash must use ensure_ascii=False.
 _NOTES = ("", "rush", "gift wrap", "café au lait", "Straße 7", "東京")
@@ -51,6 +50,11 @@ def record_hash(data: object) -> str:
 def bucket_of(key: str) -> str:
     """CONTRACT §6: the first two hex digits of sha256(key)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:2]
+
+
+def sub_bucket_of(key: str) -> str:
+    """The first four hex digits of sha256(key): one of a bucket's 256 sub-buckets."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:4]
 
 
 def all_buckets() -> list[str]:
@@ -139,6 +143,9 @@ class Dataset:
         self._keys: list[str] = []  # sorted, for snapshot paging
         self._bucket_keys: dict[str, list[str]] = {}  # sorted per bucket
         self._digests: dict[str, str] = {}  # cache, dropped per bucket on change
+        # Per bucket: its keys split by sub-bucket, each sorted. Built on
+        # demand (sub-bucket digests and pages), dropped per bucket on change.
+        self._children: dict[str, dict[str, list[str]]] = {}
         self._versions: dict[str, int] = {}  # last version ever issued, kept after delete
         self._log: list[Event] = []  # seq = index + 1
         self.silent_changes = 0
@@ -176,40 +183,65 @@ class Dataset:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the current records in key order, and the next token or None.
 
-        Raises ValueError for a bad token or bucket.
+        `bucket` is a bucket (two hex digits) or a sub-bucket (four). Raises
+        ValueError for a bad token or bucket.
         """
         limit = _clamp_limit(limit)
         after = decode_page_token(page_token) if page_token else None
-        if bucket is not None and (len(bucket) != 2 or bucket not in _BUCKET_SET):
-            raise ValueError("bucket must be two lowercase hex digits")
+        if bucket is not None and not _is_prefix(bucket, (2, 4)):
+            raise ValueError("bucket must be two or four lowercase hex digits")
         with self._lock:
-            keys = self._keys if bucket is None else self._bucket_keys.get(bucket, [])
+            if bucket is None:
+                keys = self._keys
+            elif len(bucket) == 2:
+                keys = self._bucket_keys.get(bucket, [])
+            else:
+                keys = self._sub_buckets(bucket[:2]).get(bucket, [])
             start = 0 if after is None else bisect.bisect_right(keys, after)
             chosen = keys[start : start + limit]
             items = [self._records[k].as_snapshot_item() for k in chosen]
             more = start + limit < len(keys)
             return items, (encode_page_token(chosen[-1]) if more and chosen else None)
 
-    def digests(self) -> dict[str, str]:
-        """CONTRACT §6 digest of every bucket, "00".."ff"."""
+    def digests(self, bucket: str | None = None) -> dict[str, str]:
+        """CONTRACT §6 digest of every bucket, "00".."ff".
+
+        With `bucket`, the digests of its 256 sub-buckets ("ab00".."abff"),
+        same line format: what lets a reconciler narrow a differing bucket
+        down to the few records that differ. Raises ValueError for a bad bucket.
+        """
+        if bucket is None:
+            with self._lock:
+                return {b: self._bucket_digest(b) for b in all_buckets()}
+        if not _is_prefix(bucket, (2,)):
+            raise ValueError("bucket must be two lowercase hex digits")
         with self._lock:
-            return {b: self._bucket_digest(b) for b in all_buckets()}
+            children = self._sub_buckets(bucket)
+            return {f"{bucket}{b}": self._lines_digest(children.get(f"{bucket}{b}", ())) for b in all_buckets()}
 
     def _bucket_digest(self, bucket: str) -> str:
         cached = self._digests.get(bucket)
         if cached is not None:
             return cached
-        keys = self._bucket_keys.get(bucket)
-        if not keys:
-            digest = _EMPTY_DIGEST
-        else:
-            h = hashlib.sha256()
-            for key in keys:  # already sorted by key
-                rec = self._records[key]
-                h.update(f"{rec.key}\t{rec.version}\t{rec.hash}\n".encode())
-            digest = h.hexdigest()
+        digest = self._lines_digest(self._bucket_keys.get(bucket, ()))
         self._digests[bucket] = digest
         return digest
+
+    def _lines_digest(self, keys: Iterable[str]) -> str:
+        h = hashlib.sha256()
+        for key in keys:  # already sorted by key
+            rec = self._records[key]
+            h.update(f"{rec.key}\t{rec.version}\t{rec.hash}\n".encode())
+        return h.hexdigest()
+
+    def _sub_buckets(self, bucket: str) -> dict[str, list[str]]:
+        children = self._children.get(bucket)
+        if children is None:
+            children = {}
+            for key in self._bucket_keys.get(bucket, ()):  # sorted, so each child list is too
+                children.setdefault(sub_bucket_of(key), []).append(key)
+            self._children[bucket] = children
+        return children
 
     # -- writes ----------------------------------------------------------------
 
@@ -220,7 +252,7 @@ class Dataset:
             if key not in self._records:
                 self._index_add(key)
             self._records[key] = Record(key, version, data, record_hash(data))
-            self._digests.pop(bucket_of(key), None)
+            self._forget_digests(key)
             event = None
             if silent:
                 self.silent_changes += 1
@@ -237,7 +269,7 @@ class Dataset:
             self._versions[key] = version
             del self._records[key]
             self._index_remove(key)
-            self._digests.pop(bucket_of(key), None)
+            self._forget_digests(key)
             event = None
             if silent:
                 self.silent_changes += 1
@@ -279,6 +311,11 @@ class Dataset:
         self._log.append(event)
         return event
 
+    def _forget_digests(self, key: str) -> None:
+        bucket = bucket_of(key)
+        self._digests.pop(bucket, None)
+        self._children.pop(bucket, None)
+
     def _index_add(self, key: str) -> None:
         bisect.insort(self._keys, key)
         bisect.insort(self._bucket_keys.setdefault(bucket_of(key), []), key)
@@ -299,7 +336,11 @@ class Dataset:
         }
 
 
-_BUCKET_SET = frozenset(all_buckets())
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_prefix(value: str, lengths: tuple[int, ...]) -> bool:
+    return len(value) in lengths and set(value) <= _HEX
 
 
 def _key_name(index: int) -> str:

@@ -6,6 +6,11 @@ Upstream endpoints (CONTRACT §6), where the faults apply:
     GET /snapshot?page_token=<t>&limit=<n>      -> {"records": [...], "next_page_token"}
     GET /snapshot?digest=1                      -> {"buckets": {"00": hex, ..., "ff": hex}}
     GET /snapshot?bucket=ab&page_token=&limit=  -> one bucket, paged like a snapshot
+    GET /snapshot?digest=1&bucket=ab            -> {"buckets": {"ab00": hex, ..., "abff": hex}}
+    GET /snapshot?bucket=abcd&page_token=&limit= -> one sub-bucket, paged like a snapshot
+
+(The last two extend CONTRACT §6 one level down: a sub-bucket is the first
+four hex digits of sha256(key), its digest has the bucket's line format.)
 
 Control API (never faulted, never authenticated: it binds to loopback only):
 
@@ -162,7 +167,11 @@ class SimulatorApp:
 
     def _snapshot(self, query: dict[str, str]) -> bytes:
         if query.get("digest") not in (None, "", "0"):
-            return msgspec.json.encode({"buckets": self.sim.dataset.digests()})
+            try:
+                buckets = self.sim.dataset.digests(query.get("bucket") or None)
+            except ValueError as exc:
+                raise HttpError(400, str(exc), "bucket") from exc
+            return msgspec.json.encode({"buckets": buckets})
         limit = min(_int(query, "limit", 100, minimum=1), MAX_PAGE)
         try:
             records, token = self.sim.dataset.snapshot_page(

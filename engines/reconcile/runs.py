@@ -1,0 +1,214 @@
+"""Starting reconciliation runs: on demand, on the schedule, on an operator's approval.
+
+A run row in `running` is the source's lease: the database allows one per
+source (a partial unique index), so a second request gets the running one
+back instead of starting another. The row is written before its task is
+queued; a run whose worker died (or whose task was lost) stops beating and
+is failed as abandoned, which frees the source.
+
+Also the `full_reconcile` healing strategy (healing.services
+STRATEGY_HANDLERS): approving re-runs the held run, with the cap widened
+to what was approved; rejecting fails it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from engines.models import ReconcileStatus, ReconcileTrigger, ReconciliationRun, Source
+from engines.reconcile import policy
+from engines.reconcile.engine import HEARTBEAT_S
+from engines.schemas import ReconcileConfig
+from healing.models import HealingAction, HealingStatus
+from healing.services import HealingActionError, healing_action_progress
+
+log = structlog.get_logger(__name__)
+
+# A running run that has not beaten for this long lost its worker.
+STALE_AFTER_S = max(300.0, HEARTBEAT_S * 10)
+# Per tenant and tick: reconciliations are heavy, the rest waits a tick.
+DISPATCH_LIMIT = 20
+# Runs started by one tick are spread out, so sources configured alike do
+# not all hit their upstreams and the database at once.
+DISPATCH_STAGGER_S = 2.0
+DISPATCH_STAGGER_MAX_S = 60.0
+
+
+class ReconcileError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def reconcile_request(
+    *, source: Source, trigger: ReconcileTrigger, countdown: float | None = None
+) -> tuple[ReconciliationRun, bool]:
+    """Start a run of `source`; (the run, True), or (the running one, False).
+
+    Raises ReconcileError (422) when the source has no snapshot to compare with.
+    """
+    if not source.config.get("snapshot_url"):
+        raise ReconcileError(422, "The source's connector config has no snapshot_url: nothing to reconcile against.")
+    for _ in range(3):
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                run = ReconciliationRun.objects.create(source=source, trigger=trigger, started_at=now, heartbeat_at=now)
+        except IntegrityError:  # one is running
+            running = ReconciliationRun.objects.filter(source=source, status=ReconcileStatus.RUNNING).first()
+            if running is not None:
+                return running, False
+            continue  # it finished in between: try again
+        _queue(run.pk, countdown)
+        log.info("reconcile_requested", source=source.pk, run=run.pk, trigger=trigger.value)
+        return run, True
+    raise ReconcileError(409, "The source's reconciliation keeps starting and finishing; try again.")
+
+
+def reconciles_claim_due(*, limit: int = DISPATCH_LIMIT) -> list[int]:
+    """Start the runs due in this tenant now; returns their ids.
+
+    Due: not paused, a snapshot_url, `reconcile.interval_s` > 0, no run
+    running or awaiting approval (a held source waits for its operator),
+    and one interval passed since its last run began (or since it was
+    created). Most overdue first, at most `limit`. Abandoned runs are
+    failed first, so their sources can start again.
+    """
+    now = timezone.now()
+    runs_abandon_stale(now=now)
+    due_ids = [source.pk for source in _due(_candidates(), now)[:limit]]
+    if not due_ids:
+        return []
+    started: list[int] = []
+    with transaction.atomic():
+        # Only the due rows are locked, and judged again under the lock: two
+        # dispatchers of one tenant (a slow tick overlapping the next) split
+        # them, and one whose list went stale (a run started and finished in
+        # between) starts nothing twice.
+        locked = _candidates().filter(pk__in=due_ids).select_for_update(skip_locked=True, of=("self",))
+        for position, source in enumerate(_due(locked, now)):
+            countdown = min(position * DISPATCH_STAGGER_S, DISPATCH_STAGGER_MAX_S)
+            run, created = reconcile_request(source=source, trigger=ReconcileTrigger.SCHEDULE, countdown=countdown)
+            if created:
+                started.append(run.pk)
+    return started
+
+
+def _candidates() -> QuerySet[Source]:
+    last_started = ReconciliationRun.objects.filter(source=OuterRef("pk")).order_by("-started_at").values("started_at")
+    busy = ReconciliationRun.objects.filter(
+        status__in=[ReconcileStatus.RUNNING, ReconcileStatus.AWAITING_APPROVAL]
+    ).values("source_id")
+    return Source.objects.filter(paused=False).exclude(pk__in=busy).annotate(last_started=Subquery(last_started[:1]))
+
+
+def _due(sources: Iterable[Any], now: datetime) -> list[Any]:
+    """The due ones of `sources` (annotated with last_started), most overdue first."""
+    due: list[tuple[datetime, Any]] = []
+    for source in sources:
+        at = _due_at(source)
+        if at is not None and at <= now:
+            due.append((at, source))
+    due.sort(key=lambda pair: (pair[0], pair[1].pk))
+    return [source for _, source in due]
+
+
+def _due_at(source: Any) -> datetime | None:
+    if not source.config.get("snapshot_url"):
+        return None
+    settings = ReconcileConfig.model_validate(source.reconcile or {})
+    return policy.next_due(last_started=source.last_started, created=source.created_at, interval_s=settings.interval_s)
+
+
+def runs_abandon_stale(*, now: datetime) -> int:
+    """Fail the running runs that stopped beating; returns how many."""
+    stale = list(
+        ReconciliationRun.objects.filter(
+            status=ReconcileStatus.RUNNING, heartbeat_at__lt=now - timedelta(seconds=STALE_AFTER_S)
+        )
+    )
+    for run in stale:
+        # Compare-and-set on the heartbeat: a run that beat meanwhile is alive after all.
+        same = ReconciliationRun.objects.filter(
+            pk=run.pk, status=ReconcileStatus.RUNNING, heartbeat_at=run.heartbeat_at
+        )
+        if same.update(
+            status=ReconcileStatus.FAILED,
+            finished_at=now,
+            error_kind="abandoned",
+            error=f"no sign of life from its worker for {STALE_AFTER_S:.0f} s",
+        ):
+            log.warning("reconcile_abandoned", source=run.source_id, run=run.pk, claimed=run.claimed_at is not None)
+            if run.healing_action_id is not None:
+                healing_action_progress(
+                    action_id=run.healing_action_id,
+                    status=HealingStatus.FAILED,
+                    outcome={"run": run.pk, "abandoned": True},
+                )
+    return len(stale)
+
+
+def _queue(run_id: int, countdown: float | None) -> None:
+    from engines.tasks import source_reconcile_task
+
+    # After commit: the worker must find the row (and a rolled-back row must not run).
+    transaction.on_commit(lambda: source_reconcile_task.apply_async(args=(run_id,), countdown=countdown or None))
+
+
+# -- the full_reconcile healing strategy -----------------------------------------
+
+
+def approved(action: HealingAction) -> None:
+    """Re-run the held run with the approved scope (in the approval's transaction).
+
+    Raises HealingActionError (409) when the run is no longer held or
+    another run of the source is running: then the approval is undone.
+    """
+    run = _held_run(action)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            reopened = ReconciliationRun.objects.filter(pk=run.pk, status=ReconcileStatus.AWAITING_APPROVAL).update(
+                status=ReconcileStatus.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                claimed_at=None,
+                finished_at=None,
+                error_kind="",
+                error="",
+                approved_ratio=float(action.detail.get("change_ratio") or 0.0),
+                approved_empty=action.detail.get("hold_reason") == policy.HoldReason.EMPTY_SNAPSHOT,
+                healing_action_id=action.pk,
+            )
+    except IntegrityError:
+        raise HealingActionError(
+            409, "A reconciliation of this source is running; approve again once it has finished."
+        ) from None
+    if reopened != 1:
+        raise HealingActionError(409, f"Run {run.pk} is no longer awaiting approval.")
+    _queue(run.pk, None)
+
+
+def rejected(action: HealingAction) -> None:
+    """The held run ends as failed, with who rejected it and why."""
+    run = _held_run(action)
+    ReconciliationRun.objects.filter(pk=run.pk, status=ReconcileStatus.AWAITING_APPROVAL).update(
+        status=ReconcileStatus.FAILED,
+        error_kind="rejected",
+        error=f"rejected by {action.decided_by}" + (f": {action.reason}" if action.reason else ""),
+    )
+
+
+def _held_run(action: HealingAction) -> ReconciliationRun:
+    run = ReconciliationRun.objects.filter(pk=action.detail.get("run"), source=action.source_id).first()
+    if run is None or run.status != ReconcileStatus.AWAITING_APPROVAL:
+        raise HealingActionError(409, "The held reconciliation is no longer awaiting approval.")
+    return run
