@@ -129,7 +129,9 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi"},
+        # A socket timeout above the layer's own 5 s blocking receive, so a
+        # quiet connection is never cut mid-wait.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": f"{REDIS_PREFIX}:asgi"},
     }
 }
 
@@ -210,6 +212,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "polls-dispatch": {"task": "engines.tasks.polls_dispatch_all_task", "schedule": 1.0, "options": {"expires": 5.0}},
     # Health samples older than the retention period.
     "health-samples-prune": {"task": "engines.tasks.health_samples_prune_all_task", "schedule": 3600.0},
+    # Callback deliveries that a wake-up missed (a worker restart, a lost
+    # message): every subscription with pending changes gets a nudge.
+    "callbacks-sweep": {"task": "callbacks.tasks.callbacks_sweep_task", "schedule": 10.0, "options": {"expires": 10.0}},
+    # Due reconciliations (each source's reconcile.interval_s, 300 s by
+    # default): a 10 s tick keeps a source within 10 s of its interval, and
+    # each tenant starts at most 20 runs a tick, spread over up to a minute.
+    "reconciles-dispatch": {
+        "task": "engines.tasks.reconciles_dispatch_all_task",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
 }
 
 LOG_LEVEL = env_str("BEASTFLOW_LOG_LEVEL", "INFO")

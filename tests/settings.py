@@ -13,3 +13,7 @@ os.environ.setdefault("BEASTFLOW_LOG_LEVEL", "WARNING")
 from beastflow.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never outside tests
+
+# Parallel runs on one machine (several people or agents) each take a test
+# database of their own: BEASTFLOW_TEST_DB=test_beastflow_mine make test.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("BEASTFLOW_TEST_DB", "test_beastflow")}  # noqa: F405

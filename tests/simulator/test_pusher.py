@@ -42,6 +42,9 @@ def test_each_event_is_pushed_once_signed_and_in_seq_order(pushing: tuple[Simula
     sim.sim.mutate(count=30)
     sim.sim.mutate(count=5, delete=True)
     wait_for(lambda: len(rx.events()) >= 35)
+    # The receiver holds the body before the pusher has read the response
+    # and counted it, so wait for the counters as well.
+    wait_for(lambda: sim.sim.push.events_sent >= 35)
     # then
     events = rx.events()
     assert [e["seq"] for e in events] == list(range(1, 36))
