@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class CallbacksConfig(AppConfig):
     name = "callbacks"
     verbose_name = "Outbound callbacks"
+
+    def ready(self) -> None:
+        from callbacks import health_checks  # noqa: F401  (registers the /readyz components)

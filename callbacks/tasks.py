@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from beastflow.celery import app
+from beastflow.passes import pass_mark
 from beastflow.tasks import fan_out_to_tenants
 from beastflow.tenancy import current_schema
 from callbacks import services, wake
@@ -31,6 +32,7 @@ def callbacks_deliver_task(sweep: bool = False) -> None:
         wake.mark_idle(schema, generation=generation)
     if sweep:
         services.deliveries_prune()
+        pass_mark("callbacks")
     if summary.more:
         callbacks_deliver_task.apply_async()
     elif summary.retry_in_s is not None and summary.retry_in_s <= RETRY_TASK_MAX_S:

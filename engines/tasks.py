@@ -8,6 +8,7 @@ claims the due sources with a row lock, a reconciliation claims its run.
 from __future__ import annotations
 
 from beastflow.celery import app
+from beastflow.passes import pass_mark
 from beastflow.tasks import fan_out_to_tenants
 from engines.models import PollTrigger
 from engines.monitor import monitor_tenant, prune_samples
@@ -36,6 +37,7 @@ def source_poll_task(source_id: int, trigger: str = PollTrigger.SCHEDULE.value) 
 def polls_dispatch_task() -> int:
     """Send a poll for every due source of the current tenant; returns how many."""
     source_ids = polls_claim_due()
+    pass_mark("polling")
     for position, source_id in enumerate(source_ids):
         source_poll_task.apply_async(
             args=(source_id,),
@@ -56,7 +58,9 @@ def polls_dispatch_all_task() -> int:
 @app.task(ignore_result=True, expires=5.0)
 def monitor_tick_task() -> int:
     """Judge every unpaused source of the current tenant (one monitor tick)."""
-    return monitor_tenant()
+    judged = monitor_tenant()
+    pass_mark("monitor")
+    return judged
 
 
 @app.task(ignore_result=True)
@@ -90,7 +94,9 @@ def source_reconcile_task(run_id: int) -> None:
 @app.task(ignore_result=True)
 def reconciles_dispatch_task() -> int:
     """Start every due reconciliation of the current tenant (their tasks are queued, staggered)."""
-    return len(reconciles_claim_due())
+    started = len(reconciles_claim_due())
+    pass_mark("reconciliation")
+    return started
 
 
 @app.task(ignore_result=True)
