@@ -11,6 +11,7 @@ django_http = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from console.routing import websocket_urlpatterns as console_websockets  # noqa: E402
 from engines.ingest.fastpath import IngestFastPath  # noqa: E402
 from engines.routing import websocket_urlpatterns  # noqa: E402
 from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
@@ -19,6 +20,6 @@ application = ProtocolTypeRouter(
     {
         # The hot ingest endpoint skips Django's request cycle; all else goes to Django.
         "http": IngestFastPath(django_http),
-        "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns)),
+        "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns + console_websockets)),
     }
 )

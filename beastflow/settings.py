@@ -61,6 +61,7 @@ TENANT_APPS = [
     "engines",
     "callbacks",
     "healing",
+    "console",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -148,7 +149,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-LOGIN_URL = "/admin/login/"
+# The console's sign-in page (the admin keeps its own at /admin/login/).
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:home"
 
 # Request body limit; ingest checks its own, larger limit (CONTRACT §2: 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BEASTFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.staticfiles.views import serve as static_serve
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from beastflow import views
@@ -16,6 +17,10 @@ urlpatterns = [
     path("api/v1/", include("callbacks.urls")),
     path("api/v1/", include("healing.urls")),
     path("admin/", admin.site.urls),
+    # Static files are served by the app itself (no CDN, no extra server): the
+    # console's few small files, cached by the browser.
+    re_path(r"^static/(?P<path>.*)$", static_serve, {"insecure": True}),
+    path("", include("console.urls")),
 ]
 
 handler400 = "beastflow.problems.handler400"

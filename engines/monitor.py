@@ -169,11 +169,18 @@ def hysteresis_state(source: Source, now: float) -> HysteresisState:
     return HysteresisState.initial(now=now, mode=mode)
 
 
-def monitor_source(source: Source, *, now: float | None = None) -> StreamHealth:
-    """One tick for one source. Steps: signals -> health -> decision -> writes."""
+def monitor_source(
+    source: Source, *, now: float | None = None, rates: dict[int, float | None] | None = None
+) -> StreamHealth:
+    """One tick for one source. Steps: signals -> health -> decision -> writes.
+
+    `rates` collects the delivery rate measured this tick, for the console.
+    """
     now = time.time() if now is None else now
     stream = StreamState.objects.get(source=source)
     window = _window(source, stream, now)
+    if rates is not None:
+        rates[source.pk] = window.delivery_rate
     signals = signals_for(source, stream, window, now)
     health = score_stream(signals, health_policy(source))
     TICKS.labels(verdict=health.verdict.value).inc()
@@ -243,14 +250,20 @@ def monitor_tenant() -> int:
     """Evaluate every unpaused source of the current tenant; returns how many."""
     started = time.perf_counter()
     count = 0
+    rates: dict[int, float | None] = {}
     for source in Source.objects.filter(paused=False).order_by("pk"):
         try:
-            monitor_source(source)
+            monitor_source(source, rates=rates)
             count += 1
         except Exception:
             # One broken source must not blind the monitor to the others.
             log.exception("monitor_source_failed", source=source.pk)
     TICK_SECONDS.observe(time.perf_counter() - started)
+    if rates:
+        from console.live import sources_changed  # here: console reads engines
+
+        # One message per tenant and tick to its open consoles (never raises).
+        sources_changed(current_schema(), list(rates), rates=rates)
     return count
 
 

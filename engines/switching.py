@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from beastflow import correlation
+from beastflow.tenancy import current_schema
 from engines.hysteresis import Decision, Transition
 from engines.models import ModeSwitch, Source
 
@@ -65,7 +66,16 @@ def source_switch_mode(
         reason=decision.reason,
         actor=actor or "monitor",
     )
+    _console_push(source.pk)
     source.mode = decision.switch_to.value
     source.mode_since = now
     source.hysteresis_state = decision.state.to_dict()
     return True
+
+
+def _console_push(source_id: int) -> None:
+    """After commit, show the switch on the tenant's open consoles (console.live never raises)."""
+    from console.live import sources_changed  # here: console reads engines
+
+    schema = current_schema()
+    transaction.on_commit(lambda: sources_changed(schema, [source_id]))

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from beastflow.tenancy import PUBLIC, current_schema
 from tenants import services
-from tenants.models import ApiKey, Domain, SourceRoute, Tenant
+from tenants.models import ApiKey, Domain, Membership, SourceRoute, Tenant
 
 
 class PublicOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -60,3 +60,12 @@ class SourceRouteAdmin(PublicOnlyAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Membership)
+class MembershipAdmin(PublicOnlyAdmin):
+    """Who may open which tenant's console (staff see every tenant without one)."""
+
+    list_display = ("user", "tenant", "role", "created_at")
+    list_filter = ("tenant", "role")
+    search_fields = ("user__username", "tenant__slug")
