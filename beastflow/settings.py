@@ -199,6 +199,20 @@ BEASTFLOW_TENANT_FANOUT_STAGGER_S = env_float("BEASTFLOW_TENANT_FANOUT_STAGGER_S
 # How often the monitor judges every source (s): detection time is a few ticks.
 BEASTFLOW_MONITOR_TICK_S = env_float("BEASTFLOW_MONITOR_TICK_S", 1.0)
 BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)
+# Healing (healing/): how often the failure queue, verification and escalation run (s).
+BEASTFLOW_HEALING_TICK_S = env_float("BEASTFLOW_HEALING_TICK_S", 2.0)
+# Unanswered approval requests: seconds at each level before the next one is told.
+BEASTFLOW_ESCALATION_TIMEOUTS_S = [float(v) for v in env_list("BEASTFLOW_ESCALATION_TIMEOUTS_S", ["900", "1800", "3600"])]
+# Who is told at each level: levels separated by ";", addresses/URLs by ",".
+BEASTFLOW_ESCALATION_EMAILS = [
+    [a for a in level.split(",") if a] for level in env_str("BEASTFLOW_ESCALATION_EMAILS", "").split(";")
+]
+BEASTFLOW_ESCALATION_WEBHOOKS = [
+    [u for u in level.split(",") if u] for level in env_str("BEASTFLOW_ESCALATION_WEBHOOKS", "").split(";")
+]
+BEASTFLOW_ESCALATION_WEBHOOK_SECRET = env_str("BEASTFLOW_ESCALATION_WEBHOOK_SECRET", "")
+EMAIL_BACKEND = env_str("BEASTFLOW_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("BEASTFLOW_FROM_EMAIL", "beastflow@localhost")
 
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Proves the worker path and keeps last-seen-worker fresh for /readyz.
@@ -224,6 +238,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "reconciles-dispatch": {
         "task": "engines.tasks.reconciles_dispatch_all_task",
         "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
+    # Healing: the failure queue in priority order (RCA, then a strategy),
+    # verification of running actions, escalation timeouts, recovered
+    # failures. A short tick, because detection-to-healing time is measured.
+    "healing-tick": {
+        "task": "healing.tasks.healing_tick_all_task",
+        "schedule": BEASTFLOW_HEALING_TICK_S,
         "options": {"expires": 10.0},
     },
 }

@@ -26,6 +26,7 @@ from engines.health import HealthPolicy, StreamHealth, StreamSignals, score_stre
 from engines.hysteresis import (
     HysteresisPolicy,
     HysteresisState,
+    Transition,
     ValidationResult,
     decide,
     gap_fill_request,
@@ -201,6 +202,13 @@ def monitor_source(
                 extra={"health_score": health.score, "verdict": health.verdict.value},
             ):
                 SWITCHES.labels(from_mode=from_mode, to_mode=source.mode).inc()
+                if decision.transition is Transition.DEGRADE:
+                    # A degraded stream is a failure for RCA (silence, gaps or refused pushes).
+                    from healing.services import stream_failure_report
+
+                    stream_failure_report(
+                        source_id=source.pk, health=health.as_dict(), signals=signals.as_dict(), reason=decision.reason
+                    )
         else:
             Source.objects.filter(pk=source.pk, mode=source.mode).update(
                 hysteresis_state=decision.state.to_dict(), health_score=health.score, verdict=health.verdict.value
@@ -243,6 +251,18 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     from engines.tasks import source_poll_task
 
     log.info("gap_fill_requested", source=source.pk, after_seq=request.after_seq, missing=request.missing)
+    from healing.services import stream_gap_report
+
+    stream_gap_report(
+        source_id=source.pk,
+        after_seq=request.after_seq,
+        missing=request.missing,
+        signals={
+            "contiguous_seq": stream.contiguous_seq,
+            "highest_seq": stream.highest_seq,
+            "upstream_seq": stream.upstream_seq,
+        },
+    )
     source_poll_task.delay(source.pk, "gap_fill")
 
 

@@ -1,4 +1,4 @@
-"""The healing-actions API (CONTRACT §7): list, and an operator's decision."""
+"""The failures, RCA and healing-actions API (CONTRACT §7): lists, an operator's word and decisions."""
 
 from __future__ import annotations
 
@@ -14,8 +14,38 @@ from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError
 from engines.selectors import source_get
 from healing import selectors, services
-from healing.models import HealingAction, HealingStatus
+from healing.models import FailureStatus, HealingAction, HealingStatus, RCAResult
+from healing.rca.analysis import RCAError, rca_confirm
+from healing.schemas import RCACategory
 from tenants.models import ApiKey
+
+LIST_PARAMETERS = [
+    OpenApiParameter("source", int, description="Only this source's rows."),
+    OpenApiParameter("status", str, description="Only rows in this status."),
+    OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
+    OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
+]
+
+
+def source_filter(request: Request) -> int | None:
+    raw = request.query_params.get("source")
+    if not raw:
+        return None
+    source = source_get(raw)
+    if source is None:  # another tenant's source, as everywhere: not found
+        raise ProblemError(404, "No such source.")
+    return source.pk
+
+
+def status_filter(request: Request, allowed: Any) -> str | None:
+    status = request.query_params.get("status") or None
+    if status is not None and status not in allowed:
+        raise ProblemError(
+            400,
+            f"status must be one of {', '.join(allowed)}",
+            errors=[{"field": "status", "message": "unknown status"}],
+        )
+    return status
 
 
 def action_or_404(action_id: Any) -> HealingAction:
@@ -33,42 +63,22 @@ def actor(request: Request) -> str:
 
 
 class HealingActionListApi(APIView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("source", int, description="Only this source's actions."),
-            OpenApiParameter("status", str, description="Only actions in this status."),
-            OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
-            OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
-        ],
-        summary="Healing actions, newest first",
-    )
+    @extend_schema(parameters=LIST_PARAMETERS, summary="Healing actions, newest first")
     def get(self, request: Request) -> Response:
-        params = request.query_params
-        source_id = None
-        if params.get("source"):
-            source = source_get(params["source"])
-            if source is None:  # another tenant's source, as everywhere: not found
-                raise ProblemError(404, "No such source.")
-            source_id = source.pk
-        status = params.get("status") or None
-        if status is not None and status not in HealingStatus.values:
-            raise ProblemError(
-                400,
-                f"status must be one of {', '.join(HealingStatus.values)}",
-                errors=[{"field": "status", "message": "unknown status"}],
-            )
+        source_id = source_filter(request)
+        status = status_filter(request, HealingStatus.values)
         page = paginate_desc(
             selectors.healing_actions(source_id=source_id, status=status),
-            params,
+            request.query_params,
             lambda rows: [selectors.healing_action_render(row) for row in rows],
         )
         return Response(page.as_dict())
 
 
 class HealingActionDetailApi(APIView):
-    @extend_schema(summary="One healing action")
+    @extend_schema(summary="One healing action, with its audit trail (events)")
     def get(self, request: Request, action_id: str) -> Response:
-        return Response(selectors.healing_action_render(action_or_404(action_id)))
+        return Response(selectors.healing_action_render(action_or_404(action_id), events=True))
 
 
 class HealingActionApproveApi(APIView):
@@ -84,7 +94,11 @@ class HealingActionApproveApi(APIView):
             action = services.healing_action_approve(action=action, actor=actor(request), reason=body.data["reason"])
         except services.HealingActionError as exc:
             raise ProblemError(exc.status, exc.detail) from exc
-        return Response(selectors.healing_action_render(action))
+        rendered = selectors.healing_action_render(action, events=True)
+        secret = getattr(action, "secret_once", None)
+        if secret:  # a rotated webhook secret: this answer is the only place it is shown
+            rendered["webhook_secret"] = secret
+        return Response(rendered)
 
 
 class HealingActionRejectApi(APIView):
@@ -100,4 +114,94 @@ class HealingActionRejectApi(APIView):
             action = services.healing_action_reject(action=action, actor=actor(request), reason=body.data["reason"])
         except services.HealingActionError as exc:
             raise ProblemError(exc.status, exc.detail) from exc
-        return Response(selectors.healing_action_render(action))
+        return Response(selectors.healing_action_render(action, events=True))
+
+
+# -- failures ---------------------------------------------------------------------
+
+
+class FailureListApi(APIView):
+    @extend_schema(parameters=LIST_PARAMETERS, summary="Failures, newest first")
+    def get(self, request: Request) -> Response:
+        source_id = source_filter(request)
+        status = status_filter(request, FailureStatus.values)
+        page = paginate_desc(
+            selectors.failures(source_id=source_id, status=status),
+            request.query_params,
+            lambda rows: [selectors.failure_render(row) for row in rows],
+        )
+        return Response(page.as_dict())
+
+
+class FailureDetailApi(APIView):
+    @extend_schema(summary="One failure")
+    def get(self, request: Request, failure_id: str) -> Response:
+        failure = selectors.failure_get(failure_id)
+        if failure is None:
+            raise ProblemError(404, "No such failure.")
+        return Response(selectors.failure_render(failure))
+
+
+# -- RCA --------------------------------------------------------------------------
+
+
+def rca_or_404(rca_id: Any) -> RCAResult:
+    rca = selectors.rca_get(rca_id)
+    if rca is None:
+        raise ProblemError(404, "No such RCA result.")
+    return rca
+
+
+class RCAListApi(APIView):
+    @extend_schema(parameters=LIST_PARAMETERS, summary="RCA results, newest first (status: confirmed or unconfirmed)")
+    def get(self, request: Request) -> Response:
+        source_id = source_filter(request)
+        status = status_filter(request, selectors.RCA_STATUSES)
+        page = paginate_desc(
+            selectors.rca_results(source_id=source_id, status=status),
+            request.query_params,
+            lambda rows: [selectors.rca_render(row) for row in rows],
+        )
+        return Response(page.as_dict())
+
+
+class RCADetailApi(APIView):
+    @extend_schema(summary="One RCA result, with its timeline")
+    def get(self, request: Request, rca_id: str) -> Response:
+        rca = rca_or_404(rca_id)
+        return Response({**selectors.rca_render(rca), "timeline": selectors.rca_timeline(rca)})
+
+
+class RCAConfirmApi(APIView):
+    class InputSerializer(serializers.Serializer[Any]):
+        category = serializers.ChoiceField(
+            choices=[c.value for c in RCACategory], required=False, help_text="Omit to confirm; another to correct."
+        )
+        note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, summary="Confirm an RCA result, or correct its category")
+    def post(self, request: Request, rca_id: str) -> Response:
+        rca = rca_or_404(rca_id)
+        body = self.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            rca = rca_confirm(
+                rca=rca, actor=actor(request), category=body.validated_data.get("category"), note=body.data["note"]
+            )
+        except RCAError as exc:
+            errors = [{"field": exc.field, "message": exc.detail}] if exc.field else []
+            raise ProblemError(exc.status, exc.detail, errors=errors) from exc
+        return Response(selectors.rca_render(rca))
+
+
+class RCALearnerApi(APIView):
+    @extend_schema(summary="The classifier trained on confirmed RCA results: its held-out accuracy")
+    def get(self, request: Request) -> Response:
+        return Response(selectors.learner_report())
+
+
+class HealingStrategyListApi(APIView):
+    @extend_schema(summary="The healing strategies: categories, risk, verification, observed success rates")
+    def get(self, request: Request) -> Response:
+        results = selectors.strategy_stats()
+        return Response({"results": results, "next_cursor": None})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -11,7 +12,19 @@ from django.db.models import F
 from django.utils import timezone
 
 from beastflow import correlation
-from healing.models import FailureRecord, FailureStatus, HealingAction, HealingStatus
+from beastflow.tenancy import current_schema, current_tenant
+from healing import metrics
+from healing.escalation import first_deadline
+from healing.hosts import host_failure_note
+from healing.models import (
+    FailureRecord,
+    FailureStatus,
+    HealingAction,
+    HealingEvent,
+    HealingEventKind,
+    HealingStatus,
+)
+from healing.priority import priority, severity
 from healing.schemas import FailureReport
 
 log = structlog.get_logger(__name__)
@@ -32,6 +45,10 @@ def failure_report(
     report = FailureReport(kind=kind, source_id=source_id, identity=identity or {}, detail=detail or {})
     fingerprint = report.fingerprint()
     now = timezone.now()
+    try:
+        tier = str(current_tenant().tier)
+    except RuntimeError:  # on the public schema (a platform-level failure): the middle tier
+        tier = "standard"
     for _ in range(2):  # a concurrent first report can win the insert: then fold into it
         updated = FailureRecord.objects.filter(fingerprint=fingerprint, status=FailureStatus.OPEN).update(
             occurrences=F("occurrences") + 1, last_seen=now, detail=report.detail
@@ -49,10 +66,16 @@ def failure_report(
                     last_seen=now,
                     detail=report.detail,
                     correlation_id=correlation.current() or "",
+                    severity=severity(kind),
+                    priority=priority(kind, tier),
                 )
+            metrics.FAILURES.labels(kind=kind).inc()
             break
         except IntegrityError:
             continue
+    host = report.detail.get("host") or (identity or {}).get("host")
+    if host:
+        host_failure_note(host=str(host), schema=current_schema(), source_id=source_id, kind=kind)
     log.info("failure_reported", kind=kind, source=source_id, occurrences=record.occurrences)
     return record
 
@@ -71,7 +94,7 @@ def failure_resolve(*, source_id: int | None, kind: str, identity: dict[str, Any
         open_failures = open_failures.filter(source__isnull=True)
     else:
         open_failures = open_failures.filter(source_id=source_id)
-    closed = open_failures.update(status=FailureStatus.RESOLVED, last_seen=timezone.now())
+    closed = open_failures.update(status=FailureStatus.RESOLVED, last_seen=timezone.now(), resolved_by="engine")
     if closed:
         log.info("failure_resolved", kind=kind, source=source_id, count=closed)
     return closed
@@ -79,12 +102,17 @@ def failure_resolve(*, source_id: int | None, kind: str, identity: dict[str, Any
 
 # -- healing actions ---------------------------------------------------------------
 
-# Where each strategy is carried out: a module with `approved(action)` and
-# `rejected(action)`, imported when first needed (the engines depend on
-# healing, not the other way round).
+# Where an approved or rejected strategy is carried out: a module with
+# `approved(action)` and `rejected(action)`, imported when first needed (the
+# engines depend on healing, not the other way round). A full_reconcile
+# awaiting approval is a run held by the reconciliation's safety cap; every
+# other strategy is healing's own (healing.actions).
 STRATEGY_HANDLERS = {"full_reconcile": "engines.reconcile.runs"}
+DEFAULT_HANDLER = "healing.actions"
 # Actions that have been decided and not yet finished.
 _IN_PROGRESS = (HealingStatus.APPROVED, HealingStatus.RUNNING)
+# Actions an operator can still decide: escalation does not take the choice away.
+WAITING = (HealingStatus.AWAITING_APPROVAL, HealingStatus.ESCALATED)
 
 
 class HealingActionError(Exception):
@@ -103,12 +131,28 @@ class StrategyHandler(Protocol):
 
 
 def _handler(strategy: str) -> StrategyHandler:
-    module: StrategyHandler = importlib.import_module(STRATEGY_HANDLERS[strategy])
+    module: StrategyHandler = importlib.import_module(STRATEGY_HANDLERS.get(strategy, DEFAULT_HANDLER))
     return module
 
 
+def healing_event_add(
+    action: HealingAction, *, kind: HealingEventKind, actor: str, note: str = "", detail: dict[str, Any] | None = None
+) -> HealingEvent:
+    """One step of the audit trail (who, when, why)."""
+    return HealingEvent.objects.create(
+        action=action, kind=kind, actor=actor, note=note, detail=detail or {}, at=timezone.now()
+    )
+
+
 def healing_action_request(
-    *, source_id: int | None, strategy: str, risk: str, detail: dict[str, Any]
+    *,
+    source_id: int | None,
+    strategy: str,
+    risk: str,
+    detail: dict[str, Any],
+    failure_id: int | None = None,
+    rca_id: int | None = None,
+    category: str = "",
 ) -> tuple[HealingAction, bool]:
     """Ask an operator to approve `strategy`; False when an action already waits for it.
 
@@ -117,9 +161,7 @@ def healing_action_request(
     """
     now = timezone.now()
     for _ in range(2):  # a concurrent first request can win the insert: then fold into it
-        waiting = HealingAction.objects.filter(
-            source=source_id, strategy=strategy, status=HealingStatus.AWAITING_APPROVAL
-        )
+        waiting = HealingAction.objects.filter(source=source_id, strategy=strategy, status__in=WAITING)
         if waiting.update(detail=detail, risk=risk):
             action = waiting.get()
             log.info("healing_action_refreshed", action=action.pk, strategy=strategy, source=source_id)
@@ -133,10 +175,22 @@ def healing_action_request(
                     status=HealingStatus.AWAITING_APPROVAL,
                     requested_at=now,
                     detail=detail,
+                    failure_id=failure_id,
+                    rca_id=rca_id,
+                    category=category,
+                    next_escalation_at=first_deadline(now, escalation_policy()),
+                )
+                healing_event_add(
+                    action, kind=HealingEventKind.REQUESTED, actor="healing", note=str(detail.get("why", ""))
                 )
         except IntegrityError:
             continue
+        metrics.ACTIONS.labels(strategy=strategy, status="awaiting_approval").inc()
         log.info("healing_action_requested", action=action.pk, strategy=strategy, risk=risk, source=source_id)
+        from healing.notify import escalation_notify
+
+        action_id = action.pk
+        transaction.on_commit(partial(escalation_notify, action_id=action_id, level=0))
         return action, True
     raise RuntimeError("could neither create nor find the waiting healing action")
 
@@ -146,8 +200,11 @@ def healing_action_approve(*, action: HealingAction, actor: str, reason: str) ->
     """Approve a waiting action and start it. Raises HealingActionError (409) when it is not waiting,
     or when its strategy cannot start now; then nothing changes."""
     _decide(action, status=HealingStatus.APPROVED, actor=actor, reason=reason)
+    healing_event_add(action, kind=HealingEventKind.APPROVED, actor=actor, note=reason)
     _handler(action.strategy).approved(action)
-    log.info("healing_action_approved", action=action.pk, strategy=action.strategy, actor=actor)
+    metrics.DECISIONS.labels(decision="approved").inc()
+    log.info("healing_action_approved", action=action.pk, strategy=action.strategy, actor=actor, reason=reason)
+    action.refresh_from_db()
     return action
 
 
@@ -155,16 +212,19 @@ def healing_action_approve(*, action: HealingAction, actor: str, reason: str) ->
 def healing_action_reject(*, action: HealingAction, actor: str, reason: str) -> HealingAction:
     """Reject a waiting action: nothing runs; who and why are kept. Raises HealingActionError (409)."""
     _decide(action, status=HealingStatus.REJECTED, actor=actor, reason=reason)
+    healing_event_add(action, kind=HealingEventKind.REJECTED, actor=actor, note=reason)
     _handler(action.strategy).rejected(action)
-    log.info("healing_action_rejected", action=action.pk, strategy=action.strategy, actor=actor)
+    metrics.DECISIONS.labels(decision="rejected").inc()
+    log.info("healing_action_rejected", action=action.pk, strategy=action.strategy, actor=actor, reason=reason)
+    action.refresh_from_db()
     return action
 
 
 def _decide(action: HealingAction, *, status: HealingStatus, actor: str, reason: str) -> None:
     now = timezone.now()
     # Compare-and-set: of two operators deciding at once, the first decides.
-    decided = HealingAction.objects.filter(pk=action.pk, status=HealingStatus.AWAITING_APPROVAL).update(
-        status=status, decided_by=actor, decided_at=now, reason=reason, updated_at=now
+    decided = HealingAction.objects.filter(pk=action.pk, status__in=WAITING).update(
+        status=status, decided_by=actor, decided_at=now, reason=reason, updated_at=now, next_escalation_at=None
     )
     if decided != 1:
         action.refresh_from_db()
@@ -179,5 +239,46 @@ def healing_action_progress(*, action_id: int, status: HealingStatus, outcome: d
         fields["outcome"] = outcome
     moved = HealingAction.objects.filter(pk=action_id, status__in=_IN_PROGRESS).update(**fields)
     if moved:
+        kind = {
+            HealingStatus.RUNNING: HealingEventKind.STARTED,
+            HealingStatus.SUCCEEDED: HealingEventKind.SUCCEEDED,
+            HealingStatus.FAILED: HealingEventKind.FAILED,
+        }.get(status)
+        if kind is not None:
+            HealingEvent.objects.create(
+                action_id=action_id, kind=kind, actor="healing", detail=outcome or {}, at=timezone.now()
+            )
+        metrics.ACTIONS.labels(strategy="", status=status.value).inc()
         log.info("healing_action_progress", action=action_id, status=status.value)
     return bool(moved)
+
+
+def escalation_policy() -> Any:
+    from django.conf import settings
+
+    from healing.escalation import EscalationPolicy
+
+    return EscalationPolicy(timeouts_s=tuple(settings.BEASTFLOW_ESCALATION_TIMEOUTS_S))
+
+
+def stream_failure_report(*, source_id: int, health: dict[str, Any], signals: dict[str, Any], reason: str) -> None:
+    """The monitor saw a push stream degrade: a failure named after its worst penalty."""
+    from healing.streams import stream_failure_kind
+
+    kind, path = stream_failure_kind(health.get("penalties") or {})
+    failure_report(
+        kind=kind,
+        source_id=source_id,
+        identity={"path": path},
+        detail={"path": path, "reason": reason, "health": health, "signals": signals},
+    )
+
+
+def stream_gap_report(*, source_id: int, after_seq: int, missing: int, signals: dict[str, Any]) -> None:
+    """A gap in the push stream that a targeted poll is about to fill."""
+    failure_report(
+        kind="stream_gaps",
+        source_id=source_id,
+        identity={"path": "push"},
+        detail={"path": "push", "after_seq": after_seq, "missing": missing, "signals": signals},
+    )

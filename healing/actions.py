@@ -1,0 +1,160 @@
+"""What each healing strategy does: the callables, wired to strategy names in one place (ACTIONS).
+
+Each takes the action, its source and the RCA features, does one bounded
+thing through the engines' own services, and returns what it did (stored on
+the action). Whether it helped is judged later (healing.healer.actions_verify).
+Also the approval handler of healing's own strategies: `approved` runs the
+strategy, `rejected` leaves everything as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+from engines.models import Source
+from healing.models import HealingAction
+
+log = structlog.get_logger(__name__)
+
+HOLD_S = 60.0
+Features = Mapping[str, Any]
+Action = Callable[[HealingAction, Source, Features], dict[str, Any]]
+
+
+def _poll_now(source: Source, trigger: str = "manual", countdown: float | None = None) -> None:
+    from engines.tasks import source_poll_task
+
+    source_id = source.pk
+    transaction.on_commit(lambda: source_poll_task.apply_async(args=(source_id, trigger), countdown=countdown))
+
+
+def retry_backoff(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    attempt = int(features.get("attempt") or 0)
+    delay = float(min(60, 2**attempt))
+    _poll_now(source, countdown=delay)
+    return {"poll_in_s": delay}
+
+
+def wait_for_upstream(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    # Nothing to do but not to make it worse: the breaker spaces the probes.
+    return {"waiting_for": features.get("host")}
+
+
+def reset_circuit_breaker(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    from beastflow.redis_client import get_redis
+    from engines.polling import breaker_key
+
+    host = features.get("host")
+    reset = bool(host) and bool(get_redis().delete(breaker_key(str(host))))
+    _poll_now(source)
+    return {"host": host, "breaker_was_open": reset}
+
+
+def gap_fill_poll(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    _poll_now(source, trigger="gap_fill")
+    return {"after_seq": features.get("contiguous_seq")}
+
+
+def _hold_in_polling(action: HealingAction, source: Source, why: str) -> dict[str, Any]:
+    from engines.hysteresis import Decision, HysteresisState, Transition
+    from engines.modes import Mode
+    from engines.monitor import hysteresis_state
+    from engines.switching import source_switch_mode
+
+    now = time.time()
+    if source.mode == Mode.EVENT.value:
+        state = replace(HysteresisState.initial(now=now, mode=Mode.POLLING), hold_until=now + HOLD_S)
+        decision = Decision(state=state, switch_to=Mode.POLLING, transition=Transition.FORCED, reason=why)
+        switched = source_switch_mode(
+            source=source, decision=decision, signals={"healing_action": action.pk}, actor=f"healing:{action.pk}"
+        )
+        return {"switched": switched, "hold_s": HOLD_S}
+    state = hysteresis_state(source, now)
+    state = replace(state, hold_until=max(state.hold_until, now + HOLD_S))
+    Source.objects.filter(pk=source.pk, mode=source.mode).update(hysteresis_state=state.to_dict())
+    return {"switched": False, "hold_s": HOLD_S}
+
+
+def switch_to_polling(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    return _hold_in_polling(action, source, f"healing: {features.get('kind')} -> polling now")
+
+
+def hold_in_polling(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    return _hold_in_polling(action, source, "healing: held in polling")
+
+
+def slow_polling(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    poll = dict(source.poll or {})
+    old = float(poll.get("min_interval_s", 1.0))
+    ceiling = float(poll.get("max_interval_s", 60.0))
+    retry_after = features.get("retry_after_s")
+    wanted = max(old * 2, float(retry_after) if isinstance(retry_after, int | float) else 0.0)
+    poll["min_interval_s"] = min(ceiling, wanted)
+    # update(), not save(): healing's own change must not read as an operator's config change.
+    Source.objects.filter(pk=source.pk).update(poll=poll)
+    return {"min_interval_s": {"from": old, "to": poll["min_interval_s"]}}
+
+
+def full_reconcile(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    from engines.models import ReconcileTrigger
+    from engines.reconcile.runs import reconcile_request
+
+    run, created = reconcile_request(source=source, trigger=ReconcileTrigger.MANUAL)
+    return {"run": run.pk, "new_run": created}
+
+
+def pause_source(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    Source.objects.filter(pk=source.pk).update(paused=True)
+    return {"paused": True}
+
+
+def rotate_webhook_secret(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    from beastflow import crypto
+    from engines.sources import new_webhook_secret
+
+    secret = new_webhook_secret()
+    # Web processes cache source facts for a few seconds: the new secret holds everywhere after that.
+    Source.objects.filter(pk=source.pk).update(webhook_secret_encrypted=crypto.encrypt(secret))
+    # The secret itself is not stored in the outcome: the operator who approved sees it once.
+    return {"rotated": True, "secret_once": secret}
+
+
+def notify_operator(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    return {"acknowledged": True}
+
+
+ACTIONS: dict[str, Action] = {
+    "retry_backoff": retry_backoff,
+    "wait_for_upstream": wait_for_upstream,
+    "reset_circuit_breaker": reset_circuit_breaker,
+    "gap_fill_poll": gap_fill_poll,
+    "switch_to_polling": switch_to_polling,
+    "hold_in_polling": hold_in_polling,
+    "slow_polling": slow_polling,
+    "full_reconcile": full_reconcile,
+    "pause_source": pause_source,
+    "rotate_webhook_secret": rotate_webhook_secret,
+    "notify_operator": notify_operator,
+}
+
+
+# -- approval handler (healing.services.STRATEGY_HANDLERS default) -----------------
+
+
+def approved(action: HealingAction) -> None:
+    from healing.healer import action_execute
+
+    effect = action_execute(action, actor=action.decided_by)
+    # Shown once to the approver (a rotated webhook secret), never stored.
+    action.secret_once = effect.get("webhook_secret")  # type: ignore[attr-defined]
+
+
+def rejected(action: HealingAction) -> None:
+    log.info("healing_action_not_run", action=action.pk, strategy=action.strategy, at=timezone.now().isoformat())
