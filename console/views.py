@@ -107,6 +107,7 @@ def audit(request: HttpRequest) -> HttpResponse:
         "entries": entries,
         "filter": flt,
         "kinds": AuditFilter.KINDS,
+        "windows": [("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("all", "All time")],
         "sources": selectors.source_choices(),
     }
     return render(request, "console/audit.html", context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,3 +48,15 @@ def nav_link(context: dict[str, Any], url_name: str, label: str) -> str:
 @register.filter
 def mode_label(mode: str) -> str:
     return {"event": "Event (push)", "hybrid": "Hybrid", "polling": "Polling"}.get(mode, mode)
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"

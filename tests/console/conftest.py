@@ -42,4 +42,5 @@ def acme_console(alice: Persona, alice_user: User) -> Client:
     """alice, signed in, on acme's console host."""
     client = Client(HTTP_HOST=host_of(alice.tenant))
     client.force_login(alice_user)
+    client.tenant = alice.tenant  # type: ignore[attr-defined]
     return client

@@ -1,0 +1,42 @@
+"""A real browser for the console tests: Debian's chromium driven by Playwright's sync API.
+
+Never `playwright install`: the machine has no internet, and the system
+chromium is what CI installs (.ci/run). Without a chromium binary the
+browser tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Tenant hosts are <slug>.localhost: make sure they reach the test server on IPv4.
+    "--host-resolver-rules=MAP *.localhost 127.0.0.1",
+]
+SCREENSHOTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def chromium_path() -> str | None:
+    configured = os.environ.get("BEASTFLOW_CHROMIUM")
+    if configured:
+        return configured if Path(configured).exists() else None
+    for candidate in CHROMIUM_CANDIDATES:
+        if Path(candidate).exists():
+            return candidate
+    return shutil.which("chromium")
+
+
+def screenshots_wanted() -> bool:
+    """`BEASTFLOW_SCREENSHOTS=1` makes the browser tests save the README's screenshots."""
+    return os.environ.get("BEASTFLOW_SCREENSHOTS", "") not in ("", "0")

@@ -1,0 +1,242 @@
+"""The console in a real browser against the running stack (uvicorn, worker, beat, simulator).
+
+Sync Playwright cannot run inside a running event loop, so these tests and
+their fixtures are plain sync functions (pytest-asyncio leaves them alone).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django_tenants.utils import tenant_context
+
+from console.models import OperatorAction
+from tenants.models import Membership, Role
+from tests.conftest import Persona
+from tests.console.browser import CHROMIUM_ARGS, SCREENSHOTS_DIR, chromium_path, screenshots_wanted
+from tests.e2e.test_hybrid_flow import World, world  # noqa: F401  (the simulator-backed source fixture)
+
+pytestmark = pytest.mark.usefixtures("celery_beat")
+
+PASSWORD = "console-test-password"
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    host: str  # http://<slug>.localhost:<port>
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One chromium for this module, with a fresh profile; each test takes a cookie-free context.
+
+    Module-scoped rather than session-scoped: while sync Playwright is open
+    it marks an event loop as running on this thread, and Django then refuses
+    ORM calls (SynchronousOnlyOperation) although nothing runs concurrently.
+    DJANGO_ALLOW_ASYNC_UNSAFE says so for as long as the browser is open, and
+    no longer, so the other test modules keep Django's check.
+    """
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no chromium binary (apt-get install chromium, or set BEASTFLOW_CHROMIUM): browser tests skipped")
+    from playwright.sync_api import sync_playwright
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as pw:
+            # launch() runs chromium on a fresh temporary profile of its own (a new user-data-dir).
+            instance = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+            try:
+                yield instance
+            finally:
+                instance.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="session")
+def console_users(personas: dict[str, Persona], django_db_blocker: Any) -> Iterator[dict[str, User]]:
+    """Committed users: alice operates acme, charlie globex, sam is staff."""
+    suffix = uuid.uuid4().hex[:6]
+    with django_db_blocker.unblock():
+        users = {
+            "alice": User.objects.create_user(f"alice-{suffix}", password=PASSWORD),
+            "charlie": User.objects.create_user(f"charlie-{suffix}", password=PASSWORD),
+            "sam": User.objects.create_user(f"sam-{suffix}", password=PASSWORD, is_staff=True),
+        }
+        Membership.objects.create(user=users["alice"], tenant=personas["alice"].tenant, role=Role.OPERATOR)
+        Membership.objects.create(user=users["charlie"], tenant=personas["charlie"].tenant, role=Role.OPERATOR)
+    try:
+        yield users
+    finally:
+        with django_db_blocker.unblock():
+            User.objects.filter(pk__in=[u.pk for u in users.values()]).delete()
+
+
+def console_url(live_server_url: str, persona: Persona) -> str:
+    # tenant_create gives every tenant the host <slug>.<BEASTFLOW_BASE_DOMAIN>.
+    return f"http://{persona.tenant.slug}.{settings.BEASTFLOW_BASE_DOMAIN}:{urlparse(live_server_url).port}"
+
+
+@pytest.fixture
+def page_factory(browser: Any) -> Iterator[Any]:
+    contexts: list[Any] = []
+
+    def new_page(width: int = 1280, height: int = 860) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield new_page
+    for context in contexts:
+        context.close()
+
+
+def sign_in(page: Any, base: str, user: User, next_path: str = "/") -> None:
+    page.goto(f"{base}/login/?next={next_path}")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+def shoot(page: Any, name: str) -> None:
+    if screenshots_wanted():
+        SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS_DIR / f"{name}.png"), full_page=True)
+
+
+def test_signing_in_is_required(page_factory: Any, live_server_url: str, personas: dict[str, Persona]) -> None:
+    # given
+    base = console_url(live_server_url, personas["alice"])
+    page = page_factory()
+    # when
+    page.goto(f"{base}/audit/")
+    # then
+    assert urlparse(page.url).path == "/login/"
+    assert page.get_by_role("heading", name="Sign in to Acme").is_visible()
+    code = page.evaluate(WS_CLOSE_CODE)
+    assert code == 4401
+
+
+# Opens the overview websocket from the page and resolves with its close code (or "open").
+WS_CLOSE_CODE = """() => new Promise((resolve) => {
+  const ws = new WebSocket(`ws://${location.host}/ws/console/overview`);
+  ws.onmessage = () => resolve("open");
+  ws.onclose = (event) => resolve(event.code);
+  setTimeout(() => resolve("timeout"), 8000);
+})"""
+
+
+def test_a_user_of_one_tenant_cannot_see_anothers_console(
+    page_factory: Any, live_server_url: str, personas: dict[str, Persona], console_users: dict[str, User]
+) -> None:
+    # given: charlie (globex) signs in on acme's host
+    acme = console_url(live_server_url, personas["alice"])
+    page = page_factory()
+    sign_in(page, acme, console_users["charlie"])
+    # when
+    response = page.goto(f"{acme}/")
+    # then: the page and the live feed refuse him
+    assert response is not None and response.status == 403
+    assert page.evaluate(WS_CLOSE_CODE) == 4403
+    # and on his own tenant's host he is welcome
+    globex = console_url(live_server_url, personas["charlie"])
+    sign_in(page, globex, console_users["charlie"])
+    assert page.goto(f"{globex}/").status == 200  # type: ignore[union-attr]
+    assert page.evaluate(WS_CLOSE_CODE) == "open"
+
+
+def test_the_overview_shows_a_source_falling_back_to_polling_without_a_reload(
+    world: World,  # noqa: F811
+    page_factory: Any,
+    live_server_url: str,
+    personas: dict[str, Persona],
+    console_users: dict[str, User],
+) -> None:
+    # given: alice watches the overview while the stream is healthy
+    base = console_url(live_server_url, personas["alice"])
+    page = page_factory()
+    sign_in(page, base, console_users["alice"])
+    row = page.locator(f'tr[data-source-id="{world.source_id}"]')
+    mode = row.locator('[data-field="mode"]')
+    page.wait_for_selector('#live[data-state="live"]')
+    assert mode.inner_text() == "Event (push)"
+    page.evaluate("window.__sameDocument = 'still here'")
+    # when: the upstream stops pushing
+    world.control("faults", {"outage": "push"})
+    # then: the row turns to polling in place
+    mode.filter(has_text="Polling").wait_for(timeout=40_000)
+    assert page.evaluate("window.__sameDocument") == "still here"  # no reload happened
+    assert page.evaluate("window.BeastFlow.overview.updates") > 1
+    shoot(page, "overview")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shoot(page, "overview-phone")
+    # and the source page tells why, in the timeline
+    page.set_viewport_size({"width": 1280, "height": 860})
+    page.goto(f"{base}/sources/{world.source_id}/")
+    timeline = page.locator("ol.timeline")
+    assert "event → hybrid" in timeline.inner_text()
+    world.control("faults", {"outage": "none"})
+    page.wait_for_timeout(1500)  # the charts draw after load
+    shoot(page, "source")
+
+
+def test_an_operator_action_is_audited_and_shown_in_the_audit_view(
+    world: World,  # noqa: F811
+    page_factory: Any,
+    live_server_url: str,
+    personas: dict[str, Persona],
+    console_users: dict[str, User],
+    django_db_blocker: Any,
+) -> None:
+    # given
+    base = console_url(live_server_url, personas["alice"])
+    page = page_factory()
+    sign_in(page, base, console_users["alice"])
+    page.goto(f"{base}/sources/{world.source_id}/")
+    reason = f"vendor maintenance {uuid.uuid4().hex[:6]}"
+    # when: alice forces polling with a reason, using the keyboard only
+    page.select_option("#force-mode", "polling")
+    page.focus("#force-reason")
+    page.keyboard.type(reason)
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    # then: she is told, the row is written, and the audit view shows it with the switch it caused
+    assert "moved from event to polling" in page.locator(".messages").inner_text()
+    with django_db_blocker.unblock(), tenant_context(personas["alice"].tenant):
+        action = OperatorAction.objects.get(source_id=world.source_id)
+    assert (action.actor, action.action, action.reason) == (console_users["alice"].username, "force_mode", reason)
+    page.goto(f"{base}/audit/?source={world.source_id}&correlation={action.correlation_id}&window=all")
+    trail = page.locator("ol.timeline").inner_text()
+    assert reason in trail
+    assert "event → polling" in trail  # the ModeSwitch row shares the correlation id
+    page.goto(f"{base}/audit/?window=all")
+    shoot(page, "audit")
+
+
+def test_staff_see_the_platform_view(
+    page_factory: Any, live_server_url: str, personas: dict[str, Persona], console_users: dict[str, User]
+) -> None:
+    base = console_url(live_server_url, personas["alice"])
+    page = page_factory()
+    sign_in(page, base, console_users["sam"], next_path="/platform/")
+    assert page.get_by_role("heading", name="Platform").is_visible()
+    text = page.locator("main").inner_text()
+    assert "acme" in text and "globex" in text
+    assert "database" in text  # a /readyz component
+    shoot(page, "platform")
