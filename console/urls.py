@@ -11,6 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from console import views
+from healing import console_views as healing_views
 
 app_name = "console"
 
@@ -23,8 +24,10 @@ urlpatterns = [
     path("sources/<int:source_id>/actions/", views.source_action, name="source-action"),
     path("audit/", views.audit, name="audit"),
     path("platform/", views.platform, name="platform"),
-    # Placeholders until the RCA/approval views (healing/console_views.py) replace them.
-    path("rca/", views.placeholder, {"page": "rca"}, name="rca"),
-    path("approvals/", views.placeholder, {"page": "approvals"}, name="approvals"),
-    path("healing/", views.placeholder, {"page": "healing"}, name="healing"),
+    # RCA review, approvals and healing history (healing/console_views.py).
+    path("rca/", healing_views.rca_review, name="rca"),
+    path("rca/<int:rca_id>/confirm", healing_views.rca_confirm_view, name="rca-confirm"),
+    path("approvals/", healing_views.approvals, name="approvals"),
+    path("approvals/<int:action_id>/decide", healing_views.approval_decide, name="approval-decide"),
+    path("healing/", healing_views.healing_history, name="healing"),
 ]
