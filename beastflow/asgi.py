@@ -7,6 +7,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beastflow.settings")
+# The web process pools its database connections (see DATABASES in settings).
+os.environ.setdefault("BEASTFLOW_DB_POOL_SIZE", "20")
 django_http = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

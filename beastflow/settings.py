@@ -109,6 +109,16 @@ _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("BEASTFLOW_DB_CON
 _db["ENGINE"] = "django_tenants.postgresql_backend"
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("TEST", {})["NAME"] = env_str("BEASTFLOW_TEST_DB_NAME", f"test_{_db['NAME']}")
+# Under ASGI, Django runs each request's sync code in a thread of its own, so
+# persistent connections (CONN_MAX_AGE > 0) pile up, one per thread, until
+# PostgreSQL refuses clients (the bench exhausted its 100). A process that
+# sets BEASTFLOW_DB_POOL_SIZE (the web process: beastflow/asgi.py does)
+# hands its connections back to psycopg's pool after each request instead.
+# Celery's workers keep persistent connections: a pool does not survive their fork.
+DB_POOL_SIZE = env_int("BEASTFLOW_DB_POOL_SIZE", 0)
+if DB_POOL_SIZE > 0:
+    _db["CONN_MAX_AGE"] = 0
+    _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": DB_POOL_SIZE, "timeout": 10}
 DATABASES = {"default": _db}
 ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)

@@ -300,3 +300,37 @@ async def httpx_closed_loop(port: int, make: Callable[[], Request], *, concurren
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     tally.finished = time.perf_counter()
     return tally
+
+
+class LoopLag:
+    """How late the load generator's own event loop runs, sampled every `every_s`.
+
+    The paced shapes stamp latency from the scheduled send time and the
+    websocket figure from the frame's arrival: both include whatever delay
+    the client's own loop adds on a machine whose two cores it shares with
+    the server and PostgreSQL. This measures that delay, to be read next to them.
+    """
+
+    def __init__(self, every_s: float = 0.001) -> None:
+        self.every_s = every_s
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.every_s)
+            self.lags.append(max(0.0, time.perf_counter() - before - self.every_s))
+
+    def percentile_ms(self, q: float) -> float | None:
+        return percentile(self.lags, q) * 1000 if self.lags else None

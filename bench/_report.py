@@ -121,6 +121,14 @@ def print_table(report: dict[str, Any]) -> None:
                     "ms (the publish path alone)",
                 )
             )
+        if figure.get("client_loop_lag_p99_ms") is not None:
+            rows.append(
+                (
+                    "    the load generator's own loop lag, p50 / p99",
+                    f"{fmt(figure['client_loop_lag_p50_ms'])} / {fmt(figure['client_loop_lag_p99_ms'])}",
+                    "ms (included in both figures above)",
+                )
+            )
     two = report.get("two_workers")
     if two:
         batch_min = two["batch_2_tenants"]["min_per_tenant_events_per_s"]

@@ -50,7 +50,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._changes import ChangeWatcher
-from bench._client import Request, Tally, closed_loop, httpx_closed_loop, paced, percentile
+from bench._client import LoopLag, Request, Tally, closed_loop, httpx_closed_loop, paced, percentile
 from bench._cpu import CpuMeter, CpuUse
 from bench._report import build_targets, integrity, other_cpu, print_table, say
 from bench._world import OUT_DIR, ConnectionsMeter, Server, Source, Tenant, World, log
@@ -348,8 +348,13 @@ async def phase_paced(world: World, server: Server, tenant: Tenant, duration: fl
         for label, name, rate, make in shapes:
             source = tenant.sources[name]
             with CpuMeter(server.proc.pid) as cpu, ConnectionsMeter(world) as connections:
-                tally = await paced(server.port, make(source), rate_per_s=rate, duration_s=duration, pool=PACED_POOL)
+                async with LoopLag() as lag:
+                    tally = await paced(
+                        server.port, make(source), rate_per_s=rate, duration_s=duration, pool=PACED_POOL
+                    )
             figure = throughput(tally, cpu.result, requests_per_s_target=rate, db_connections_peak=connections.peak)
+            figure["client_loop_lag_p50_ms"] = rnd(lag.percentile_ms(50), 2)
+            figure["client_loop_lag_p99_ms"] = rnd(lag.percentile_ms(99), 2)
             figure["stored"] = check_stored(world, tenant, source, tally)
             if refused:
                 figure["websocket"] = {"status": f"n/a (consumer missing: {refused})"}
@@ -380,7 +385,9 @@ async def phase_paced(world: World, server: Server, tenant: Tenant, duration: fl
                 f"  paced {label}: ingest p50 {figure['latency_p50_ms']} ms p99 {figure['latency_p99_ms']} ms; "
                 f"websocket {ws.get('status')} p50 {ws.get('p50_ms')} ms p99 {ws.get('p99_ms')} ms "
                 f"({ws.get('received', 0)}/{tally.acked}), after the 202: p50 {ws.get('after_http_answer_p50_ms')} ms "
-                f"p99 {ws.get('after_http_answer_p99_ms')} ms; {cpu.result.describe()}"
+                f"p99 {ws.get('after_http_answer_p99_ms')} ms; the client's own loop lag p50 "
+                f"{figure['client_loop_lag_p50_ms']} ms p99 {figure['client_loop_lag_p99_ms']} ms; "
+                f"{cpu.result.describe()}"
             )
             figures[label] = figure
         if not refused:

@@ -67,6 +67,7 @@ class _Publisher:
         self._client: redis.Redis | None = None
         self._pid = 0
         self._paused_until = 0.0
+        self._async_clients: dict[int, tuple[asyncio.AbstractEventLoop, aredis.Redis]] = {}
 
     def publish(self, schema: str, changes: Batch) -> int:
         if time.monotonic() < self._paused_until:
@@ -91,6 +92,26 @@ class _Publisher:
                     self._pid = os.getpid()
         return self._client
 
+    async def apublish(self, schema: str, changes: Batch) -> int:
+        """`publish` from an event loop, on that loop's own client; the same pause after a failure."""
+        if time.monotonic() < self._paused_until:
+            raise PublishPausedError(schema)
+        try:
+            return int(await self._async_redis().publish(channel_for(schema), msgspec.json.encode(changes)))
+        except (redis.RedisError, OSError):
+            self._paused_until = time.monotonic() + PUBLISH_PAUSE_AFTER_FAILURE_S
+            raise
+
+    def _async_redis(self) -> aredis.Redis:
+        loop = asyncio.get_running_loop()
+        found = self._async_clients.get(id(loop))
+        if found is None or found[0] is not loop:
+            client = aredis.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=PUBLISH_TIMEOUT_S, socket_connect_timeout=PUBLISH_TIMEOUT_S
+            )
+            found = self._async_clients[id(loop)] = (loop, client)
+        return found[1]
+
 
 _publisher = _Publisher()
 
@@ -98,6 +119,11 @@ _publisher = _Publisher()
 def publish(schema: str, changes: Batch) -> int:
     """Publish a committed batch; returns how many processes listened. Raises on failure."""
     return _publisher.publish(schema, changes)
+
+
+async def apublish(schema: str, changes: Batch) -> int:
+    """`publish` from an event loop, without blocking it."""
+    return await _publisher.apublish(schema, changes)
 
 
 # Listening (one hub per event loop) ------------------------------------------------

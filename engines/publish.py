@@ -67,6 +67,26 @@ def changes_committed(schema: str, changes: list[dict[str, Any]]) -> None:
         log.exception("publish_wake_request_failed", schema=schema)
 
 
+async def changes_committed_async(schema: str, changes: list[dict[str, Any]]) -> None:
+    """`changes_committed` from an event loop (the fast path's small group commits): the PUBLISH does not block it."""
+    if not changes:
+        return
+    try:
+        await changes_bus.apublish(schema, changes)
+        CHANGES_PUBLISHED.labels("sent").inc(len(changes))
+    except changes_bus.PublishPausedError:
+        CHANGES_PUBLISHED.labels("skipped").inc(len(changes))
+    except Exception:
+        CHANGES_PUBLISHED.labels("failed").inc(len(changes))
+        PUBLISH_FAILURES.labels("publish").inc()
+        log.exception("publish_failed", schema=schema, changes=len(changes))
+    try:
+        _waker.request(schema)
+    except Exception:
+        PUBLISH_FAILURES.labels("wake").inc()
+        log.exception("publish_wake_request_failed", schema=schema)
+
+
 def flush(timeout_s: float = 2.0) -> bool:
     """Wait until the wakes requested so far were sent; True when they were."""
     return _waker.flush(timeout_s)

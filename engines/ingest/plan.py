@@ -7,32 +7,23 @@ Stale and duplicate events are kept in the event log but change nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from engines.ingest.hashing import canonical_json, record_hash
 from engines.ingest.validation import Event
 
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+__all__ = ["Current", "Plan", "RecordWrite", "canonical_json", "plan", "record_hash"]
 
 
-def record_hash(data: Any) -> str:
-    """CONTRACT §5: sha256 of the canonical JSON of data, as UTF-8."""
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Current:
+# NamedTuples: the commit path builds one or two per event.
+class Current(NamedTuple):
     version: int
     deleted: bool
 
 
-@dataclass(frozen=True)
-class RecordWrite:
+class RecordWrite(NamedTuple):
     key: str
     version: int
     data: dict[str, Any] | None
@@ -78,7 +69,7 @@ def plan(events: Iterable[Event], current: Mapping[str, Current]) -> Plan:
             continue
         running[event.key] = Current(version=event.version, deleted=False)
         finals[event.key] = RecordWrite(
-            event.key, event.version, event.data, record_hash(event.data), False, len(changes)
+            event.key, event.version, event.data, event.hash or record_hash(event.data), False, len(changes)
         )
         changes.append(event)
     return Plan(changes=changes, writes=list(finals.values()), stale=stale)

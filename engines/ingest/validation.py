@@ -6,12 +6,14 @@ rejects the whole batch; every error names the event's index.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import msgspec
+
+from engines.ingest.hashing import record_hash, record_hash_of_decoded
 
 MAX_EVENTS = 1_000
 MAX_ID_LEN = 255
@@ -30,8 +32,10 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=False):
     occurred_at: str | None = None
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
+    """A validated event. A Struct, not a dataclass: a 1,000-event batch builds
+    a thousand of them, and a frozen dataclass's __init__ costs ten times more."""
+
     id: str
     type: str
     key: str
@@ -39,6 +43,9 @@ class Event:
     data: dict[str, Any] | None
     seq: int | None
     occurred_at: datetime | None
+    # The record hash of `data` (CONTRACT §5), computed while validating, on
+    # the request's thread, so the commit's serial section does not spend on it.
+    hash: str = ""
 
 
 @dataclass
@@ -95,15 +102,31 @@ def split_body(body: bytes, content_type: str) -> list[Any]:
     return items
 
 
-def _check(
-    index: int, raw: Any, data_check: Callable[[dict[str, Any]], str | None] | None
-) -> tuple[Event | None, list[dict[str, Any]]]:
+DataCheck = Callable[[dict[str, Any]], str | None]
+Hasher = Callable[[Any], str]
+
+
+class _Envelope(msgspec.Struct):
+    events: list[EventIn]
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_single = msgspec.json.Decoder(EventIn).decode
+
+
+def _check(index: int, raw: Any, data_check: DataCheck | None) -> tuple[Event | None, list[dict[str, Any]]]:
     if not isinstance(raw, dict):
         return None, [{"index": index, "message": "an event must be a JSON object"}]
     try:
         item = msgspec.convert(raw, EventIn)
     except msgspec.ValidationError as exc:
         return None, [{"index": index, "message": str(exc)}]
+    return _finish(index, item, data_check, record_hash)
+
+
+def _finish(
+    index: int, item: EventIn, data_check: DataCheck | None, hasher: Hasher
+) -> tuple[Event | None, list[dict[str, Any]]]:
     problems: list[str] = []
     if not 1 <= len(item.id) <= MAX_ID_LEN:
         problems.append(f"id must be 1..{MAX_ID_LEN} characters")
@@ -133,26 +156,56 @@ def _check(
                 problems.append(f"data does not match the source's schema: {message}")
     if problems:
         return None, [{"index": index, "message": message} for message in problems]
+    upsert = item.type == "upsert"
     return (
         Event(
             id=item.id,
             type=item.type,
             key=item.key or "",
             version=item.version or 0,
-            data=item.data if item.type == "upsert" else None,
+            data=item.data if upsert else None,
             seq=item.seq,
             occurred_at=occurred_at,
+            hash=hasher(item.data) if upsert and item.data is not None else "",
         ),
         [],
     )
 
 
-def validate(items: list[Any], *, data_check: Callable[[dict[str, Any]], str | None] | None = None) -> Batch:
+def validate(items: list[Any], *, data_check: DataCheck | None = None) -> Batch:
     """Every event checked; duplicates of an id inside the batch are errors too."""
+    return _collect(_check(index, raw, data_check) for index, raw in enumerate(items))
+
+
+def decode_and_validate(body: bytes, content_type: str, *, data_check: DataCheck | None = None) -> Batch | None:
+    """The quick way for a JSON body whose events all have the right JSON types; None for any other body.
+
+    One typed decode in C (msgspec) instead of a decode to dicts and a
+    conversion per event, then the same checks as `validate`. On None (NDJSON,
+    a type error, an empty or oversized batch, not JSON at all) the caller
+    takes `split_body` and `validate`, which name every problem.
+    """
+    if "ndjson" in content_type or "jsonlines" in content_type:
+        return None
+    try:
+        items = _decode_envelope(body).events
+    except msgspec.DecodeError:  # ValidationError included: no "events", or a badly typed one
+        if b'"events"' in body:  # an envelope, badly typed: the slow path says how
+            return None
+        try:
+            items = [_decode_single(body)]
+        except msgspec.DecodeError:
+            return None
+    if not items or len(items) > MAX_EVENTS:
+        return None
+    # msgspec decoded the data: its own sorted encoding gives the same hash, cheaper.
+    return _collect(_finish(index, item, data_check, record_hash_of_decoded) for index, item in enumerate(items))
+
+
+def _collect(checked: Iterable[tuple[Event | None, list[dict[str, Any]]]]) -> Batch:
     batch = Batch()
     first_index: dict[str, int] = {}
-    for index, raw in enumerate(items):
-        event, errors = _check(index, raw, data_check)
+    for index, (event, errors) in enumerate(checked):
         if errors:
             batch.errors.extend(errors)
             continue
