@@ -92,6 +92,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.core.management import call_command
     from django.db import connection, connections, transaction
     from django.utils import timezone
     from django_tenants.utils import tenant_context
@@ -102,6 +103,9 @@ def main() -> None:
     from engines.selectors import change_render
     from tenants import services
 
+    # The throwaway tenant lives in DATABASE_URL's database: bring its shared
+    # tables up to date first (a checkout newer than its last `make up`).
+    call_command("migrate_schemas", "--shared", verbosity=0)
     slug = f"wsbench-{secrets.token_hex(3)}"
     tenant, key = services.tenant_create(slug=slug)
     server: subprocess.Popen[bytes] | None = None
