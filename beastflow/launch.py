@@ -109,7 +109,14 @@ def cmd_stop(_: list[str]) -> int:
 
 
 def cmd_test(args: list[str]) -> int:
-    _exec([sys.executable, "-m", "pytest", *args], service_env())
+    env = service_env()
+    # Importing beastflow (for the celery app) defaults DJANGO_SETTINGS_MODULE
+    # to the service settings, and pytest-django prefers the environment over
+    # pyproject's tests.settings: without this the suite would run against the
+    # service database and Redis prefix.
+    if env.get("DJANGO_SETTINGS_MODULE") == "beastflow.settings":
+        env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    _exec([sys.executable, "-m", "pytest", *args], env)
 
 
 def cmd_run(args: list[str]) -> int:

@@ -212,7 +212,9 @@ BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)
 # Healing (healing/): how often the failure queue, verification and escalation run (s).
 BEASTFLOW_HEALING_TICK_S = env_float("BEASTFLOW_HEALING_TICK_S", 2.0)
 # Unanswered approval requests: seconds at each level before the next one is told.
-BEASTFLOW_ESCALATION_TIMEOUTS_S = [float(v) for v in env_list("BEASTFLOW_ESCALATION_TIMEOUTS_S", ["900", "1800", "3600"])]
+BEASTFLOW_ESCALATION_TIMEOUTS_S = [
+    float(v) for v in env_list("BEASTFLOW_ESCALATION_TIMEOUTS_S", ["900", "1800", "3600"])
+]
 # Who is told at each level: levels separated by ";", addresses/URLs by ",".
 BEASTFLOW_ESCALATION_EMAILS = [
     [a for a in level.split(",") if a] for level in env_str("BEASTFLOW_ESCALATION_EMAILS", "").split(";")

@@ -31,10 +31,16 @@ def current_schema() -> str:
 
 def current_tenant() -> Tenant:
     """The tenant whose schema the connection uses (not valid in public)."""
-    tenant = _conn().tenant
+    conn = _conn()
     if current_schema() == PUBLIC:
         raise RuntimeError("no tenant: the connection is on the public schema")
-    return cast("Tenant", tenant)
+    from tenants.models import Tenant
+
+    if not isinstance(conn.tenant, Tenant):
+        # set_schema() by name leaves a stand-in without the model's fields
+        # (tier, quotas); load the real row once and keep it on the connection.
+        conn.tenant = Tenant.objects.get(schema_name=conn.schema_name)
+    return cast("Tenant", conn.tenant)
 
 
 def use_public() -> None:

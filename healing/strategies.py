@@ -31,7 +31,7 @@ def _always(features: Features) -> bool:
 
 
 def _in_event_mode(features: Features) -> bool:
-    return features.get("source_mode") == "event"
+    return features.get("source_mode") == "event" and not _is_drift(features)
 
 
 def _not_in_event_mode(features: Features) -> bool:
@@ -47,7 +47,24 @@ def _push_path(features: Features) -> bool:
 
 
 def _shared_outage(features: Features) -> bool:
-    return (features.get("host_sources") or 0) >= 2 or bool(features.get("host_down"))
+    return not _is_drift(features) and ((features.get("host_sources") or 0) >= 2 or bool(features.get("host_down")))
+
+
+def _is_drift(features: Features) -> bool:
+    return features.get("kind") == "reconciliation_drift"
+
+
+def _source_call(features: Features) -> bool:
+    """A failure of the source's own calls or stream, which retrying or polling can fix.
+
+    A drift blamed on an earlier outage or gap is fixed by reconciling, not by
+    calling the upstream again.
+    """
+    return _has_source(features) and not _is_drift(features)
+
+
+def _drift_or_gaps(features: Features) -> bool:
+    return _has_source(features) and features.get("kind") in ("reconciliation_drift", "stream_gaps")
 
 
 @dataclass(frozen=True)
@@ -82,7 +99,7 @@ STRATEGIES: tuple[Strategy, ...] = (
         frozenset({C.UPSTREAM_UNAVAILABLE, C.UPSTREAM_TIMEOUT, C.UNKNOWN}),
         "low",
         "poll again after an exponential backoff (2^attempt seconds)",
-        applies=_has_source,
+        applies=_source_call,
     ),
     Strategy(
         "wait_for_upstream",
@@ -98,7 +115,7 @@ STRATEGIES: tuple[Strategy, ...] = (
         "low",
         "close the host's circuit breaker and probe it with one poll now",
         window_s=60.0,
-        applies=_has_source,
+        applies=_source_call,
     ),
     Strategy(
         "gap_fill_poll",
@@ -106,7 +123,7 @@ STRATEGIES: tuple[Strategy, ...] = (
         "low",
         "poll the feed from the contiguous watermark to fill the missing seqs",
         window_s=60.0,
-        applies=_has_source,
+        applies=_source_call,
     ),
     Strategy(
         "switch_to_polling",
@@ -133,10 +150,10 @@ STRATEGIES: tuple[Strategy, ...] = (
     ),
     Strategy(
         "full_reconcile",
-        frozenset({C.RECONCILIATION_DRIFT, C.STREAM_GAPS}),
+        frozenset({C.RECONCILIATION_DRIFT, C.STREAM_GAPS, C.UPSTREAM_UNAVAILABLE}),
         "low",  # its own safety cap holds a large diff for approval before applying anything
         "reconcile the source against the upstream snapshot now",
-        applies=_has_source,
+        applies=_drift_or_gaps,
     ),
     Strategy(
         "pause_source",

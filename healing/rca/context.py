@@ -3,7 +3,8 @@
 Turns a FailureRecord into the flat feature dict the pure rules see
 (healing.rca.engine.FEATURES): the failure's own detail, its upstream host
 failing across sources and tenants (healing.hosts), recent mode switches,
-a recent config change, recurrence and periodicity.
+a recent config change, the source's other failures nearby, recurrence
+and periodicity.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ def failure_features(failure: FailureRecord) -> dict[str, Any]:
         features.update(host_sources=seen.sources, host_tenants=seen.tenants, host_down=seen.down)
         features["host_kinds"] = ", ".join(seen.kinds)
     if source is not None:
+        # What else went wrong on this source around the failure: a drift
+        # found after an outage or lost pushes is their consequence, not a
+        # cause of its own.
+        nearby = (
+            FailureRecord.objects.filter(source=source, last_seen__gte=failure.first_seen - SWITCH_WINDOW)
+            .exclude(pk=failure.pk)
+            .values_list("kind", flat=True)
+            .distinct()
+        )
+        features["source_failure_kinds"] = ", ".join(sorted(set(nearby)))
         features["recent_switches"] = ModeSwitch.objects.filter(
             source=source, at__gte=failure.last_seen - SWITCH_WINDOW
         ).count()

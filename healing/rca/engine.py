@@ -33,7 +33,7 @@ FEATURES = (
     "recent_switches", "config_changed_recently", "config_changed_s",
     "push_errors", "push_total", "push_error_rate", "silence_s", "expected_interval_s",
     "missing", "contiguous_seq", "highest_seq", "drift_total", "in_mode_switch_window",
-    "recurrences", "period_s", "source_mode",
+    "recurrences", "period_s", "source_mode", "source_failure_kinds",
 )  # fmt: skip
 
 
@@ -68,6 +68,9 @@ def _holds(condition: Condition, features: Mapping[str, Any]) -> bool:
             return isinstance(value, int | float) and value >= condition.value  # type: ignore[operator]
         case "lte":
             return isinstance(value, int | float) and value <= condition.value  # type: ignore[operator]
+        case "mentions":  # a comma-separated feature names any of the values
+            named = {part.strip() for part in str(value or "").split(",")}
+            return bool(named & set(condition.value))  # type: ignore[call-overload]
         case "true":
             return bool(value)
         case "false":

@@ -18,9 +18,9 @@ from typing import Literal
 
 from healing.schemas import RCACategory as C
 
-Op = Literal["eq", "ne", "in", "gte", "lte", "true", "false"]
+Op = Literal["eq", "ne", "in", "gte", "lte", "true", "false", "mentions"]
 
-RULES_VERSION = "2026.11.2"
+RULES_VERSION = "2026.11.3"
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,30 @@ RULES: tuple[Rule, ...] = (
         (_kind("stream_silent", "stream_gaps"), Condition("push_error_rate", "gte", 0.2)),
         0.8,
         "{push_errors} of {push_total} pushes were refused as invalid while the stream degraded",
+    ),
+    # A drift right after the source's upstream failed or its pushes went
+    # missing is that failure's consequence: naming it "silent changes"
+    # would send the operator to the wrong upstream team.
+    Rule(
+        "drift.after_outage",
+        1,
+        C.UPSTREAM_UNAVAILABLE,
+        (
+            _kind("reconciliation_drift"),
+            Condition("source_failure_kinds", "mentions", ("upstream_unavailable", "upstream_timeout")),
+        ),
+        0.92,
+        "the snapshot differs in {drift_total} records right after the upstream failed ({source_failure_kinds}): "
+        "changes made while it was down had not arrived yet",
+    ),
+    Rule(
+        "drift.after_gaps",
+        1,
+        C.STREAM_GAPS,
+        (_kind("reconciliation_drift"), Condition("source_failure_kinds", "mentions", ("stream_gaps",))),
+        0.92,
+        "the snapshot differs in {drift_total} records while the stream was losing sequence numbers: "
+        "dropped pushes, not silent upstream changes",
     ),
     Rule(
         "drift.silent_changes",

@@ -44,6 +44,19 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "stream_gaps",
     ),
     (
+        "drops/drift",
+        {"kind": "reconciliation_drift", "path": "reconcile", "host": HOST, "drift_total": 5,
+         "in_mode_switch_window": False, "source_failure_kinds": "stream_gaps", "source_mode": "event"},
+        "stream_gaps",
+    ),
+    (
+        "outage/drift",
+        {"kind": "reconciliation_drift", "path": "reconcile", "host": HOST, "drift_total": 15,
+         "in_mode_switch_window": False, "recent_switches": 1,
+         "source_failure_kinds": "stream_silent, upstream_unavailable", "source_mode": "event"},
+        "upstream_unavailable",
+    ),
+    (
         "429 storm",
         {"kind": "rate_limited", "path": "reconcile", "host": HOST, "http_status": 429, "retry_after_s": 2,
          "occurrences": 4, "source_mode": "event"},

@@ -84,3 +84,14 @@ def test_every_category_has_a_strategy_and_risky_ones_need_approval() -> None:
 def test_auth_failures_get_no_automatic_strategy() -> None:
     options = candidates("auth_failed", {"source_id": 1, "source_mode": "event", "path": "reconcile"})
     assert options and all(s.needs_approval for s in options)
+
+
+def test_a_drift_blamed_on_an_outage_is_fixed_by_reconciling_not_by_calling_the_upstream_again() -> None:
+    # given: a reconciliation drift whose RCA is the outage before it
+    drift = {"source_id": 1, "source_mode": "event", "kind": "reconciliation_drift"}
+    # when
+    automatic = [s.name for s in candidates("upstream_unavailable", drift) if not s.needs_approval]
+    # then
+    assert automatic == ["full_reconcile"]
+    outage = {"source_id": 1, "source_mode": "polling", "kind": "upstream_unavailable"}
+    assert "full_reconcile" not in {s.name for s in candidates("upstream_unavailable", outage)}

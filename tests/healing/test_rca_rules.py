@@ -27,6 +27,16 @@ RULE_CASES: dict[str, dict[str, Any]] = {
     "stream.push_errors": {"kind": "stream_gaps", "push_error_rate": 0.5},
     "drift.silent_changes": {"kind": "reconciliation_drift", "in_mode_switch_window": False, "drift_total": 3},
     "drift.switch_window": {"kind": "reconciliation_drift", "in_mode_switch_window": True},
+    "drift.after_outage": {
+        "kind": "reconciliation_drift",
+        "drift_total": 9,
+        "source_failure_kinds": "upstream_unavailable",
+    },
+    "drift.after_gaps": {
+        "kind": "reconciliation_drift",
+        "drift_total": 4,
+        "source_failure_kinds": "stream_gaps, stream_silent",
+    },
     "flapping.direct": {"kind": "flapping"},
     "flapping.switches": {"kind": "stream_silent", "recent_switches": 5},
     "silent.direct": {"kind": "stream_silent"},
@@ -109,3 +119,16 @@ def test_a_confident_learner_can_overrule_the_rules() -> None:
     # then
     assert blended[0].category is RCACategory.FLAPPING
     assert rerank(ranked, {"flapping": 0.95}, weight=0.0)[0].category is RCACategory.STREAM_SILENT
+
+
+def test_a_drift_found_right_after_an_outage_is_blamed_on_the_outage() -> None:
+    # given: the same drift, alone and after the source's upstream failed
+    drift = {"kind": "reconciliation_drift", "drift_total": 15, "in_mode_switch_window": False}
+    after_outage = {**drift, "source_failure_kinds": "stream_silent, upstream_unavailable"}
+    # when
+    [alone, *_] = diagnose(drift)
+    [top, *_] = diagnose(after_outage)
+    # then
+    assert alone.category is RCACategory.RECONCILIATION_DRIFT
+    assert top.category is RCACategory.UPSTREAM_UNAVAILABLE
+    assert "upstream_unavailable" in top.evidence[0]["text"]
