@@ -73,7 +73,11 @@ class Event(models.Model):
     update StreamState.
     """
 
-    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    # No index of its own: the (source, ...) unique index leads with it, and
+    # every extra index is one more write per event on the ingest path.
+    source = models.ForeignKey(
+        Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
+    )
     event_id = models.CharField(max_length=255)
     type = models.CharField(max_length=16, choices=EventType.choices)
     key = models.CharField(max_length=512)
@@ -98,7 +102,11 @@ class Event(models.Model):
 class Record(models.Model):
     """The current state of each key: the newest version wins; deletes are tombstones."""
 
-    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    # No index of its own: the (source, ...) unique index leads with it, and
+    # every extra index is one more write per event on the ingest path.
+    source = models.ForeignKey(
+        Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
+    )
     key = models.CharField(max_length=512)
     version = models.BigIntegerField()
     data = models.JSONField(null=True)
@@ -120,7 +128,11 @@ class Change(models.Model):
     """
 
     seq = models.BigIntegerField(primary_key=True)
-    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    # No index of its own: the (source, ...) unique index leads with it, and
+    # every extra index is one more write per event on the ingest path.
+    source = models.ForeignKey(
+        Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
+    )
     event_id = models.CharField(max_length=255)
     type = models.CharField(max_length=16, choices=EventType.choices)
     key = models.CharField(max_length=512)

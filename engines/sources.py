@@ -101,13 +101,18 @@ def source_update(*, source: Source, changes: Any) -> Source:
 @transaction.atomic
 def source_delete(*, source: Source) -> None:
     source_id = source.pk
-    # The bulk tables reference the source without ORM cascade: one
-    # statement each, so a source with millions of rows deletes in seconds.
-    with connection.cursor() as cursor:
-        for table in ("engines_change", "engines_record", "engines_event"):
-            cursor.execute(f"DELETE FROM {table} WHERE source_id = %s", [source_id])  # noqa: S608
-    source.delete()
-    SourceRoute.objects.filter(pk=source_id).delete()
+    with transaction.atomic():
+        # Locked first: an engine reporting a failure for this source meanwhile
+        # (it takes a key-share lock, healing.services.failure_report) either
+        # lands before and is deleted with it, or finds the source gone.
+        Source.objects.select_for_update().filter(pk=source_id).exists()
+        # The bulk tables reference the source without ORM cascade: one
+        # statement each, so a source with millions of rows deletes in seconds.
+        with connection.cursor() as cursor:
+            for table in ("engines_change", "engines_record", "engines_event"):
+                cursor.execute(f"DELETE FROM {table} WHERE source_id = %s", [source_id])  # noqa: S608
+        source.delete()
+        SourceRoute.objects.filter(pk=source_id).delete()
     schema = current_schema()
     transaction.on_commit(lambda: source_cache.forget(schema, source_id))
     log.info("source_deleted", source=source_id)

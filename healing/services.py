@@ -7,12 +7,13 @@ from functools import partial
 from typing import Any, Protocol
 
 import structlog
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from beastflow import correlation
 from beastflow.tenancy import current_schema, current_tenant
+from engines.models import Source
 from healing import metrics
 from healing.escalation import first_deadline
 from healing.hosts import host_failure_note
@@ -36,11 +37,12 @@ def failure_report(
     source_id: int | None = None,
     identity: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
-) -> FailureRecord:
+) -> FailureRecord | None:
     """Record a failure; a repeat of an open one (same fingerprint) folds into its occurrences.
 
     The newest detail replaces the stored one, so the record shows the
-    latest context; first_seen and the count keep the history.
+    latest context; first_seen and the count keep the history. None when
+    the source was deleted meanwhile: nothing is left to fail.
     """
     report = FailureReport(kind=kind, source_id=source_id, identity=identity or {}, detail=detail or {})
     fingerprint = report.fingerprint()
@@ -58,6 +60,9 @@ def failure_report(
             break
         try:
             with transaction.atomic():
+                if source_id is not None and not _hold_source(source_id):
+                    log.info("failure_dropped_source_deleted", kind=kind, source=source_id)
+                    return None
                 record = FailureRecord.objects.create(
                     source_id=source_id,
                     kind=kind,
@@ -78,6 +83,13 @@ def failure_report(
         host_failure_note(host=str(host), schema=current_schema(), source_id=source_id, kind=kind)
     log.info("failure_reported", kind=kind, source=source_id, occurrences=record.occurrences)
     return record
+
+
+def _hold_source(source_id: int) -> bool:
+    """Key-share lock the source row until commit (False if it is gone): a concurrent delete waits for us."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {Source._meta.db_table} WHERE id = %s FOR KEY SHARE", [source_id])  # noqa: S608
+        return cursor.fetchone() is not None
 
 
 def failure_resolve(*, source_id: int | None, kind: str, identity: dict[str, Any] | None = None) -> int:

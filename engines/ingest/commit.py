@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -115,16 +115,19 @@ WHERE s.source_id = u.id
 """
 
 # Seqs, changes and records in one statement: the counter row is locked from
-# here to the COMMIT. A change's seq is base + its position (`q`); a record
+# here to the COMMIT. The changes' committed_at is read under that lock, so
+# it never goes backwards along seq and leaves out the wait for the lock and
+# the connection. A change's seq is base + its position (`q`); a record
 # write points at the seq of the change that produced it (`c`, -1 for none:
 # a tombstone of an absent key keeps the row's change_seq).
 _SEQS_CHANGES_RECORDS = """
 WITH counter AS (
-    UPDATE engines_seqcounter SET last = last + %s WHERE id = 1 RETURNING last - %s + 1 AS base
+    UPDATE engines_seqcounter SET last = last + %s WHERE id = 1
+    RETURNING last - %s + 1 AS base, clock_timestamp() AS at
 ),
 changes AS (
     INSERT INTO engines_change (seq, source_id, event_id, type, key, version, data, origin, committed_at)
-    SELECT counter.base + c.q, c.s, c.i, c.t, c.k, c.v, c.d, c.o, %s
+    SELECT counter.base + c.q, c.s, c.i, c.t, c.k, c.v, c.d, c.o, counter.at
     FROM counter, json_to_recordset(%s::json)
         AS c(q bigint, s bigint, i text, t text, k text, v bigint, d jsonb, o text)
 ),
@@ -140,7 +143,7 @@ records AS (
         updated_at = EXCLUDED.updated_at
     WHERE engines_record.version < EXCLUDED.version
 )
-SELECT base FROM counter
+SELECT base, at FROM counter
 """
 
 # Record writes that produced no change (tombstones of absent keys): no seq needed.
@@ -290,11 +293,9 @@ class CommitPlan:
             source.changes += len(decided.changes)
 
         round_ = [_update_streams(streams, work, self.now)] if work else []
-        # Rendered before the counter is locked; only the seqs are filled in under it.
-        committed_at = self.now.isoformat()
+        # Rendered before the counter is locked; seq and committed_at are filled in under it.
         self.rendered = [
-            _render(self.batches[position].origin, source_id, event, committed_at)
-            for position, source_id, event in pending_changes
+            _render(self.batches[position].origin, source_id, event) for position, source_id, event in pending_changes
         ]
         record_rows = [
             {"s": source_id, "k": w.key, "v": w.version, "d": w.data, "h": w.hash, "x": w.deleted,
@@ -309,7 +310,7 @@ class CommitPlan:
                 for index, (position, source_id, event) in enumerate(pending_changes)
             ]  # fmt: skip
             total = len(pending_changes)
-            params = [total, total, self.now, _rows(change_rows), self.now, _rows(record_rows)]
+            params = [total, total, _rows(change_rows), self.now, _rows(record_rows)]
             round_.append(Statement(_SEQS_CHANGES_RECORDS, params, returns_rows=True))
             self.takes_seqs = True
         elif record_rows:
@@ -321,9 +322,11 @@ class CommitPlan:
         if self.takes_seqs:
             last = answers[-1]
             assert last is not None
-            base = last[0][0]
+            base, at = last[0]
+            committed_at = at.astimezone(UTC).isoformat()
             for index, ((position, _, _), change) in enumerate(zip(self.pending_changes, self.rendered, strict=True)):
                 change["seq"] = base + index
+                change["committed_at"] = committed_at
                 self.out[position].changes.append(change)
         return self.out
 
@@ -350,7 +353,7 @@ def run_statement(cursor: Cursor, statement: Statement) -> list[Any] | None:
     return cursor.fetchall() if statement.returns_rows else None
 
 
-def _render(origin: str, source_id: int, event: Event, committed_at: str) -> dict[str, Any]:
+def _render(origin: str, source_id: int, event: Event) -> dict[str, Any]:
     return {
         "seq": 0,  # set once the seqs are taken
         "source": source_id,
@@ -360,7 +363,7 @@ def _render(origin: str, source_id: int, event: Event, committed_at: str) -> dic
         "version": event.version,
         "data": event.data,
         "origin": origin,
-        "committed_at": committed_at,
+        "committed_at": "",  # set once the seqs are taken
     }
 
 

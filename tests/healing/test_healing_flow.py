@@ -44,12 +44,29 @@ def _source(host: str) -> Source:
 
 
 def _report(source: Source, kind: str, host: str, **detail: Any) -> FailureRecord:
-    return failure_report(
+    record = failure_report(
         kind=kind,
         source_id=source.pk,
         identity={"host": host, "kind": kind, "status": detail.get("http_status")},
         detail={"host": host, **detail},
     )
+    assert record is not None
+    return record
+
+
+def test_a_failure_reported_for_a_source_deleted_meanwhile_is_dropped_not_stored() -> None:
+    from engines.sources import source_delete
+
+    # given: an engine still working on a source an operator just deleted
+    host = _host()
+    source = _source(host)
+    source_id = source.pk
+    source_delete(source=source)
+    # when
+    record = failure_report(kind="upstream_unavailable", source_id=source_id, detail={"host": host})
+    # then
+    assert record is None
+    assert not FailureRecord.objects.filter(source_id=source_id).exists()
 
 
 def test_a_repeated_failure_folds_into_occurrences_with_a_priority_from_severity_and_tier() -> None:
