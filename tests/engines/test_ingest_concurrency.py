@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 
 import pytest
 from django.db import connection, connections, transaction
@@ -47,6 +48,7 @@ def test_a_concurrent_reader_sees_every_change_exactly_once_in_seq_order(
         start = SeqCounter.objects.get().last
     done = threading.Event()
     seen: list[int] = []
+    stamps: list[str] = []
     errors: list[BaseException] = []
 
     def writer(number: int) -> None:
@@ -70,6 +72,7 @@ def test_a_concurrent_reader_sees_every_change_exactly_once_in_seq_order(
                     page = changes_after(after, source_id=source_id, limit=37)
                     for change in page:
                         seen.append(change["seq"])
+                        stamps.append(change["committed_at"])
                         after = change["seq"]
                     if finished and not page:
                         return
@@ -98,3 +101,5 @@ def test_a_concurrent_reader_sees_every_change_exactly_once_in_seq_order(
     assert len(seen) == total
     assert seen == sorted(seen)
     assert seen == list(range(start + 1, start + total + 1)), "the reader skipped or repeated a seq"
+    times = [datetime.fromisoformat(stamp) for stamp in stamps]
+    assert times == sorted(times), "committed_at went backwards along seq"
