@@ -15,3 +15,16 @@ class TenantOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return current_schema() != PUBLIC and super().has_view_permission(request, obj)
+
+
+class TenantAuditAdmin(TenantOnlyAdmin):
+    """Rows the engines or the console write as a record of what happened: view only."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

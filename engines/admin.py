@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from beastflow.admin_tenant import TenantOnlyAdmin
-from engines.models import ReconciliationRun, Source
+from beastflow.admin_tenant import TenantAuditAdmin, TenantOnlyAdmin
+from engines.models import ModeSwitch, PollRun, ReconciliationRun, Source
 
 
 @admin.register(Source)
@@ -27,3 +27,28 @@ class ReconciliationRunAdmin(TenantOnlyAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(ModeSwitch)
+class ModeSwitchAdmin(TenantAuditAdmin):
+    list_display = ("id", "source", "from_mode", "to_mode", "transition", "at", "validated", "rolled_back", "actor")
+    list_filter = ("transition", "to_mode", "rolled_back")
+    search_fields = ("reason", "correlation_id")
+    date_hierarchy = "at"
+
+
+@admin.register(PollRun)
+class PollRunAdmin(TenantAuditAdmin):
+    list_display = (
+        "id",
+        "source",
+        "trigger",
+        "status",
+        "started_at",
+        "events",
+        "new_events",
+        "caught_up",
+        "error_kind",
+    )
+    list_filter = ("status", "trigger", "error_kind")
+    date_hierarchy = "started_at"

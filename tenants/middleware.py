@@ -49,7 +49,8 @@ class TenantResolutionMiddleware:
     def resolve(self, request: HttpRequest) -> None:
         request.api_key = None  # type: ignore[attr-defined]
         request.api_key_invalid = False  # type: ignore[attr-defined]
-        request.tenant = None  # type: ignore[attr-defined]
+        # No `tenant` attribute at all on the public schema: django-tenants'
+        # admin templates read "no attribute" as public (None crashes them).
         path = request.path_info
         if path.startswith(PUBLIC_PATHS):
             return
