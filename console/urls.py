@@ -1,8 +1,8 @@
 """The operator console, on tenant hosts (`<slug>.<base domain>`) and, for staff, the platform view.
 
-The RCA review, approvals and healing pages (issue 6) register here under
-the same `console` namespace; until they land, `rca`, `approvals` and
-`healing` are placeholders owned by the console.
+The RCA review, approvals and healing pages live in healing/console_views.py
+and register here, under the same `console` namespace, so that every page
+shares one nav and one login.
 """
 
 from __future__ import annotations

@@ -122,21 +122,3 @@ def platform(request: HttpRequest) -> HttpResponse:
     for row in report["tenants"]:
         row["console_url"] = f"{request.scheme}://{row['domain']}{suffix}/"
     return render(request, "console/platform.html", report)
-
-
-PLACEHOLDERS = {
-    "rca": ("RCA review", "Root-cause analyses of failures will be reviewed here.", "/api/v1/rca"),
-    "approvals": (
-        "Approvals",
-        "Healing actions waiting for an operator will be approved here.",
-        "/api/v1/healing-actions",
-    ),
-    "healing": ("Healing", "Healing actions and their outcomes will be listed here.", "/api/v1/healing-actions"),
-}
-
-
-@require_GET
-@tenant_console
-def placeholder(request: HttpRequest, page: str) -> HttpResponse:
-    heading, text, api = PLACEHOLDERS[page]
-    return render(request, "console/placeholder.html", {"heading": heading, "text": text, "api": api})

@@ -47,8 +47,22 @@ def test_the_platform_view_is_for_staff_only(acme_console: Client) -> None:
     assert acme_console.get("/platform/").status_code == 403
 
 
-def test_the_placeholders_render_inside_the_shared_layout(acme_console: Client) -> None:
-    for path in ("/rca/", "/approvals/", "/healing/"):
+HEALING_PAGES = {"/rca/": "RCA review", "/approvals/": "Approvals", "/healing/": "Healing"}
+
+
+def test_the_healing_pages_render_inside_the_shared_layout(acme_console: Client) -> None:
+    for path, label in HEALING_PAGES.items():
         response = acme_console.get(path)
-        assert response.status_code == 200
-        assert b'aria-current="page"' in response.content
+        assert response.status_code == 200, path
+        body = response.content.decode()
+        assert '<nav class="nav" aria-label="Console">' in body, path
+        assert f'<a href="{path}" aria-current="page">{label}</a>' in body, path  # its own nav entry, marked
+        assert 'href="/audit/"' in body, path  # and the rest of the nav around it
+
+
+def test_the_healing_pages_ask_for_a_sign_in_first(alice: Persona) -> None:
+    client = Client(HTTP_HOST=host_of(alice.tenant))
+    for path in HEALING_PAGES:
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response["Location"] == f"/login/?next={path}"
