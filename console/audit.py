@@ -153,12 +153,16 @@ def _rcas(flt: AuditFilter) -> Iterable[Entry]:
         qs = qs.filter(failure__correlation_id=flt.correlation_id)
     for r in qs[:PAGE]:
         confirmed = getattr(r, "confirmed_category", "")
+        verdict = "confirmed" if confirmed == r.category else "corrected"
+        note = f": {r.confirm_note}" if getattr(r, "confirm_note", "") else ""
         yield Entry(
             at=r.created_at,
             kind="rca",
             source_id=r.source_id,
             title=f"{r.category} ({r.confidence:.0%} confident)",
-            summary=f"confirmed as {confirmed}" if confirmed else "not confirmed by an operator yet",
+            summary=f"{verdict} as {confirmed}{note}" if confirmed else "not confirmed by an operator yet",
+            # The operator's word is the only human step of an RCA: who gave it is the audit.
+            actor=getattr(r, "confirmed_by", ""),
             status="resolved" if confirmed else "proposed",
             correlation_id=r.failure.correlation_id if r.failure_id else "",
             data={"failure": r.failure_id, "evidence": r.evidence},

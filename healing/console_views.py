@@ -21,12 +21,15 @@ from healing import selectors, services
 from healing.models import HealingAction, HealingStatus
 from healing.rca.analysis import RCAError, rca_confirm
 from healing.schemas import RCACategory
+from tenants.models import Role
 
 CATEGORIES = [c.value for c in RCACategory]
 PAGE = 50
 
 
 def _page(request: HttpRequest, template: str, fragment: str, context: dict[str, Any]) -> HttpResponse:
+    # A viewer sees no forms: the POST views refuse them anyway (403), but a button that cannot work misleads.
+    context = {**context, "can_operate": getattr(request, "console_role", "") == Role.OPERATOR}
     if request.GET.get("fragment"):
         return render(request, fragment, context)
     return render(request, template, {**context, "fragment": fragment})

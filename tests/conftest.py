@@ -42,6 +42,36 @@ def _ensure_tenant(slug: str) -> tuple[Tenant, str]:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(
+    django_db_setup: None,
+    django_db_blocker: pytest.FixtureRequest,
+    django_db_keepdb: bool,
+    django_db_createdb: bool,
+) -> Iterator[None]:
+    """pytest-django's, plus the test database when no collected test asked for one.
+
+    pytest-django sets the test database up only for tests that use `db`,
+    `transactional_db`, `live_server` or the marker. Browser and end-to-end
+    tests commit their rows through `personas` and `django_db_blocker`
+    instead; run on their own, they would have talked to DATABASE_URL's
+    database, the one `make up` serves.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    connection = connections["default"]
+    if connection.settings_dict["NAME"] == connection.creation._get_test_db_name():
+        yield  # pytest-django did it
+        return
+    keepdb = django_db_keepdb and not django_db_createdb
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"}, keepdb=keepdb)
+    yield
+    if not keepdb:
+        with django_db_blocker.unblock():  # type: ignore[attr-defined]
+            teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def personas(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> dict[str, Persona]:
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         acme, alice_key = _ensure_tenant("acme")
