@@ -4,11 +4,15 @@ Authenticate (session user via AuthMiddlewareStack, tenant from the host via
 tenants.websocket), join the tenant's console group, send a snapshot, then
 forward each status update. Refusals accept then close with 4000 + the HTTP
 status, so the page can tell "sign in again" (4401) from "not yours" (4403).
+
+A source page follows one source (`?source=<id>`): the same group, with the
+rows of the other sources left out here rather than shipped to the browser.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -32,13 +36,20 @@ def _role(user: Any, tenant: Tenant) -> str | None:
 
 
 @database_sync_to_async
-def _snapshot(schema: str) -> list[dict[str, Any]]:
+def _snapshot(schema: str, source_id: int | None) -> list[dict[str, Any]]:
     with schema_context(schema):
-        return source_rows()
+        return source_rows(None if source_id is None else [source_id])
+
+
+def _followed_source(query_string: bytes) -> int | None:
+    """The `source` of the query string; None (every source) when absent or not a number."""
+    values = parse_qs(query_string.decode("latin-1")).get("source", [])
+    return int(values[0]) if values and values[0].isdigit() else None
 
 
 class OverviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     group: str | None = None
+    source_id: int | None = None
 
     async def connect(self) -> None:
         tenant = self.scope.get("tenant")
@@ -52,10 +63,11 @@ class OverviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if await _role(user, tenant) is None:
             await self._refuse(CLOSE_FORBIDDEN)
             return
+        self.source_id = _followed_source(self.scope.get("query_string", b""))
         self.group = live.group_for(tenant.schema_name)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "snapshot", "rows": await _snapshot(tenant.schema_name)})
+        await self.send_json({"type": "snapshot", "rows": await _snapshot(tenant.schema_name, self.source_id)})
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
@@ -65,7 +77,12 @@ class OverviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         pass  # one-way: whatever the page sends is ignored
 
     async def sources_update(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "update", "rows": event["rows"]})
+        rows = event["rows"]
+        if self.source_id is not None:
+            rows = [r for r in rows if r["id"] == self.source_id]
+            if not rows:
+                return  # a tick that did not judge this source
+        await self.send_json({"type": "update", "rows": rows})
 
     async def _refuse(self, code: int) -> None:
         await self.accept()

@@ -7,7 +7,7 @@
   if (!table) return;
   var tbody = table.tBodies[0];
   var live = document.getElementById("live");
-  var sortKey = "name", sortDir = 1, retry = 500, stopped = false;
+  var sortKey = "name", sortDir = 1;
   window.BeastFlow.overview = { updates: 0, socket: null };
 
   function setLive(state, text) {
@@ -117,24 +117,9 @@
     });
   });
 
-  function connect() {
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + location.host + "/ws/console/overview");
-    window.BeastFlow.overview.socket = socket;
-    socket.onopen = function () { retry = 500; };
-    socket.onmessage = function (message) {
-      var data = JSON.parse(message.data);
-      if (data.type === "snapshot") { apply(data.rows, true); setLive("live", "Live"); }
-      else if (data.type === "update") apply(data.rows, false);
-    };
-    socket.onclose = function (event) {
-      if (event.code === 4401) { stopped = true; setLive("down", "Signed out: reload to sign in again"); return; }
-      if (event.code === 4403 || event.code === 4404) { stopped = true; setLive("down", "Not allowed to follow this tenant"); return; }
-      if (stopped) return;
-      setLive("down", "Disconnected, reconnecting…");
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 15000);
-    };
-  }
-  connect();
+  window.BeastFlow.follow("/ws/console/overview", {
+    socket: function (socket) { window.BeastFlow.overview.socket = socket; },
+    rows: apply,
+    state: setLive,
+  });
 })();
