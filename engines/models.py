@@ -70,8 +70,11 @@ class Event(models.Model):
 
     Written by the commit path with one INSERT ... ON CONFLICT DO NOTHING per
     batch (engines/ingest/commit.py), never with save(). Heartbeats only
-    update StreamState.
+    update StreamState. Keyed by (source, event id) itself: a surrogate id
+    would cost one more index write per event and serve nothing.
     """
+
+    pk = models.CompositePrimaryKey("source_id", "event_id")
 
     # No index of its own: the (source, ...) unique index leads with it, and
     # every extra index is one more write per event on the ingest path.
@@ -89,7 +92,6 @@ class Event(models.Model):
     received_at = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="event_once_per_source")]
         indexes = [
             # For "what did polls find that push missed" (the monitor's validation).
             # Partial, so the push hot path never maintains it.
@@ -100,7 +102,11 @@ class Event(models.Model):
 
 
 class Record(models.Model):
-    """The current state of each key: the newest version wins; deletes are tombstones."""
+    """The current state of each key: the newest version wins; deletes are tombstones.
+
+    Keeps its surrogate id, unlike Event: the records API pages by it, a
+    stable order while records change under a reader.
+    """
 
     # No index of its own: the (source, ...) unique index leads with it, and
     # every extra index is one more write per event on the ingest path.
