@@ -5,6 +5,8 @@ source's stored `HysteresisState`, the StreamMonitor's verdict and what the
 polls reported; it stores `Decision.state` back (as JSON, `to_dict`) and, when
 `Decision.switch_to` is set, writes the switch with `Decision.reason` to the
 audit trail. `paused` is orthogonal: a paused source is simply not decided.
+`push_allowed_at` tells a caller the soonest the policy lets a held source
+back on push (healing waits that long before judging a stream failure).
 
 The machine (DESIGN.md "Modes and hysteresis"):
 
@@ -15,8 +17,10 @@ The machine (DESIGN.md "Modes and hysteresis"):
     hybrid recovering --polls found misses, or fail_threshold bad verdicts--> polling (rolled back)
 
 Dwell: leaving polling waits `min_dwell_s * 2**strikes` (capped at
-`max_dwell_s`), fixed when polling is entered. A rollback and a flap each add
-a strike; every `flap_window_s` without a switch forgets one.
+`max_dwell_s`), fixed when polling is entered (or a later hold a healing
+action set while the source was on its way down, whichever ends later). A
+rollback and a flap each add a strike; every `flap_window_s` without a
+switch forgets one.
 
 Flapping: moves towards safety (out of event, into polling) are never held
 back, because refusing them risks data. Moves towards push (out of polling,
@@ -25,6 +29,13 @@ into event) are refused when `flap_switches` switches already happened within
 caller raises a `flapping` failure. The hold lasts the grown dwell and at
 least until the window has room for a whole recovery (two switches), so a
 stream that is healthy again gets back to event in one go.
+
+A push that flaps faster than the thresholds never flaps the mode: it comes
+back for fewer good verdicts than `recover_threshold` and goes silent again,
+and polling (or a healing hold) contains it. That is still flapping, of the
+upstream: when the push goes silent again `flap_switches` times within
+`flap_window_s` while the source is in polling, the source is held (a strike,
+the grown dwell) and the caller raises a `flapping` failure, without a switch.
 
 Deviation from a literal reading of DESIGN.md: one clean outage-and-recovery
 is already four switches (event, hybrid, polling, hybrid, event), so counting
@@ -172,6 +183,7 @@ class HysteresisState:
     strikes: int = 0  # rollbacks and flaps not yet forgiven
     quiet_since: float = 0.0  # last switch or strike: strikes are forgiven from here
     switches: tuple[float, ...] = ()  # switch times within the flap window
+    silences: tuple[float, ...] = ()  # in polling, times the push went silent again, within the flap window
 
     def __post_init__(self) -> None:
         if (self.mode is Mode.HYBRID) != (self.phase is not None):
@@ -196,6 +208,7 @@ class HysteresisState:
             "strikes": self.strikes,
             "quiet_since": self.quiet_since,
             "switches": list(self.switches),
+            "silences": list(self.silences),
         }
 
     @classmethod
@@ -204,8 +217,9 @@ class HysteresisState:
         default = cls()
         raw_phase = data.get("phase")
         raw_switches = data.get("switches", [])
-        if not isinstance(raw_switches, list | tuple):
-            raise ValueError("switches must be a list of times")
+        raw_silences = data.get("silences", [])
+        if not isinstance(raw_switches, list | tuple) or not isinstance(raw_silences, list | tuple):
+            raise ValueError("switches and silences must be lists of times")
         return cls(
             mode=Mode(str(data.get("mode", default.mode.value))),
             since=_as_float(data.get("since", default.since), "since"),
@@ -216,6 +230,7 @@ class HysteresisState:
             strikes=_as_int(data.get("strikes", default.strikes), "strikes"),
             quiet_since=_as_float(data.get("quiet_since", default.quiet_since), "quiet_since"),
             switches=tuple(_as_float(t, "switches") for t in raw_switches),
+            silences=tuple(_as_float(t, "silences") for t in raw_silences),
         )
 
 
@@ -257,27 +272,37 @@ def decide(
     policy: HysteresisPolicy,
     caught_up: bool = False,
     validation: ValidationResult | None = None,
+    silent: bool = False,
 ) -> Decision:
     """Advance the machine by one monitor tick.
 
     `caught_up`: a poll reached the upstream head (only read in hybrid
     degrading). `validation`: what the polls found since the recovery began
-    (only read in hybrid recovering; None while no poll reported).
+    (only read in hybrid recovering; None while no poll reported). `silent`:
+    a bad verdict is the push going quiet (only read in polling, where a good
+    verdict then a silent one is the push coming and going).
 
     Steps:
 
     1. Forget one strike per quiet `flap_window_s` since the last switch or
        strike; drop switch times that left the flap window.
-    2. Count the verdict: good and bad runs reset each other.
+    2. Count the verdict: good and bad runs reset each other; in polling, a
+       silent verdict after a good one is the push going quiet again, and the
+       `flap_switches`-th within the window is flapping (`_push_flapping`).
     3. Apply the current mode's rule (`_in_event`, `_in_hybrid_degrading`,
        `_in_polling`, `_in_hybrid_recovering`); a move towards push first
        passes the flap check (`_towards_push`).
     """
     state = _forget(state, now=now, policy=policy)
+    went_quiet = state.mode is Mode.POLLING and verdict is Verdict.BAD and silent and state.good > 0
     if verdict is Verdict.GOOD:
         state = replace(state, good=state.good + 1, bad=0)
     else:
         state = replace(state, bad=state.bad + 1, good=0)
+    if went_quiet:
+        state = replace(state, silences=(*state.silences, now))
+        if len(state.silences) >= policy.flap_switches:
+            return _push_flapping(state, now=now, policy=policy)
 
     if state.mode is Mode.EVENT:
         return _in_event(state, now=now, policy=policy)
@@ -324,6 +349,25 @@ def gap_fill_request(
     if missing == 0 or missing > max_gap:
         return None
     return GapFill(after_seq=contiguous_seq, missing=missing)
+
+
+def push_allowed_at(state: HysteresisState, *, policy: HysteresisPolicy) -> float | None:
+    """The soonest the policy lets a source it holds away from push be back in event mode.
+
+    For callers that judge what only event mode can prove (healing verifies
+    a push-stream failure by the source being back on push): before this
+    time, "not back yet" is the policy holding the source, not a verdict on
+    the stream. A lower bound, never a promise: a stream that stays healthy
+    gets there at this time or later (a flap check or a slow poll adds to it).
+    None when the policy holds nothing: already in event mode, or in hybrid
+    degrading, where the stream (still catching up) keeps the source.
+    """
+    if state.mode is Mode.POLLING:
+        # Polling is left no sooner than the hold (dwell or flap hold); the validation window follows.
+        return state.hold_until + policy.validation_window_s
+    if state.mode is Mode.HYBRID and state.phase is Phase.RECOVERING:
+        return state.since + policy.validation_window_s
+    return None
 
 
 def _in_event(state: HysteresisState, *, now: float, policy: HysteresisPolicy) -> Decision:
@@ -423,11 +467,31 @@ def _towards_push(state: HysteresisState, *, now: float, policy: HysteresisPolic
     )
 
 
+def _push_flapping(state: HysteresisState, *, now: float, policy: HysteresisPolicy) -> Decision:
+    """The push went quiet again once too often while in polling: held there, a strike, no switch.
+
+    The bad verdict keeps the source in polling this tick anyway; the strike
+    grows the dwell, so the push has to stay up longer before it is tried.
+    """
+    struck = replace(state, strikes=min(state.strikes + 1, _MAX_STRIKES), quiet_since=now)
+    held = replace(struck, hold_until=max(state.hold_until, now + policy.dwell_s(struck.strikes)))
+    reason = (
+        f"flapping: the push went quiet again {len(state.silences)} times in the last "
+        f"{policy.flap_window_s:.0f}s while in polling; held in polling for {held.hold_until - now:.0f}s"
+    )
+    return Decision(state=held, switch_to=None, transition=Transition.FLAP_HOLD, reason=reason, flapping=True)
+
+
 def _switch(
     state: HysteresisState, *, to: Mode, phase: Phase | None, now: float, policy: HysteresisPolicy
 ) -> HysteresisState:
-    """Enter `to`: fresh verdict runs, the switch on record, the dwell fixed on entering polling."""
-    hold_until = now + policy.dwell_s(state.strikes) if to is Mode.POLLING else state.hold_until
+    """Enter `to`: fresh verdict runs, the switch on record, the dwell fixed on entering polling.
+
+    A hold already set (healing holds a degrading source before its polls
+    caught up) is kept when it ends later than the dwell.
+    """
+    dwell_end = now + policy.dwell_s(state.strikes)
+    hold_until = max(state.hold_until, dwell_end) if to is Mode.POLLING else state.hold_until
     return replace(
         state,
         mode=to,
@@ -446,7 +510,7 @@ def _stay(state: HysteresisState, reason: str) -> Decision:
 
 
 def _forget(state: HysteresisState, *, now: float, policy: HysteresisPolicy) -> HysteresisState:
-    """Forgive one strike per whole quiet window; keep only switches inside the window."""
+    """Forgive one strike per whole quiet window; keep only switches and silences inside the window."""
     window = policy.flap_window_s
     quiet = now - state.quiet_since
     strikes, quiet_since = state.strikes, state.quiet_since
@@ -455,9 +519,10 @@ def _forget(state: HysteresisState, *, now: float, policy: HysteresisPolicy) -> 
         strikes = max(0, strikes - periods)
         quiet_since += periods * window  # the part of a period already served still counts
     switches = tuple(t for t in state.switches if t > now - window)
-    if (strikes, quiet_since, switches) == (state.strikes, state.quiet_since, state.switches):
+    silences = tuple(t for t in state.silences if t > now - window)
+    if (strikes, quiet_since, switches, silences) == (state.strikes, state.quiet_since, state.switches, state.silences):
         return state
-    return replace(state, strikes=strikes, quiet_since=quiet_since, switches=switches)
+    return replace(state, strikes=strikes, quiet_since=quiet_since, switches=switches, silences=silences)
 
 
 def _as_float(value: object, name: str) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -24,6 +24,7 @@ from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
 from engines.health import HealthPolicy, StreamHealth, StreamSignals, score_stream
 from engines.hysteresis import (
+    Decision,
     HysteresisPolicy,
     HysteresisState,
     Transition,
@@ -188,39 +189,34 @@ def monitor_source(
     policy = HysteresisPolicy.from_config(source.hysteresis or {})
     state = hysteresis_state(source, now)
     caught_up, validation = _poll_facts(source, state)
-    decision = decide(state, verdict=health.verdict, now=now, policy=policy, caught_up=caught_up, validation=validation)
+    decision = decide(
+        state,
+        verdict=health.verdict,
+        now=now,
+        policy=policy,
+        caught_up=caught_up,
+        validation=validation,
+        silent=_silent(health),
+    )
     evidence: dict[str, Any] = {"health": health.as_dict(), "signals": signals.as_dict()}
     if validation is not None:
         evidence["validation"] = {"polls": validation.polls, "missed": validation.missed}
     with transaction.atomic():
-        if decision.switched:
-            from_mode = source.mode
-            if source_switch_mode(
-                source=source,
-                decision=decision,
-                signals=evidence,
-                extra={"health_score": health.score, "verdict": health.verdict.value},
-            ):
-                SWITCHES.labels(from_mode=from_mode, to_mode=source.mode).inc()
-                if decision.transition is Transition.DEGRADE:
-                    # A degraded stream is a failure for RCA (silence, gaps or refused pushes).
-                    from healing.services import stream_failure_report
-
-                    stream_failure_report(
-                        source_id=source.pk, health=health.as_dict(), signals=signals.as_dict(), reason=decision.reason
-                    )
-        else:
-            Source.objects.filter(pk=source.pk, mode=source.mode).update(
-                hysteresis_state=decision.state.to_dict(), health_score=health.score, verdict=health.verdict.value
-            )
-        if decision.flapping:
+        stored = _store(source, decision, health, signals, evidence)
+        if decision.flapping and stored:  # a decision another writer overtook is made again next tick
             from healing.services import failure_report
 
             failure_report(
                 kind="flapping",
                 source_id=source.pk,
                 identity={},
-                detail={"reason": decision.reason, "switches": list(decision.state.switches)},
+                detail={
+                    "reason": decision.reason,
+                    "switches": list(decision.state.switches),
+                    "silences": list(decision.state.silences),
+                    # How long the hold contains it: healing judges its strategies after this.
+                    "held_until": datetime.fromtimestamp(decision.state.hold_until, tz=UTC).isoformat(),
+                },
             )
         if window.sample_due or decision.switched:
             HealthSample.objects.create(
@@ -234,6 +230,47 @@ def monitor_source(
             )
     _maybe_gap_fill(source, stream)
     return health
+
+
+def _store(
+    source: Source, decision: Decision, health: StreamHealth, signals: StreamSignals, evidence: dict[str, Any]
+) -> bool:
+    """Write the decision: the switch with its audit row, or the state. False when another writer came first.
+
+    Compare-and-set on the state this tick read (unlocked): a hold an
+    operator or a healing action wrote meanwhile wins, and the next tick
+    decides from it.
+    """
+    if not decision.switched:
+        return bool(
+            Source.objects.filter(pk=source.pk, mode=source.mode, hysteresis_state=source.hysteresis_state).update(
+                hysteresis_state=decision.state.to_dict(), health_score=health.score, verdict=health.verdict.value
+            )
+        )
+    from_mode = source.mode
+    if not source_switch_mode(
+        source=source,
+        decision=decision,
+        signals=evidence,
+        extra={"health_score": health.score, "verdict": health.verdict.value},
+        if_state=source.hysteresis_state,
+    ):
+        return False
+    SWITCHES.labels(from_mode=from_mode, to_mode=source.mode).inc()
+    if decision.transition is Transition.DEGRADE:
+        # A degraded stream is a failure for RCA (silence, gaps or refused pushes).
+        from healing.services import stream_failure_report
+
+        stream_failure_report(
+            source_id=source.pk, health=health.as_dict(), signals=signals.as_dict(), reason=decision.reason
+        )
+    return True
+
+
+def _silent(health: StreamHealth) -> bool:
+    """The verdict's worst penalty is silence: the push went quiet (not refused pushes or gaps)."""
+    penalties = health.penalties
+    return bool(penalties) and penalties.get("silence", 0) > 0 and penalties["silence"] == max(penalties.values())
 
 
 def _maybe_gap_fill(source: Source, stream: StreamState) -> None:

@@ -18,18 +18,28 @@ log = structlog.get_logger(__name__)
 
 @transaction.atomic
 def source_switch_mode(
-    *, source: Source, decision: Decision, signals: dict[str, Any], actor: str = "", extra: dict[str, Any] | None = None
+    *,
+    source: Source,
+    decision: Decision,
+    signals: dict[str, Any],
+    actor: str = "",
+    extra: dict[str, Any] | None = None,
+    if_state: dict[str, Any] | None = None,
 ) -> bool:
     """Move the source to `decision.switch_to`. False when another worker moved it first.
 
     The update only lands if the source is still in the mode this decision
     was made from, so two monitors racing on one source cannot both switch.
+    With `if_state`, also only if the stored hysteresis state is still the one
+    the decision was made from: the monitor reads it unlocked, and a hold an
+    operator or a healing action set meanwhile must not be switched past.
     The previous switch is judged here too: a recovery that validated helped,
     one that rolled back did not, a degrade whose polls caught up helped.
     """
     assert decision.switch_to is not None
     now = timezone.now()
-    moved = Source.objects.filter(pk=source.pk, mode=source.mode).update(
+    guard: dict[str, Any] = {} if if_state is None else {"hysteresis_state": if_state}
+    moved = Source.objects.filter(pk=source.pk, mode=source.mode, **guard).update(
         mode=decision.switch_to.value,
         mode_since=now,
         hysteresis_state=decision.state.to_dict(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -63,23 +64,45 @@ def gap_fill_poll(action: HealingAction, source: Source, features: Features) -> 
 
 
 def _hold_in_polling(action: HealingAction, source: Source, why: str) -> dict[str, Any]:
-    from engines.hysteresis import Decision, HysteresisState, Transition
+    """Put the source in polling (or keep it there) for at least HOLD_S from now; says what landed.
+
+    Reads the row afresh under a lock (as an operator's forced switch does):
+    the source object was loaded when the action was chosen, and its mode or
+    state may be stale by now; writing from it would lose the hold or the
+    monitor's newer state. A source already on its way down (hybrid,
+    degrading) keeps going: the machine carries the hold into polling once
+    its polls caught up. From event or a recovery on probation the move is
+    a forced switch, recorded like any (it counts towards flapping).
+    """
+    from engines.hysteresis import HysteresisPolicy, Phase, force_mode
     from engines.modes import Mode
     from engines.monitor import hysteresis_state
     from engines.switching import source_switch_mode
 
     now = time.time()
-    if source.mode == Mode.EVENT.value:
-        state = replace(HysteresisState.initial(now=now, mode=Mode.POLLING), hold_until=now + HOLD_S)
-        decision = Decision(state=state, switch_to=Mode.POLLING, transition=Transition.FORCED, reason=why)
+    locked = Source.objects.select_for_update().get(pk=source.pk)
+    state = hysteresis_state(locked, now)
+    from_mode = state.mode
+    switched = False
+    if from_mode is Mode.POLLING or state.phase is Phase.DEGRADING:
+        held = replace(state, hold_until=max(state.hold_until, now + HOLD_S))
+        Source.objects.filter(pk=locked.pk, mode=locked.mode).update(hysteresis_state=held.to_dict())
+    else:
+        policy = HysteresisPolicy.from_config(locked.hysteresis or {})
+        decision = force_mode(state, to=Mode.POLLING, now=now, policy=policy, reason=why)
+        held = replace(decision.state, hold_until=max(decision.state.hold_until, now + HOLD_S))
         switched = source_switch_mode(
-            source=source, decision=decision, signals={"healing_action": action.pk}, actor=f"healing:{action.pk}"
+            source=locked,
+            decision=replace(decision, state=held),
+            signals={"healing_action": action.pk},
+            actor=f"healing:{action.pk}",
         )
-        return {"switched": switched, "hold_s": HOLD_S}
-    state = hysteresis_state(source, now)
-    state = replace(state, hold_until=max(state.hold_until, now + HOLD_S))
-    Source.objects.filter(pk=source.pk, mode=source.mode).update(hysteresis_state=state.to_dict())
-    return {"switched": False, "hold_s": HOLD_S}
+    return {
+        "switched": switched,
+        "from_mode": from_mode.value,
+        "held_until": datetime.fromtimestamp(held.hold_until, tz=UTC).isoformat(),
+        "hold_s": round(held.hold_until - now),
+    }
 
 
 def switch_to_polling(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:

@@ -12,13 +12,16 @@ Steps for one failure (healing.queue calls `failure_heal` after RCA):
 4. Later, `actions_verify` judges each running action: did the failure
    resolve (health recovered) within the strategy's window? The outcome
    goes into the strategy's stats, and a failed attempt puts the failure
-   back in the queue for the next strategy.
+   back in the queue for the next strategy. A push-stream failure is only
+   proven over in event mode: while the hysteresis holds its source away
+   from push (a flap hold, a grown dwell) the judgement is deferred to when
+   the source could be back, at most one whole hold past the window.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -26,6 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from engines.hysteresis import HysteresisPolicy, push_allowed_at
 from engines.models import Source
 from healing import metrics
 from healing.actions import ACTIONS
@@ -40,6 +44,7 @@ from healing.models import (
     RCAResult,
     StrategyStats,
 )
+from healing.recovery import needs_event_mode, quiet_s
 from healing.services import healing_action_request
 from healing.strategies import BY_NAME, MAX_AUTOMATIC_ATTEMPTS, Strategy, candidates
 
@@ -48,6 +53,8 @@ log = structlog.get_logger(__name__)
 AUTOMATIC = "healing (automatic, low risk)"
 # A `contained` strategy is judged by no new occurrence after this grace.
 CONTAINED_GRACE_S = 5.0
+# After the soonest return to push: monitor and healing ticks, the validation's confirming poll.
+DEFER_SLACK_S = 30.0
 _rng = random.Random()
 
 
@@ -208,12 +215,12 @@ def actions_verify(*, now: datetime | None = None) -> int:
     judged = 0
     running = HealingAction.objects.filter(
         status=HealingStatus.RUNNING, verify_deadline__isnull=False, failure__isnull=False
-    ).select_related("failure")
+    ).select_related("failure__source")
     for action in running:
         failure, deadline = action.failure, action.verify_deadline
         assert failure is not None and deadline is not None
         strategy = BY_NAME.get(action.strategy)
-        started = deadline - timedelta(seconds=strategy.window_s) if strategy else action.requested_at
+        started = _started_at(action, strategy)
         took = round((now - started).total_seconds(), 1)
         if strategy is not None and strategy.verify == "contained":
             if action.verify_after and now < action.verify_after:
@@ -229,9 +236,81 @@ def actions_verify(*, now: datetime | None = None) -> int:
             )
         elif failure.status == FailureStatus.RESOLVED:
             outcome = {"verified": f"failure resolved ({failure.resolved_by or 'engine'})", "after_s": took}
+            if "resolution" in (failure.detail or {}):
+                outcome["resolution"] = failure.detail["resolution"]
             judged += _finish(action, ok=True, outcome=outcome)
         elif now >= deadline:
+            later = _deferred_deadline(failure, strategy, started=started, deadline=deadline, now=now)
+            if later is not None:
+                _defer(action, deadline=deadline, until=later)
+                continue
             judged += _finish(
                 action, ok=False, outcome={"verified": "still failing at the window's end", "after_s": took}
             )
     return judged
+
+
+def _started_at(action: HealingAction, strategy: Strategy | None) -> datetime:
+    """When the action ran: its verification opened then (a `contained` one, a window later).
+
+    Not derived from the deadline, which a deferral moves.
+    """
+    if strategy is None or action.verify_after is None:
+        return action.requested_at
+    offset = strategy.window_s if strategy.verify == "contained" else 0.0
+    return action.verify_after - timedelta(seconds=offset)
+
+
+def _deferred_deadline(
+    failure: FailureRecord, strategy: Strategy | None, *, started: datetime, deadline: datetime, now: datetime
+) -> datetime | None:
+    """A later deadline when the hysteresis, not the stream, kept the failure from being proven over in time.
+
+    A push-stream failure closes only with its source back in event mode
+    (healing.recovery). While the policy holds the source in polling (a flap
+    hold, a grown dwell) or on probation, "still open" says nothing of the
+    strategy: the judgement waits until the policy lets it back plus the
+    failure's quiet time. None (judge now) when nothing holds it, when that
+    time has passed already, or when it lies more than one whole hold (flap
+    window, longest dwell, validation) past the strategy's own window: a
+    source held that long keeps flapping, and that is a failed attempt.
+    """
+    source = failure.source
+    if strategy is None or source is None or source.paused or not needs_event_mode(failure):
+        return None
+    from engines.monitor import hysteresis_state  # the monitor's reading of the stored state
+
+    try:
+        policy = HysteresisPolicy.from_config(source.hysteresis or {})
+    except ValueError:  # the monitor cannot decide this source either: nothing holds it
+        return None
+    allowed = push_allowed_at(hysteresis_state(source, now.timestamp()), policy=policy)
+    if allowed is None:
+        return None
+    settle = timedelta(seconds=quiet_s(failure) + DEFER_SLACK_S)
+    wanted = datetime.fromtimestamp(allowed, tz=UTC) + settle
+    one_hold = timedelta(seconds=policy.flap_window_s + policy.max_dwell_s + policy.validation_window_s)
+    if wanted <= max(deadline, now) or wanted > started + timedelta(seconds=strategy.window_s) + one_hold + settle:
+        return None
+    return wanted
+
+
+def _defer(action: HealingAction, *, deadline: datetime, until: datetime) -> None:
+    """Move the deadline (compare-and-set: one worker defers once) and say why in the audit trail."""
+    moved = HealingAction.objects.filter(pk=action.pk, status=HealingStatus.RUNNING, verify_deadline=deadline).update(
+        verify_deadline=until, updated_at=timezone.now()
+    )
+    if not moved:
+        return
+    source = action.failure.source if action.failure else None
+    mode = source.mode if source else "?"
+    note = f"source held in {mode} by its hysteresis: judged once it can be back on push, by {until.isoformat()}"
+    HealingEvent.objects.create(
+        action=action,
+        kind=HealingEventKind.DEFERRED,
+        actor="healing",
+        note=note,
+        detail={"from": deadline.isoformat(), "to": until.isoformat(), "mode": mode},
+        at=timezone.now(),
+    )
+    log.info("healing_verification_deferred", action=action.pk, strategy=action.strategy, until=until.isoformat())

@@ -206,6 +206,8 @@ class HealingEventKind(models.TextChoices):
     ESCALATED = "escalated", "Escalated"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # The judgement waits: the policy, not the stream, keeps the source from proving it.
+    DEFERRED = "deferred", "Verification deferred"
 
 
 class HealingEvent(models.Model):

@@ -9,8 +9,12 @@ for an operator's approval (`needs_approval`).
 Success is "health recovered within the window": the failure the action
 was taken for is resolved, by its engine (a poll or a reconciliation that
 works again) or by the recovery sweep (the stream is healthy again), before
-`window_s` has passed. `contained` strategies (pausing, rotating) succeed
-when the failure stops recurring instead.
+`window_s` has passed. A push-stream failure is only over back in event
+mode, so while the hysteresis holds its source in polling the window is
+stretched to the hold (healing.healer). `contained` strategies (pausing,
+rotating) succeed when the failure stops recurring instead. Holding a
+flapping source in polling is not judged `contained`: during the hold no
+move towards push is tried, so "no new flap" would be true by construction.
 """
 
 from __future__ import annotations
@@ -137,7 +141,8 @@ STRATEGIES: tuple[Strategy, ...] = (
         "hold_in_polling",
         frozenset({C.FLAPPING, C.STREAM_SILENT}),
         "low",
-        "keep the source in polling a minute longer before it tries push again",
+        "keep the source in polling at least a minute longer (a flap hold may hold it longer) before it tries push"
+        " again; it worked when the source is back on push and stays there",
         window_s=300.0,
         applies=_not_in_event_mode,
     ),

@@ -76,6 +76,9 @@ def failure_features(failure: FailureRecord) -> dict[str, Any]:
         highest_seq=signals.get("highest_seq"),
         missing=detail.get("missing") or _missing(signals),
     )
+    if failure.kind == "flapping":
+        # The monitor's count of the push going quiet again while in polling (engines.hysteresis).
+        features["push_silences"] = len(detail.get("silences") or [])
     if failure.kind == "reconciliation_drift":
         features["drift_total"] = sum(int(detail.get(k) or 0) for k in ("missing", "changed", "deleted"))
         features["in_mode_switch_window"] = bool(detail.get("in_mode_switch_window"))

@@ -20,7 +20,7 @@ from healing.schemas import RCACategory as C
 
 Op = Literal["eq", "ne", "in", "gte", "lte", "true", "false", "mentions"]
 
-RULES_VERSION = "2026.11.3"
+RULES_VERSION = "2026.11.4"
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,17 @@ RULES: tuple[Rule, ...] = (
         "changes slipped through a switch",
     ),
     # -- the stream --------------------------------------------------------------
+    # Flapping the thresholds or a healing hold contained (the mode never
+    # flapped): the push itself came and went. First, so its evidence leads.
+    Rule(
+        "flapping.push",
+        1,
+        C.FLAPPING,
+        (_kind("flapping"), Condition("push_silences", "gte", 1)),
+        0.95,
+        "the push went quiet again {push_silences} times within the flap window while polling carried the data: "
+        "the upstream's push comes and goes",
+    ),
     Rule("flapping.direct", 1, C.FLAPPING, (_kind("flapping"),), 0.95, "{recent_switches} mode switches in 10 minutes"),
     Rule(
         "flapping.switches",

@@ -21,6 +21,7 @@ from engines.hysteresis import (
     decide,
     force_mode,
     gap_fill_request,
+    push_allowed_at,
 )
 from engines.modes import Mode, Verdict
 
@@ -357,6 +358,81 @@ def test_switches_older_than_the_flap_window_do_not_count() -> None:
     assert not decision.flapping
 
 
+def test_a_flap_hold_keeps_push_out_of_reach_until_the_hold_and_a_validation_have_passed() -> None:
+    # given: held in polling by a flap until T0 + 301
+    state = HysteresisState(
+        mode=Mode.POLLING, since=T0 + 3, hold_until=T0 + 13, good=4, quiet_since=T0 + 3,
+        switches=(T0, T0 + 1, T0 + 2, T0 + 3),
+    )  # fmt: skip
+    held = tick(state, GOOD, T0 + 20).state
+    # when
+    allowed = push_allowed_at(held, policy=POLICY)
+    # then
+    assert allowed == T0 + 1 + POLICY.flap_window_s + POLICY.validation_window_s
+    # and nothing holds a source on push, or one still catching up (its stream keeps it, not the policy)
+    assert push_allowed_at(HysteresisState.initial(now=T0), policy=POLICY) is None
+    degrading = tick(HysteresisState.initial(now=T0), BAD, T0 + 1, replace(POLICY, fail_threshold=1)).state
+    assert degrading.phase is Phase.DEGRADING and push_allowed_at(degrading, policy=POLICY) is None
+
+
+def comes_and_goes(state: HysteresisState, start: float, times: int, *, silent: bool = True) -> list[Decision]:
+    """In polling: the push comes back for two good ticks, then a bad one, `times` times."""
+    decisions, now = [], start
+    for _ in range(times):
+        for verdict in (GOOD, GOOD, BAD):
+            now += 1
+            decision = decide(state, verdict=verdict, now=now, policy=POLICY, silent=silent and verdict is BAD)
+            decisions.append(decision)
+            state = decision.state
+    return decisions
+
+
+def test_a_push_that_keeps_going_quiet_in_polling_is_flapping_without_a_switch() -> None:
+    # given: in polling, the push comes and goes faster than recover_threshold lets it back
+    state = polling_since(T0)
+    # when
+    decisions = comes_and_goes(state, T0, POLICY.flap_switches)
+    # then: the flap_switches-th silence is flapping; the source stays in polling, held longer
+    flaps = [d for d in decisions if d.flapping]
+    assert flaps == [decisions[-1]]
+    flap = flaps[0]
+    assert flap.transition is Transition.FLAP_HOLD and not any(d.switched for d in decisions)
+    assert flap.state.mode is Mode.POLLING and flap.state.strikes == 1
+    assert flap.state.hold_until == T0 + 3 * POLICY.flap_switches + POLICY.dwell_s(1)
+    assert f"the push went quiet again {POLICY.flap_switches} times" in flap.reason
+
+
+def test_bad_verdicts_that_are_not_silence_do_not_count_as_the_push_coming_and_going() -> None:
+    # given: in polling, refused pushes (not silence) come and go
+    state = polling_since(T0)
+    # when
+    decisions = comes_and_goes(state, T0, POLICY.flap_switches * 2, silent=False)
+    # then
+    assert not any(d.flapping for d in decisions)
+    assert decisions[-1].state.silences == ()
+
+
+def test_silences_older_than_the_flap_window_do_not_count() -> None:
+    # given: three silences, then a long quiet in polling
+    state = comes_and_goes(polling_since(T0), T0, POLICY.flap_switches - 1)[-1].state
+    # when: the next one comes after the window
+    later = comes_and_goes(state, T0 + POLICY.flap_window_s + 10, 1)
+    # then
+    assert not later[-1].flapping and len(later[-1].state.silences) == 1
+
+
+def test_a_hold_set_while_degrading_is_kept_when_the_source_enters_polling() -> None:
+    # given: on its way down, healing holds it for a minute before its polls caught up
+    degrading = tick(HysteresisState.initial(now=T0), BAD, T0 + 1, replace(POLICY, fail_threshold=1)).state
+    held = replace(degrading, hold_until=T0 + 61)
+    # when
+    decision = tick(held, BAD, T0 + 2, caught_up=True)
+    # then: polling, for the longer of the hold and the dwell
+    assert decision.switch_to is Mode.POLLING
+    assert decision.state.hold_until == T0 + 61 > T0 + 2 + POLICY.dwell_s(0)
+    assert tick(degrading, BAD, T0 + 2, caught_up=True).state.hold_until == T0 + 2 + POLICY.dwell_s(0)
+
+
 # --- forced modes -------------------------------------------------------------------------------
 
 
@@ -508,13 +584,14 @@ def policies(draw: st.DrawFn) -> HysteresisPolicy:
 # A trace is a list of segments: a run of ticks with the same verdict, spacing,
 # poll outcome and validation, so that runs long enough to cross the
 # thresholds come up often rather than by luck.
-Segment = tuple[Verdict, int, float, bool, ValidationResult | None]
+Segment = tuple[Verdict, int, float, bool, ValidationResult | None, bool]
 segments = st.tuples(
     st.sampled_from(Verdict),
     st.integers(1, 8),  # ticks in the run
     st.one_of(st.just(0.0), st.floats(0, 3), st.floats(0, 40), st.floats(0, 500)),  # time between ticks
     st.booleans(),  # caught_up
     st.one_of(st.none(), st.builds(ValidationResult, polls=st.integers(0, 2), missed=st.integers(0, 1))),
+    st.booleans(),  # a bad verdict is the push going silent
 )
 
 
@@ -523,10 +600,18 @@ def simulate(
 ) -> tuple[HysteresisState, float, list[tuple[float, HysteresisState, Decision]]]:
     state, now = HysteresisState.initial(now=T0), T0
     history = []
-    for verdict, ticks, dt, caught_up, validation in trace:
+    for verdict, ticks, dt, caught_up, validation, silent in trace:
         for _ in range(ticks):
             now += dt
-            decision = tick(state, verdict, now, policy, caught_up=caught_up, validation=validation)
+            decision = decide(
+                state,
+                verdict=verdict,
+                now=now,
+                policy=policy,
+                caught_up=caught_up,
+                validation=validation,
+                silent=silent,
+            )
             history.append((now, state, decision))
             state = decision.state
     return state, now, history
@@ -583,3 +668,23 @@ def test_a_stream_that_stays_healthy_long_enough_ends_in_event_mode_from_any_rea
         decision = tick(state, GOOD, now, policy, caught_up=True, validation=PASSED)
         assert not decision.switched
         state = decision.state
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policy=policies(), trace=st.lists(segments, min_size=1, max_size=30), step=st.floats(0.25, 20))
+def test_no_held_source_is_back_in_event_mode_before_push_allowed_at_says(
+    policy: HysteresisPolicy, trace: list[Segment], step: float
+) -> None:
+    # given: whatever the history did to the state
+    state, now, _ = simulate(policy, trace)
+    allowed = push_allowed_at(state, policy=policy)
+    assert (allowed is None) == (state.mode is Mode.EVENT or state.phase is Phase.DEGRADING)
+    # when: the healthiest stream there is (good verdicts, polls caught up, validations that pass)
+    deadline = now + 3 * (max(policy.max_dwell_s, policy.flap_window_s) + policy.validation_window_s) + 50 * step
+    while state.mode is not Mode.EVENT and now <= deadline:
+        now += step
+        state = tick(state, GOOD, now, policy, caught_up=True, validation=PASSED).state
+    # then: it got there (healthy streams recover), and never sooner than the policy allowed
+    assert state.mode is Mode.EVENT
+    if allowed is not None:
+        assert now >= allowed - 1e-6

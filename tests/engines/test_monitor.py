@@ -133,3 +133,54 @@ def test_the_health_endpoint_reports_the_monitors_judgement(alice: Persona, sour
 def test_another_tenant_cannot_read_health_or_switches(charlie: Persona, source: Source) -> None:
     assert charlie.client().get(f"/api/v1/sources/{source.pk}/health").status_code == 404
     assert charlie.client().get(f"/api/v1/sources/{source.pk}/mode-switches").status_code == 404
+
+
+def to_polling(source: Source) -> float:
+    """Silence, degrade, a poll that caught up: the source in polling. Returns the second it got there."""
+    pushed(source, 0)
+    second = 1
+    while tick(source, second).mode == "event":
+        second += 1
+    poll_run(source, second + 0.5)
+    assert tick(source, second + 1).mode == "polling"
+    return second + 1
+
+
+def test_a_push_that_comes_and_goes_in_polling_is_a_flapping_failure_without_a_switch(source: Source) -> None:
+    from healing.models import FailureRecord
+
+    # given: in polling; the push comes back for one tick (fewer than recover_threshold) and goes quiet again
+    second = to_polling(source)
+    switches_before = ModeSwitch.objects.filter(source=source).count()
+    policy_k = 4  # flap_switches, the default
+    # when
+    for _ in range(policy_k):
+        second += 1
+        pushed(source, second)
+        assert tick(source, second + 0.5).verdict == "good"
+        second += 12  # past the silence allowance and its dead factor
+        assert tick(source, second).verdict == "bad"
+    # then: flapping, held in polling, no switch
+    current = Source.objects.get(pk=source.pk)
+    assert current.mode == "polling"
+    assert ModeSwitch.objects.filter(source=source).count() == switches_before
+    failure = FailureRecord.objects.get(source=source, kind="flapping")
+    assert len(failure.detail["silences"]) == policy_k
+    assert "the push went quiet again 4 times" in failure.detail["reason"]
+    assert current.hysteresis_state["strikes"] == 1
+
+
+def test_a_hold_written_while_the_monitor_ticked_is_not_overwritten(source: Source) -> None:
+    # given: in polling; the monitor has read the source when a healing action holds it for an hour
+    second = to_polling(source)
+    read_by_monitor = Source.objects.get(pk=source.pk)
+    held = {**read_by_monitor.hysteresis_state, "hold_until": T0 + 3600}
+    Source.objects.filter(pk=source.pk).update(hysteresis_state=held)
+    # when: that tick writes, and later ones see a healthy push
+    pushed(source, second + 1)
+    monitor_source(read_by_monitor, now=T0 + second + 1.5)
+    # then: the hold survived the stale write
+    assert Source.objects.get(pk=source.pk).hysteresis_state["hold_until"] == T0 + 3600
+    for offset in range(2, 12):
+        pushed(source, second + offset)
+        assert tick(source, second + offset + 0.5).mode == "polling"

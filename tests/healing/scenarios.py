@@ -2,7 +2,8 @@
 
 Shared by tests/healing/test_scenarios_e2e.py and bench/healing.py. Each
 scenario: a healthy warm-up, a fault phase, the faults cleared, then a wait
-until every failure of the source is resolved or an operator is asked.
+until every failure of the source is resolved or an operator is asked
+(`settle_s`: 90 s, longer where the source's policy holds it longer).
 The incident's RCA category is the most confident RCA result among its
 failures (the primary diagnosis); it is resolved without a person when all
 its failures closed and no healing action waited for or got a person's
@@ -15,7 +16,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from engines.hysteresis import HysteresisPolicy
 from healing.healer import AUTOMATIC
+from healing.recovery import STREAM_QUIET_S
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,27 @@ SOURCE_TUNING: dict[str, Any] = {
     "reconcile": {"interval_s": 5, "max_change_ratio": 1.0},
     "health": {"silence_tolerance": 1.5, "min_silence_s": 0.5},
 }
+SETTLE_S = 90.0
+# Ticks (monitor 1 s, healing 2 s), the validation's confirming poll, the final query.
+SETTLE_SLACK_S = 30.0
+
+
+def settle_s(scenario: Scenario) -> float:
+    """How long to wait for the incident to settle once the faults are cleared.
+
+    Flapping honestly needs longer: the hysteresis holds a flapping source in
+    polling until its flap window has room for a whole recovery (so it gets
+    back in one go and the window never sees more than flap_switches + 2
+    switches). The switches that count all happened before the faults
+    cleared, so the hold ends at most `flap_window_s` (300 s, the default;
+    the tuning leaves it) later; then the validation window, and the
+    flapping failure's quiet time back in event mode.
+    """
+    if not scenario.faults.get("flap_up_s"):
+        return SETTLE_S
+    policy = HysteresisPolicy.from_config(SOURCE_TUNING["hysteresis"])
+    needed = policy.flap_window_s + policy.validation_window_s + STREAM_QUIET_S["flapping"] + SETTLE_SLACK_S
+    return max(SETTLE_S, needed)
 
 
 @dataclass
@@ -63,6 +87,7 @@ class Outcome:
     evidence: str
     failures: list[dict[str, Any]]
     actions: list[dict[str, Any]]
+    source: dict[str, Any]  # its mode and seqs when the wait ended
     resolved: bool
     without_person: bool
     asked_person: bool
@@ -77,12 +102,18 @@ class Outcome:
 
 
 def incident(source_id: int) -> dict[str, Any]:
-    """The source's failures, their RCA and healing actions, read in the current tenant schema."""
+    """The source's failures, their RCA and healing actions, its mode and seqs, read in the current tenant schema."""
+    from engines.models import Source, StreamState
     from healing.models import FailureRecord, HealingAction, RCAResult
 
-    failures = list(
-        FailureRecord.objects.filter(source_id=source_id).values("id", "kind", "status", "occurrences", "resolved_by")
+    rows = FailureRecord.objects.filter(source_id=source_id).values(
+        "id", "kind", "status", "occurrences", "resolved_by", "detail"
     )
+    # Of the detail, only what the recovery sweep closed it on.
+    failures = [
+        {k: v for k, v in row.items() if k != "detail"} | {"resolution": (row["detail"] or {}).get("resolution")}
+        for row in rows
+    ]
     analyses = list(
         RCAResult.objects.filter(source_id=source_id)
         .order_by("-confidence", "id")
@@ -93,7 +124,14 @@ def incident(source_id: int) -> dict[str, Any]:
         .order_by("id")
         .values("strategy", "risk", "status", "decided_by", "category")
     )
-    return {"failures": failures, "analyses": analyses, "actions": actions}
+    source = Source.objects.filter(pk=source_id).values("mode", "verdict").first() or {}
+    seqs = StreamState.objects.filter(source_id=source_id).values("contiguous_seq", "highest_seq", "upstream_seq")
+    return {
+        "failures": failures,
+        "analyses": analyses,
+        "actions": actions,
+        "source": {**source, **(seqs.first() or {})},
+    }
 
 
 def settled(state: dict[str, Any], scenario: Scenario) -> bool:
@@ -124,6 +162,7 @@ def judge(scenario: Scenario, state: dict[str, Any], seconds: float) -> Outcome:
         evidence=evidence,
         failures=state["failures"],
         actions=state["actions"],
+        source=state["source"],
         resolved=resolved,
         without_person=resolved and not asked,
         asked_person=asked,
@@ -131,7 +170,7 @@ def judge(scenario: Scenario, state: dict[str, Any], seconds: float) -> Outcome:
     )
 
 
-def play(world: Any, scenario: Scenario, *, settle_s: float = 90.0) -> Outcome:
+def play(world: Any, scenario: Scenario) -> Outcome:
     """Warm up, fault, clear, wait to settle; `world` is the e2e World (control, query, source_id)."""
     time.sleep(3)
     started = time.monotonic()
@@ -146,7 +185,7 @@ def play(world: Any, scenario: Scenario, *, settle_s: float = 90.0) -> Outcome:
         world.control("faults", Faults().as_dict())
         if scenario.traffic:
             world.control("traffic", {k: 0.0 for k in scenario.traffic})
-    deadline = time.monotonic() + settle_s
+    deadline = time.monotonic() + settle_s(scenario)
     state = world.query(lambda: incident(world.source_id))
     while time.monotonic() < deadline and not settled(state, scenario):
         time.sleep(1.0)

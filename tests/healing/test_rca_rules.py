@@ -37,6 +37,7 @@ RULE_CASES: dict[str, dict[str, Any]] = {
         "drift_total": 4,
         "source_failure_kinds": "stream_gaps, stream_silent",
     },
+    "flapping.push": {"kind": "flapping", "push_silences": 4, "recent_switches": 2},
     "flapping.direct": {"kind": "flapping"},
     "flapping.switches": {"kind": "stream_silent", "recent_switches": 5},
     "silent.direct": {"kind": "stream_silent"},
@@ -119,6 +120,17 @@ def test_a_confident_learner_can_overrule_the_rules() -> None:
     # then
     assert blended[0].category is RCACategory.FLAPPING
     assert rerank(ranked, {"flapping": 0.95}, weight=0.0)[0].category is RCACategory.STREAM_SILENT
+
+
+def test_flapping_the_mode_never_showed_leads_with_the_push_coming_and_going() -> None:
+    # given: contained in polling (two switches only), the push went quiet again four times
+    features = {"kind": "flapping", "push_silences": 4, "recent_switches": 2}
+    # when
+    [top, *_] = diagnose(features)
+    # then
+    assert (top.category, top.rule) == (RCACategory.FLAPPING, "flapping.push@1")
+    assert top.evidence[0]["text"].startswith("the push went quiet again 4 times")
+    assert diagnose({"kind": "flapping", "recent_switches": 6})[0].rule == "flapping.direct@1"
 
 
 def test_a_drift_found_right_after_an_outage_is_blamed_on_the_outage() -> None:

@@ -123,6 +123,28 @@ def test_scenario_is_explained_and_healed_or_held_for_an_operator(world: World, 
         _operator_rejects(world)
     else:
         assert outcome.without_person, outcome.as_dict()
+    if scenario.cause == "flapping":
+        _assert_contained_then_back_on_push(outcome)
+
+
+# Seqs the upstream may be ahead by when the sweep looks: about two seconds of the simulator's 6 mutations/s.
+IN_FLIGHT_SEQS = 12
+
+
+def _assert_contained_then_back_on_push(outcome: Outcome) -> None:
+    """Healed flapping: held in polling with the data whole, then one clean way back to event mode."""
+    flaps = [f for f in outcome.failures if f["kind"] == "flapping"]
+    assert flaps, outcome.as_dict()
+    for flap in flaps:
+        resolution = flap["resolution"]
+        assert flap["resolved_by"] == "recovered" and resolution, flap
+        # contained: the hold kept it in polling, then polling -> hybrid -> event, validated
+        assert resolution["held_in_polling_s"] > 0, flap
+        assert resolution["path_back"] == ["hybrid:recover", "event:validated"], flap
+        # no data lost: no hole, caught up with the upstream
+        seq = resolution["seq"]
+        assert seq["contiguous"] == seq["highest"] >= seq["upstream"] - IN_FLIGHT_SEQS, flap
+    assert outcome.source["mode"] == "event", outcome.source
 
 
 def _operator_rejects(world: World) -> None:
