@@ -20,7 +20,7 @@ from healing.schemas import RCACategory as C
 
 Op = Literal["eq", "ne", "in", "gte", "lte", "true", "false", "mentions"]
 
-RULES_VERSION = "2026.11.4"
+RULES_VERSION = "2026.11.5"
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,17 @@ RULES: tuple[Rule, ...] = (
         0.92,
         "the snapshot differs in {drift_total} records right after the upstream failed ({source_failure_kinds}): "
         "changes made while it was down had not arrived yet",
+    ),
+    # Refused pushes leave gaps too: a drift after them is the refusal's
+    # consequence, whatever the gaps say (so above drift.after_gaps).
+    Rule(
+        "drift.after_refused_pushes",
+        1,
+        C.SCHEMA_INVALID,
+        (_kind("reconciliation_drift"), Condition("source_failure_kinds", "mentions", ("schema_invalid",))),
+        0.93,
+        "the snapshot differs in {drift_total} records while the source's pushes were refused as invalid "
+        "({source_failure_kinds}): the refused changes, not silent upstream changes",
     ),
     Rule(
         "drift.after_gaps",

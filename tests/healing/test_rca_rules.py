@@ -32,6 +32,11 @@ RULE_CASES: dict[str, dict[str, Any]] = {
         "drift_total": 9,
         "source_failure_kinds": "upstream_unavailable",
     },
+    "drift.after_refused_pushes": {
+        "kind": "reconciliation_drift",
+        "drift_total": 13,
+        "source_failure_kinds": "schema_invalid, stream_gaps",
+    },
     "drift.after_gaps": {
         "kind": "reconciliation_drift",
         "drift_total": 4,
@@ -131,6 +136,17 @@ def test_flapping_the_mode_never_showed_leads_with_the_push_coming_and_going() -
     assert (top.category, top.rule) == (RCACategory.FLAPPING, "flapping.push@1")
     assert top.evidence[0]["text"].startswith("the push went quiet again 4 times")
     assert diagnose({"kind": "flapping", "recent_switches": 6})[0].rule == "flapping.direct@1"
+
+
+def test_a_drift_after_refused_pushes_is_blamed_on_the_refusal_not_on_the_gaps_it_left() -> None:
+    # given: a schema break refuses half the pushes; the refused seqs show as gaps; the snapshot differs
+    refused = "schema_invalid, stream_gaps"
+    features = {"kind": "reconciliation_drift", "drift_total": 13, "source_failure_kinds": refused}
+    # when
+    [top, second, *_] = diagnose(features)
+    # then
+    assert (top.category, second.category) == (RCACategory.SCHEMA_INVALID, RCACategory.STREAM_GAPS)
+    assert "refused as invalid" in top.evidence[0]["text"]
 
 
 def test_a_drift_found_right_after_an_outage_is_blamed_on_the_outage() -> None:
