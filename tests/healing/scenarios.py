@@ -87,7 +87,7 @@ class Outcome:
     evidence: str
     failures: list[dict[str, Any]]
     actions: list[dict[str, Any]]
-    source: dict[str, Any]  # its mode and seqs when the wait ended
+    source: dict[str, Any]  # its mode, seqs and mode switches when the wait ended
     resolved: bool
     without_person: bool
     asked_person: bool
@@ -103,7 +103,7 @@ class Outcome:
 
 def incident(source_id: int) -> dict[str, Any]:
     """The source's failures, their RCA and healing actions, its mode and seqs, read in the current tenant schema."""
-    from engines.models import Source, StreamState
+    from engines.models import ModeSwitch, Source, StreamState
     from healing.models import FailureRecord, HealingAction, RCAResult
 
     rows = FailureRecord.objects.filter(source_id=source_id).values(
@@ -126,11 +126,16 @@ def incident(source_id: int) -> dict[str, Any]:
     )
     source = Source.objects.filter(pk=source_id).values("mode", "verdict").first() or {}
     seqs = StreamState.objects.filter(source_id=source_id).values("contiguous_seq", "highest_seq", "upstream_seq")
+    # The way the modes went, for reading a surprising outcome afterwards.
+    switches = [
+        {"at": s.at.isoformat(), "to": s.to_mode, "transition": s.transition, "reason": s.reason[:160]}
+        for s in ModeSwitch.objects.filter(source_id=source_id).order_by("at", "id")
+    ]
     return {
         "failures": failures,
         "analyses": analyses,
         "actions": actions,
-        "source": {**source, **(seqs.first() or {})},
+        "source": {**source, **(seqs.first() or {}), "switches": switches},
     }
 
 
