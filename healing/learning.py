@@ -53,6 +53,10 @@ def tokens(features: Mapping[str, Any]) -> list[str]:
         out.append("periodic")
     if features.get("retry_after_s") is not None:
         out.append("retry_after")
+    # What else failed on the source around it: a drift after an outage is the outage's.
+    out.extend(
+        f"with={kind.strip()}" for kind in str(features.get("source_failure_kinds") or "").split(",") if kind.strip()
+    )
     return out
 
 

@@ -83,7 +83,9 @@ def matches(rule: Rule, features: Mapping[str, Any]) -> bool:
 
 
 def render(template: str, features: Mapping[str, Any]) -> str:
-    return string.Formatter().vformat(template, (), _Blank(features))
+    # A fact gathered as None reads like one not gathered at all: "?", never "None".
+    known = {name: value for name, value in features.items() if value is not None}
+    return string.Formatter().vformat(template, (), _Blank(known))
 
 
 def context_evidence(features: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -160,3 +160,9 @@ def test_a_drift_found_right_after_an_outage_is_blamed_on_the_outage() -> None:
     assert alone.category is RCACategory.RECONCILIATION_DRIFT
     assert top.category is RCACategory.UPSTREAM_UNAVAILABLE
     assert "upstream_unavailable" in top.evidence[0]["text"]
+
+
+def test_a_fact_gathered_as_none_reads_as_unknown_not_as_none() -> None:
+    [top, *_] = diagnose({"kind": "rate_limited", "host": HOST, "retry_after_s": None, "occurrences": 3})
+    assert "None" not in top.evidence[0]["text"]
+    assert "Retry-After ?s" in top.evidence[0]["text"]
