@@ -113,6 +113,13 @@ def hold_in_polling(action: HealingAction, source: Source, features: Features) -
     return _hold_in_polling(action, source, "healing: held in polling")
 
 
+def keep_polling(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
+    # Nothing to change: polling is already the fallback. The action exists so
+    # that the outcome (push back and validated within the window) is judged
+    # and counted like any other strategy's.
+    return {"mode": Source.objects.filter(pk=source.pk).values_list("mode", flat=True).first()}
+
+
 def slow_polling(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
     poll = dict(source.poll or {})
     old = float(poll.get("min_interval_s", 1.0))
@@ -159,6 +166,7 @@ ACTIONS: dict[str, Action] = {
     "reset_circuit_breaker": reset_circuit_breaker,
     "gap_fill_poll": gap_fill_poll,
     "switch_to_polling": switch_to_polling,
+    "keep_polling": keep_polling,
     "hold_in_polling": hold_in_polling,
     "slow_polling": slow_polling,
     "full_reconcile": full_reconcile,

@@ -67,6 +67,7 @@ class HealingStrategy(models.TextChoices):
     RETRY_BACKOFF = "retry_backoff", "Retry with backoff"
     GAP_FILL_POLL = "gap_fill_poll", "Gap-fill poll"
     SWITCH_TO_POLLING = "switch_to_polling", "Switch to polling"
+    KEEP_POLLING = "keep_polling", "Keep polling"
     HOLD_IN_POLLING = "hold_in_polling", "Hold in polling"
     SLOW_POLLING = "slow_polling", "Slow polling down"
     RESET_CIRCUIT_BREAKER = "reset_circuit_breaker", "Reset the circuit breaker"

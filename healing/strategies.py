@@ -138,8 +138,17 @@ STRATEGIES: tuple[Strategy, ...] = (
         applies=_in_event_mode,
     ),
     Strategy(
+        "keep_polling",
+        frozenset({C.STREAM_SILENT}),
+        "low",
+        "stay on polling (no data is lost there) and let the hysteresis bring the source back once push resumes"
+        " and validates; a hold would only delay that",
+        window_s=300.0,
+        applies=_not_in_event_mode,
+    ),
+    Strategy(
         "hold_in_polling",
-        frozenset({C.FLAPPING, C.STREAM_SILENT}),
+        frozenset({C.FLAPPING}),
         "low",
         "keep the source in polling at least a minute longer (a flap hold may hold it longer) before it tries push"
         " again; it worked when the source is back on push and stays there",
