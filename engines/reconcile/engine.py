@@ -442,6 +442,7 @@ def _failed(job: _Job, progress: _Progress, error: UpstreamError) -> Reconciliat
             "error": error.detail,
             "host": error.host,
             "http_status": error.http_status,
+            "retry_after_s": error.retry_after_s,
             "errors": error.errors[:5],
             "pages_fetched": progress.pages,
             "records_fetched": progress.records,

@@ -557,3 +557,16 @@ def test_a_million_records_would_be_compared_at_a_useful_rate(upstream: Simulato
     elapsed = time.perf_counter() - started
     assert (run.status, run.upstream_count, run.corrections) == (ReconcileStatus.SUCCEEDED, 5000, 0)
     print(f"\ncompared 5,000 records in {elapsed:.2f}s: {5000 / elapsed:,.0f} records/s")
+
+
+def test_a_rate_limited_snapshot_records_the_upstreams_retry_after(upstream: SimulatorHandle, in_acme: object) -> None:
+    # given: an upstream answering every call with 429 and Retry-After: 7
+    upstream.dataset.seed_records(5)
+    source = source_on(upstream.base_url, digests=False)
+    upstream.faults.update({"http_429_rate": 1.0, "retry_after_s": 7})
+    # when
+    run = run_now(source)
+    # then: the failure carries what RCA and slow_polling need
+    assert (run.status, run.error_kind) == (ReconcileStatus.FAILED, "rate_limited")
+    failure = FailureRecord.objects.get(source_id=source.pk, kind="rate_limited")
+    assert failure.detail["retry_after_s"] == 7
