@@ -63,17 +63,30 @@ def status_row(source: Source, stream: StreamState | None, *, rate: float | None
         "events_per_s_text": rate_text(rate),
         "last_event_at": _iso(stream.last_event_at) if stream else None,
         "contiguous_seq": stream.contiguous_seq if stream else None,
-        "upstream_seq": stream.upstream_seq if stream else None,
+        "upstream_seq": _upstream_newest(stream),
         "highest_seq": stream.highest_seq if stream else None,
         "seq_behind": _behind(stream),
         "open_failures": failures,
     }
 
 
-def _behind(stream: StreamState | None) -> int | None:
-    if stream is None or stream.upstream_seq is None:
+def _upstream_newest(stream: StreamState | None) -> int | None:
+    """The upstream's newest seq as far as we know: its last heartbeat, or a seq we saw since.
+
+    During an outage of the push, heartbeats stop while polls keep reading
+    newer seqs; the heartbeat's figure alone would show us "ahead" of it.
+    """
+    if stream is None:
         return None
-    return max(0, stream.upstream_seq - (stream.contiguous_seq or 0))
+    known = [seq for seq in (stream.upstream_seq, stream.highest_seq) if seq is not None]
+    return max(known) if known else None
+
+
+def _behind(stream: StreamState | None) -> int | None:
+    newest = _upstream_newest(stream)
+    if stream is None or newest is None:
+        return None
+    return max(0, newest - (stream.contiguous_seq or 0))
 
 
 def source_rows(

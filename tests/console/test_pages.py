@@ -81,3 +81,17 @@ def test_the_audit_trail_merges_kinds_and_filters_by_correlation_id(in_acme: Ten
 
 def test_the_audit_trail_tolerates_junk_filters(in_acme: Tenant, acme_console: Client) -> None:
     assert acme_console.get("/audit/?source=abc&window=forever&kind=nope").status_code == 200
+
+
+def test_a_source_polled_past_its_last_heartbeat_is_not_shown_ahead_of_its_upstream(in_acme: Tenant) -> None:
+    from console.selectors import source_rows
+    from engines.models import StreamState
+
+    # given: push (and its heartbeats) stopped at seq 199; polls since read up to 273, and 280 was seen once
+    source, _ = make_source("outage-seq")
+    StreamState.objects.filter(source=source).update(upstream_seq=199, contiguous_seq=273, highest_seq=280)
+    # when
+    [row] = source_rows([source.pk])
+    # then
+    assert row["upstream_seq"] == 280
+    assert row["seq_behind"] == 7
