@@ -36,7 +36,7 @@ def test_an_idle_tenant_is_not_woken_until_a_subscription_changes() -> None:
     # when
     wake.subscriptions_changed(SCHEMA)
     # then
-    assert wake.wake_deliveries(SCHEMA)
+    assert not get_redis().exists(wake.idle_key(SCHEMA))
 
 
 def test_a_task_that_looked_before_a_subscription_was_created_cannot_mark_the_tenant_idle() -> None:
@@ -46,6 +46,7 @@ def test_a_task_that_looked_before_a_subscription_was_created_cannot_mark_the_te
     wake.subscriptions_changed(SCHEMA)
     # when
     marked = wake.mark_idle(SCHEMA, generation=generation)
-    # then
+    # then: not idle, so the next commit's wake goes through (a wake a live worker
+    # may have queued meanwhile for acme is beside the point: the idle mark is checked)
     assert not marked
-    assert wake.wake_deliveries(SCHEMA)
+    assert not get_redis().exists(wake.idle_key(SCHEMA))
