@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import structlog
 from django.db import connection, transaction
 
+from beastflow import crypto
 from beastflow.env import env_int
 from engines import sources
 from engines.models import Source, StreamState
@@ -171,9 +172,26 @@ def _upstream(spec: DemoSource, source: Source) -> Upstream:
         token=_bearer_token(source),
         scenario=SCENARIOS_DIR / f"{source.config.get('scenario') or spec.scenario}.yaml",
         seed=spec.seed,
-        webhook_secret=sources.webhook_secret(source),
+        webhook_secret=_readable_secret(source),
         story=spec.story,
     )
+
+
+def _readable_secret(source: Source) -> str:
+    """The demo source's webhook secret; a new one when this checkout's key cannot read the stored one.
+
+    The database outlives a checkout (a second clone on the same machine
+    uses the same local PostgreSQL, but derives another encryption key from
+    its own secret key): the demo's simulators are ours, so they are simply
+    given a fresh secret.
+    """
+    try:
+        return sources.webhook_secret(source)
+    except crypto.InvalidToken:
+        secret = sources.new_webhook_secret()
+        Source.objects.filter(pk=source.pk).update(webhook_secret_encrypted=crypto.encrypt(secret))
+        log.warning("demo_webhook_secret_reissued", source=source.pk, reason="stored with another encryption key")
+        return secret
 
 
 @transaction.atomic

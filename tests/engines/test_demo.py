@@ -160,3 +160,24 @@ def test_a_demo_simulator_pushes_signed_events_that_ingest_accepts(
     with django_db_blocker.unblock(), tenant_context(personas["alice"].tenant):  # type: ignore[attr-defined]
         stream = StreamState.objects.get(source_id=steady.source_id)
     assert stream.contiguous_seq is not None and stream.contiguous_seq >= demo.INITIAL_RECORDS
+
+
+def test_a_demo_secret_stored_under_another_key_is_reissued_not_fatal(in_acme: object) -> None:
+    from cryptography.fernet import Fernet
+
+    from beastflow import crypto
+    from engines import demo, sources
+    from engines.models import Source
+    from tests.factories import make_source
+
+    # given: a source whose secret was encrypted by another checkout's key
+    source, _ = make_source("demo-elsewhere")
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"whsec_from_another_clone").decode()
+    Source.objects.filter(pk=source.pk).update(webhook_secret_encrypted=foreign)
+    source.refresh_from_db()
+    # when
+    secret = demo._readable_secret(source)
+    # then: a new secret, stored so that this checkout reads it back
+    source.refresh_from_db()
+    assert secret != "whsec_from_another_clone"
+    assert sources.webhook_secret(source) == secret == crypto.decrypt(source.webhook_secret_encrypted)
