@@ -48,6 +48,18 @@ class Source(models.Model):
         return f"{self.name} ({self.pk})"
 
 
+def _bulk_source() -> models.ForeignKey[Source]:
+    """The source column of the bulk tables (events, records, changes).
+
+    Written by the commit path in bulk and removed with the source by one
+    statement per table (engines.sources.source_delete), so no database
+    constraint or ORM cascade; and no index of its own: each table's
+    (source, ...) index leads with it, and every extra index is one more
+    write per event on the ingest path.
+    """
+    return models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False)
+
+
 class Origin(models.TextChoices):
     PUSH = "push", "Push"
     POLL = "poll", "Poll"
@@ -76,11 +88,7 @@ class Event(models.Model):
 
     pk = models.CompositePrimaryKey("source_id", "event_id")
 
-    # No index of its own: the (source, ...) unique index leads with it, and
-    # every extra index is one more write per event on the ingest path.
-    source = models.ForeignKey(
-        Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
-    )
+    source = _bulk_source()
     event_id = models.CharField(max_length=255)
     type = models.CharField(max_length=16, choices=EventType.choices)
     key = models.CharField(max_length=512)
@@ -108,11 +116,7 @@ class Record(models.Model):
     stable order while records change under a reader.
     """
 
-    # No index of its own: the (source, ...) unique index leads with it, and
-    # every extra index is one more write per event on the ingest path.
-    source = models.ForeignKey(
-        Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
-    )
+    source = _bulk_source()
     key = models.CharField(max_length=512)
     version = models.BigIntegerField()
     data = models.JSONField(null=True)
@@ -134,11 +138,7 @@ class Change(models.Model):
     """
 
     seq = models.BigIntegerField(primary_key=True)
-    # No index of its own: the (source, ...) unique index leads with it, and
-    # every extra index is one more write per event on the ingest path.
-    source = models.ForeignKey(
-        Source, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
-    )
+    source = _bulk_source()
     event_id = models.CharField(max_length=255)
     type = models.CharField(max_length=16, choices=EventType.choices)
     key = models.CharField(max_length=512)
