@@ -25,6 +25,12 @@ class Source(models.Model):
     reconcile = models.JSONField(default=dict)
     health = models.JSONField(default=dict)
     data_schema = models.JSONField(null=True, blank=True)
+    # The preset it was made from, if any (engines/presets); informational.
+    preset = models.CharField(max_length=64, blank=True, default="")
+    # How pushes are verified and read (engines.schemas.PushConfig.stored(): scheme, tolerance, mapping).
+    push = models.JSONField(default=dict, blank=True)
+    # The upstream's own webhook secret for native schemes, encrypted; write-only in the API.
+    push_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     mode = models.CharField(max_length=16, choices=ModeChoices.choices, default=ModeChoices.EVENT)
     mode_since = models.DateTimeField(auto_now_add=True)
     paused = models.BooleanField(default=False)
@@ -177,6 +183,12 @@ class StreamState(models.Model):
     duplicates_total = models.BigIntegerField(default=0)
     push_errors_total = models.BigIntegerField(default=0)
     expected_interval_s = models.FloatField(null=True)
+    # What the latest poll found that push had missed (records it committed
+    # as changes, past the grace a push in flight gets): the signal of a
+    # stream without seqs, as gaps are for one with seqs (CONTRACT §8.3).
+    polled_missed = models.IntegerField(default=0)
+    polled_missed_at = models.DateTimeField(null=True)
+    last_audit_at = models.DateTimeField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
 
 
@@ -226,6 +238,8 @@ class PollTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Scheduled"
     GAP_FILL = "gap_fill", "Gap fill"
     MANUAL = "manual", "Manual"
+    # In event mode, a source without upstream seqs is checked by a poll (CONTRACT §8.3).
+    AUDIT = "audit", "Audit"
 
 
 class PollStatus(models.TextChoices):
@@ -250,6 +264,10 @@ class PollRun(models.Model):
     new_events = models.PositiveIntegerField(default=0)
     changes = models.PositiveIntegerField(default=0)
     caught_up = models.BooleanField(default=False)
+    # Records the poll committed that push had missed (beyond the grace a push in flight gets).
+    missed = models.PositiveIntegerField(default=0)
+    # Connector-specific facts: the watermark asked from and reached, 304s, rate-limit waits, missed keys.
+    details = models.JSONField(default=dict, blank=True)
     http_status = models.PositiveSmallIntegerField(null=True)
     error_kind = models.CharField(max_length=32, blank=True, default="")
     error = models.TextField(blank=True, default="")

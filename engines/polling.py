@@ -203,7 +203,10 @@ def _release(source_id: int, lease_until: datetime) -> None:
 
 def _connector_config(source: Source) -> HttpConnectorConfig:
     # `http` and `simulator` speak the same protocol (CONTRACT §6).
-    return CONNECTOR_CONFIGS[Connector(source.connector)].model_validate(source.config)
+    config = CONNECTOR_CONFIGS[Connector(source.connector)].model_validate(source.config)
+    if not isinstance(config, HttpConnectorConfig):
+        raise NotImplementedError(f"connector {source.connector} is not polled through the change feed")
+    return config
 
 
 def _job(source: Source, trigger: PollTrigger) -> _Job:

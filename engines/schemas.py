@@ -7,10 +7,15 @@ the field path, which the API turns into problem+json `errors[]`.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import string
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engines.modes import Mode
 
@@ -20,6 +25,23 @@ DataFlowMode = Mode
 class Connector(StrEnum):
     HTTP = "http"
     SIMULATOR = "simulator"
+    REST = "rest"  # an upstream's own list API (CONTRACT §8.3)
+
+
+def check_jmespath(value: str | None) -> str | None:
+    """A JMESPath expression that compiles (or None). Compiled again, and cached, where it is used."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("an empty expression")
+    try:
+        jmespath.compile(value)
+    except JMESPathError as exc:
+        raise ValueError(f"not a JMESPath expression: {exc}") from exc
+    return value
+
+
+Expression = Annotated[str, Field(min_length=1, max_length=2_000)]
 
 
 class _Strict(BaseModel):
@@ -44,10 +66,172 @@ class SimulatorConnectorConfig(HttpConnectorConfig):
     scenario: str | None = None
 
 
-CONNECTOR_CONFIGS: dict[Connector, type[HttpConnectorConfig]] = {
+class RestPagination(_Strict):
+    """How the next page of a listing is found (CONTRACT §8.3).
+
+    `link`: the `Link: <url>; rel="next"` header; `cursor`: `next` (JMESPath
+    over the response body) gives the value sent as `param` on the next
+    request, none/null/false = last page; `page`: `param` counts pages from
+    `start`, an empty page is the last; `none`: one page.
+    """
+
+    style: Literal["link", "cursor", "page", "none"] = "link"
+    next: Expression | None = None
+    param: str | None = None
+    start: int = Field(default=1, ge=0)
+
+    _check_next = field_validator("next")(check_jmespath)
+
+    @model_validator(mode="after")
+    def _needs(self) -> RestPagination:
+        if self.style == "cursor" and (not self.next or not self.param):
+            raise ValueError("cursor pagination needs `next` (JMESPath) and `param`")
+        if self.style == "page" and not self.param:
+            raise ValueError("page pagination needs `param`")
+        return self
+
+
+class RestListing(_Strict):
+    """One listing of an upstream's records and how each record maps to a record of ours.
+
+    `records`: JMESPath to the list in a response body (None: the body is the
+    list). `key`, `version`, `op`, `data`: JMESPath on one record; `version`
+    gives an integer or an RFC 3339 timestamp (taken as microseconds since
+    the epoch); `op` gives "upsert" or "delete" (default upsert); `data`
+    defaults to the record itself.
+    """
+
+    path: str = Field(min_length=1, max_length=2_000)
+    params: dict[str, str] = Field(default_factory=dict)
+    records: Expression | None = None
+    key: Expression
+    version: Expression
+    op: Expression | None = None
+    data: Expression | None = None
+
+    _check_expressions = field_validator("records", "key", "version", "op", "data")(check_jmespath)
+
+
+class RestConnectorConfig(_Strict):
+    """An upstream's own list API, polled from a watermark (CONTRACT §8.3).
+
+    Extra string fields (a preset's `owner`, `repo`) fill `{name}`
+    placeholders in paths and params.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    base_url: AnyHttpUrl
+    list_path: str = Field(min_length=1, max_length=2_000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    records: Expression | None = None
+    pagination: RestPagination = Field(default_factory=RestPagination)
+    since_param: str | None = None
+    since_field: Expression | None = None
+    since_format: Literal["rfc3339", "unix"] = "rfc3339"
+    overlap_s: float = Field(default=5.0, ge=0, le=86_400, description="Asked again behind the watermark.")
+    key: Expression
+    version: Expression
+    op: Expression | None = None
+    data: Expression | None = None
+    snapshot: RestListing | None = Field(
+        default=None, description="Another listing for reconciliation (default: list_path without since_param)."
+    )
+    expected_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    digests: Literal[False] = False
+
+    _check_expressions = field_validator("records", "since_field", "key", "version", "op", "data")(check_jmespath)
+
+    @model_validator(mode="after")
+    def _template_vars(self) -> RestConnectorConfig:
+        extras = self.model_extra or {}
+        for name, value in extras.items():
+            if not isinstance(value, str):
+                raise ValueError(f"{name}: extra config fields are template values and must be strings")
+        templates = [self.list_path, *self.params.values()]
+        if self.snapshot is not None:
+            templates += [self.snapshot.path, *self.snapshot.params.values()]
+        for template in templates:
+            for _, field_name, _, _ in string.Formatter().parse(template):
+                if field_name is not None and field_name not in extras:
+                    raise ValueError(f"{{{field_name}}} in {template!r} needs a config field {field_name!r}")
+        if (self.since_param is None) != (self.since_field is None):
+            raise ValueError("since_param and since_field go together")
+        return self
+
+    def template_values(self) -> dict[str, str]:
+        return {name: str(value) for name, value in (self.model_extra or {}).items()}
+
+
+ConnectorConfig = HttpConnectorConfig | RestConnectorConfig
+
+CONNECTOR_CONFIGS: dict[Connector, type[HttpConnectorConfig] | type[RestConnectorConfig]] = {
     Connector.HTTP: HttpConnectorConfig,
     Connector.SIMULATOR: SimulatorConnectorConfig,
+    Connector.REST: RestConnectorConfig,
 }
+
+
+class PushScheme(StrEnum):
+    """How a source's pushes are signed (CONTRACT §8.2)."""
+
+    BEASTFLOW = "beastflow"
+    STANDARD_WEBHOOKS = "standard-webhooks"
+    STRIPE = "stripe"
+    GITHUB = "github"
+    SHOPIFY = "shopify"
+
+
+class PushMapping(_Strict):
+    """JMESPath over {"headers", "body", "item"} turning an upstream's request into events (CONTRACT §8.2)."""
+
+    filter: Expression | None = None
+    items: Expression | None = None
+    id: Expression
+    key: Expression
+    version: Expression
+    op: Expression | None = None
+    data: Expression | None = None
+    occurred_at: Expression | None = None
+
+    _check_expressions = field_validator("filter", "items", "id", "key", "version", "op", "data", "occurred_at")(
+        check_jmespath
+    )
+
+
+class PushConfig(_Strict):
+    """`push`: the scheme that verifies a source's webhooks and the mapping that reads them.
+
+    `secret` is write-only: accepted here, stored encrypted on the source,
+    never rendered. A native scheme needs a mapping; `beastflow` takes
+    CONTRACT §4 bodies and has none.
+    """
+
+    scheme: PushScheme = PushScheme.BEASTFLOW
+    secret: Annotated[str, Field(min_length=1, max_length=1_000)] | None = None
+    tolerance_s: float = Field(default=300.0, ge=1, le=86_400, description="Replay window of timestamped schemes.")
+    mapping: PushMapping | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PushConfig:
+        if self.scheme is PushScheme.BEASTFLOW:
+            if self.mapping is not None:
+                raise ValueError("scheme beastflow takes CONTRACT §4 events and has no mapping")
+        elif self.mapping is None:
+            raise ValueError(f"scheme {self.scheme.value} needs a mapping")
+        if self.secret is not None and self.scheme is PushScheme.STANDARD_WEBHOOKS:
+            raw = self.secret.removeprefix("whsec_")
+            try:
+                base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError("a standard-webhooks secret is 'whsec_' followed by base64") from exc
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """What the source row keeps in `push` (the secret goes to its own encrypted column)."""
+        return self.model_dump(mode="json", exclude={"secret"})
 
 
 class HysteresisConfig(_Strict):
@@ -80,6 +264,12 @@ class PollConfig(_Strict):
     min_interval_s: float = Field(default=1.0, gt=0, le=86_400)
     max_interval_s: float = Field(default=60.0, gt=0, le=86_400)
     page_budget: int = Field(default=20, ge=1, le=1_000, description="Pages fetched per poll at most.")
+    audit_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="In event mode, a source whose upstream gives no seq is polled at least this often (0: never).",
+    )
 
     @model_validator(mode="after")
     def _interval_order(self) -> PollConfig:
@@ -105,6 +295,8 @@ class DataSourceConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     connector: Connector
     config: dict[str, Any]
+    preset: str | None = Field(default=None, description="The preset this source was made from (GET /presets).")
+    push: PushConfig = Field(default_factory=PushConfig)
     hysteresis: HysteresisConfig = Field(default_factory=HysteresisConfig)
     poll: PollConfig = Field(default_factory=PollConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
@@ -113,7 +305,7 @@ class DataSourceConfig(_Strict):
         default=None, description="Optional JSON Schema that every upsert's `data` must match."
     )
 
-    def connector_config(self) -> HttpConnectorConfig:
+    def connector_config(self) -> ConnectorConfig:
         return CONNECTOR_CONFIGS[self.connector].model_validate(self.config)
 
 

@@ -12,13 +12,24 @@ from beastflow import crypto
 from beastflow.tenancy import current_schema, current_tenant
 from engines.ingest.service import source_cache
 from engines.models import Source, StreamState
-from engines.schemas import DataSourceConfig, validate_source
+from engines.schemas import DataSourceConfig, PushScheme, validate_source
 from tenants.models import SourceRoute
 
 log = structlog.get_logger(__name__)
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (a label, not a secret)
-EDITABLE = ("name", "connector", "config", "hysteresis", "poll", "reconcile", "health", "data_schema")
+EDITABLE = (
+    "name",
+    "connector",
+    "config",
+    "preset",
+    "push",
+    "hysteresis",
+    "poll",
+    "reconcile",
+    "health",
+    "data_schema",
+)
 
 
 class SourceError(Exception):
@@ -45,11 +56,28 @@ def _spec_fields(spec: DataSourceConfig) -> dict[str, Any]:
     # Store the connector config with its defaults filled in, so what the
     # engines read is exactly what the API showed.
     data["config"] = spec.connector_config().model_dump(mode="json")
+    data["push"] = spec.push.stored()  # the secret has a column of its own, encrypted
+    data["preset"] = spec.preset or ""
     return {name: data[name] for name in EDITABLE}
 
 
 def source_spec(source: Source) -> dict[str, Any]:
-    return {name: getattr(source, name) for name in EDITABLE}
+    spec = {name: getattr(source, name) for name in EDITABLE}
+    spec["preset"] = source.preset or None
+    return spec
+
+
+def _push_secret(spec: DataSourceConfig, *, current: str = "") -> str:
+    """The encrypted push secret to store: a new one given, else the current one; native schemes need one."""
+    if spec.push.secret is not None:
+        return crypto.encrypt(spec.push.secret)
+    if spec.push.scheme != PushScheme.BEASTFLOW and not current:
+        raise SourceError(
+            422,
+            f"Push scheme {spec.push.scheme.value} verifies with the upstream's webhook secret: give push.secret.",
+            [{"field": "push.secret", "message": "required for this scheme"}],
+        )
+    return current
 
 
 def new_webhook_secret() -> str:
@@ -64,9 +92,15 @@ def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
         raise SourceError(409, f"A source named {spec.name!r} exists.", [{"field": "name", "message": "taken"}])
     if Source.objects.count() >= tenant.max_sources:
         raise SourceError(422, f"The tenant's quota of {tenant.max_sources} sources is used up.")
+    push_secret = _push_secret(spec)
     route = SourceRoute.objects.create(tenant=tenant)
     secret = new_webhook_secret()
-    source = Source.objects.create(id=route.pk, webhook_secret_encrypted=crypto.encrypt(secret), **_spec_fields(spec))
+    source = Source.objects.create(
+        id=route.pk,
+        webhook_secret_encrypted=crypto.encrypt(secret),
+        push_secret_encrypted=push_secret,
+        **_spec_fields(spec),
+    )
     StreamState.objects.create(source=source)
     log.info("source_created", source=source.pk, connector=source.connector, tenant=tenant.slug)
     return source, secret
@@ -86,9 +120,12 @@ def source_update(*, source: Source, changes: Any) -> Source:
     if not isinstance(paused, bool):
         raise SourceError(422, "paused must be a boolean.", [{"field": "paused", "message": "not a boolean"}])
     merged = {**source_spec(source), **{k: v for k, v in changes.items() if k != "paused"}}
+    if isinstance(merged.get("push"), dict):  # a rendered source sent back as it was read
+        merged["push"] = {k: v for k, v in merged["push"].items() if k != "secret_set"}
     spec = parse_spec(merged)
     if spec.name != source.name and Source.objects.filter(name=spec.name).exclude(pk=source.pk).exists():
         raise SourceError(409, f"A source named {spec.name!r} exists.", [{"field": "name", "message": "taken"}])
+    source.push_secret_encrypted = _push_secret(spec, current=source.push_secret_encrypted)
     for name, value in _spec_fields(spec).items():
         setattr(source, name, value)
     source.paused = paused
@@ -120,3 +157,8 @@ def source_delete(*, source: Source) -> None:
 
 def webhook_secret(source: Source) -> str:
     return crypto.decrypt(source.webhook_secret_encrypted)
+
+
+def push_secret(source: Source) -> str | None:
+    """The upstream's webhook secret of a native push scheme (None when none is set)."""
+    return crypto.decrypt(source.push_secret_encrypted) if source.push_secret_encrypted else None

@@ -202,6 +202,8 @@ def _claim(run_id: int, tuning: Tuning) -> _Job | None:
 def _job(run: ReconciliationRun, tuning: Tuning, now: datetime) -> _Job:
     source: Source = run.source
     config = CONNECTOR_CONFIGS[Connector(source.connector)].model_validate(source.config)
+    if not isinstance(config, HttpConnectorConfig):
+        raise NotImplementedError(f"connector {source.connector} has no CONTRACT §6 snapshot")
     settings = ReconcileConfig.model_validate(source.reconcile or {})
     return _Job(
         run_id=run.pk,
