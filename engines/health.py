@@ -45,6 +45,9 @@ class StreamSignals:
     baseline_rate: float | None = None  # events/s, the long-run average
     heartbeat_interval_s: float | None = None  # the upstream's heartbeat period, if it sends any
     watching_since: float | None = None  # when monitoring started: silence before the first event
+    # Records the latest poll found that push had missed (None: no recent poll
+    # says). For an upstream without seqs this is what gaps are for one with.
+    missed_pushes: int | None = None
 
     def as_dict(self) -> dict[str, float | int | None]:
         """JSON-ready, for the `signals` of a mode-switch audit row."""
@@ -71,6 +74,11 @@ class HealthPolicy:
     zero. Capped below the verdict line because traffic legitimately ebbs:
     a slow stream alone is not a broken one.
 
+    Missed pushes: any record the latest poll found that push had missed
+    turns the verdict bad on its own (a penalty of `101 - bad_below`), and
+    the penalty grows to 100 at `dead_missed_pushes`: an upstream without
+    seqs shows its losses only this way, and only after the fact.
+
     The verdict is bad when the score is below `bad_below`.
     """
 
@@ -85,6 +93,7 @@ class HealthPolicy:
     min_baseline_rate: float = 0.01
     ok_rate_ratio: float = 0.5
     rate_max_penalty: int = 40
+    dead_missed_pushes: int = 10
     bad_below: int = 50
 
     def __post_init__(self) -> None:
@@ -98,6 +107,8 @@ class HealthPolicy:
             raise ValueError("min_baseline_rate > 0, 0 < ok_rate_ratio <= 1, 0 <= rate_max_penalty <= 100 are required")
         if not 0 < self.bad_below <= 100:
             raise ValueError("0 < bad_below <= 100 is required")
+        if self.dead_missed_pushes < 1:
+            raise ValueError("dead_missed_pushes >= 1 is required")
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,8 @@ class StreamHealth:
     """The monitor's judgement: a score, a verdict and why.
 
     `penalties` and `reasons` are keyed by component (`silence`, `gaps`,
-    `push_errors`, `delivery_rate`); `measures` holds the numbers behind them
+    `push_errors`, `delivery_rate`, and `missed_pushes` where polls audit the
+    push); `measures` holds the numbers behind them
     (only those that could be measured). Treat the dicts as read-only.
     """
 
@@ -187,7 +199,8 @@ def score_stream(signals: StreamSignals, policy: HealthPolicy | None = None) -> 
        received and the upstream's head (`seq_gap`).
     3. Push errors: failed / total deliveries in the window.
     4. Delivery rate: the window's rate against the baseline.
-    5. Score = 100 - sum of the penalties (floored at 0); the verdict is bad
+    5. Missed pushes (when known): records the latest poll found that push had missed.
+    6. Score = 100 - sum of the penalties (floored at 0); the verdict is bad
        below `policy.bad_below`.
     """
     policy = policy or HealthPolicy()
@@ -199,7 +212,10 @@ def score_stream(signals: StreamSignals, policy: HealthPolicy | None = None) -> 
         ("gaps", _gaps),
         ("push_errors", _push_errors),
         ("delivery_rate", _delivery_rate),
+        ("missed_pushes", _missed_pushes),
     ):
+        if name == "missed_pushes" and signals.missed_pushes is None:
+            continue  # judged only where polls audit the push (no seqs upstream)
         penalty, reason, measured = judge(signals, policy)
         penalties[name] = penalty
         reasons[name] = reason
@@ -260,6 +276,18 @@ def _delivery_rate(signals: StreamSignals, policy: HealthPolicy) -> _Judgement:
     penalty = round(policy.rate_max_penalty * shortfall)
     reason = f"{rate:.2f}/s against a {baseline:.2f}/s baseline ({ratio:.0%})"
     return penalty, reason, {"rate_ratio": ratio}
+
+
+def _missed_pushes(signals: StreamSignals, policy: HealthPolicy) -> _Judgement:
+    missed = signals.missed_pushes
+    if missed is None or missed <= 0:
+        return 0, "the latest poll found nothing push had missed", {"missed_pushes": 0.0}
+    # The least penalty that makes the verdict bad, whatever `bad_below` is set to.
+    floor = 101 - policy.bad_below
+    share = _ramp(missed, 1, policy.dead_missed_pushes) if policy.dead_missed_pushes > 1 else 1.0
+    penalty = min(100, round(floor + (100 - floor) * share))
+    reason = f"the latest poll found {missed} record(s) push had missed"
+    return penalty, reason, {"missed_pushes": float(missed)}
 
 
 def _ramp(value: float, start: float, end: float) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
@@ -112,6 +112,23 @@ def health_policy(source: Source) -> HealthPolicy:
     )
 
 
+def missed_pushes(source: Source, stream: StreamState, now: float) -> int | None:
+    """What the latest poll of a source without seqs found push had missed, while that is recent.
+
+    Only `rest` sources are audited this way (see docs/rest-connector.md); for
+    the others None, and their health is judged as before. Recent: within two
+    audit intervals or two of the longest poll intervals, whichever is longer,
+    so a finding holds until a later poll can contradict it, not for ever.
+    """
+    if source.connector != "rest" or stream.polled_missed_at is None:
+        return None
+    poll = source.poll or {}
+    recent_s = 2 * max(float(poll.get("audit_interval_s", 60.0)), float(poll.get("max_interval_s", 60.0)))
+    if now - stream.polled_missed_at.timestamp() > recent_s:
+        return None
+    return stream.polled_missed
+
+
 def signals_for(source: Source, stream: StreamState, window: Window, now: float) -> StreamSignals:
     # Push silence is judged on pushes only: in polling mode the polls keep
     # events arriving, which must not hide a stream that is still dead.
@@ -128,6 +145,7 @@ def signals_for(source: Source, stream: StreamState, window: Window, now: float)
         delivery_rate=window.delivery_rate,
         baseline_rate=window.baseline_rate,
         watching_since=source.created_at.timestamp(),
+        missed_pushes=missed_pushes(source, stream, now),
     )
 
 
@@ -141,6 +159,11 @@ def _poll_facts(source: Source, state: HysteresisState) -> tuple[bool, Validatio
     polls = runs.count()
     if polls == 0:
         return caught_up, None
+    if source.connector == "rest":
+        # A rest poll re-fetches records push delivered under other ids (`<key>:<version>`):
+        # only the changes it committed past the grace are misses, which each run counted.
+        missed = runs.aggregate(missed=Sum("missed"))["missed"] or 0
+        return caught_up, ValidationResult(polls=polls, missed=missed)
     grace = timedelta(seconds=MISS_GRACE_S)
     missed = (
         Event.objects.filter(source_id=source.pk, received_at__gte=since)

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 
 
 def stream_failure_kind(penalties: Mapping[str, int]) -> tuple[str, str]:
-    """(failure kind, path) for the largest penalty: refused pushes, missing seqs, or silence."""
+    """(failure kind, path) for the largest penalty: refused pushes, missing seqs or missed pushes, or silence."""
     if not penalties:
         return "stream_silent", "push"
     worst = max(sorted(penalties), key=lambda name: penalties[name])
     if worst == "push_errors":
         return "schema_invalid", "push"
-    if worst == "gaps":
+    if worst in ("gaps", "missed_pushes"):  # a lost delivery, seen by seqs or by an audit poll
         return "stream_gaps", "push"
     return "stream_silent", "push"

@@ -231,6 +231,67 @@ def test_a_delivery_rate_is_not_judged_without_a_baseline() -> None:
     assert health.penalties["delivery_rate"] == 0
 
 
+# --- missed pushes (an upstream without seqs, audited by polls) ----------------------------------
+
+
+def test_without_an_audit_finding_missed_pushes_are_not_judged() -> None:
+    # when
+    health = score_stream(healthy())
+    # then
+    assert "missed_pushes" not in health.penalties
+    assert health.score == 100
+
+
+def test_an_audit_that_found_nothing_missed_costs_nothing() -> None:
+    # when
+    health = score_stream(healthy(missed_pushes=0))
+    # then
+    assert health.penalties["missed_pushes"] == 0
+    assert health.measures["missed_pushes"] == 0
+    assert health.verdict is Verdict.GOOD
+
+
+def test_one_missed_push_turns_an_otherwise_perfect_stream_bad() -> None:
+    # when
+    health = score_stream(healthy(missed_pushes=1))
+    # then
+    assert health.verdict is Verdict.BAD
+    assert health.penalties["missed_pushes"] == 51
+    assert health.reasons["missed_pushes"] == "the latest poll found 1 record(s) push had missed"
+
+
+@pytest.mark.parametrize("bad_below", [1, 30, 50, 90, 100])
+def test_one_missed_push_is_bad_whatever_the_verdict_line(bad_below: int) -> None:
+    # when
+    health = score_stream(healthy(missed_pushes=1), HealthPolicy(bad_below=bad_below))
+    # then
+    assert health.verdict is Verdict.BAD
+
+
+def test_the_missed_push_penalty_grows_with_the_misses_up_to_100() -> None:
+    # when
+    penalties = [score_stream(healthy(missed_pushes=n)).penalties["missed_pushes"] for n in (1, 2, 5, 10, 500)]
+    # then
+    assert penalties == sorted(penalties)
+    assert penalties[0] < penalties[2] < penalties[3] == penalties[4] == 100
+
+
+def test_a_missed_push_is_a_penalty_beside_silence_not_instead_of_it() -> None:
+    # given: silent past twice the allowance and an audit finding misses
+    signals = healthy(now=T0 + 20, missed_pushes=3)
+    # when
+    health = score_stream(signals)
+    # then
+    assert health.penalties["silence"] == 100
+    assert health.penalties["missed_pushes"] > 0
+    assert health.score == 0
+
+
+def test_impossible_missed_push_thresholds_are_refused() -> None:
+    with pytest.raises(ValueError, match="dead_missed_pushes"):
+        HealthPolicy(dead_missed_pushes=0)
+
+
 @given(
     silence=st.floats(0, 10_000),
     interval=st.floats(0.01, 3600),
@@ -239,9 +300,17 @@ def test_a_delivery_rate_is_not_judged_without_a_baseline() -> None:
     total=st.integers(0, 500),
     rate=st.none() | st.floats(0, 1_000),
     baseline=st.none() | st.floats(0, 1_000),
+    missed=st.none() | st.integers(0, 1_000),
 )
 def test_any_signals_give_a_score_between_0_and_100_that_matches_the_verdict(
-    silence: float, interval: float, hole: int, errors: int, total: int, rate: float | None, baseline: float | None
+    silence: float,
+    interval: float,
+    hole: int,
+    errors: int,
+    total: int,
+    rate: float | None,
+    baseline: float | None,
+    missed: int | None,
 ) -> None:
     # given
     signals = healthy(
@@ -252,11 +321,14 @@ def test_any_signals_give_a_score_between_0_and_100_that_matches_the_verdict(
         push_total=total,
         delivery_rate=rate,
         baseline_rate=baseline,
+        missed_pushes=missed,
     )
     # when
     health = score_stream(signals)
     # then
     assert 0 <= health.score <= 100
+    if missed:
+        assert health.verdict is Verdict.BAD
     assert (health.verdict is Verdict.GOOD) == (health.score >= HealthPolicy().bad_below)
     assert all(0 <= p <= 100 for p in health.penalties.values())
 
