@@ -12,6 +12,7 @@ from beastflow import crypto
 from beastflow.tenancy import current_schema, current_tenant
 from engines.ingest.service import source_cache
 from engines.models import Source, StreamState
+from engines.presets import PresetError, preset_apply
 from engines.schemas import DataSourceConfig, PushScheme, validate_source
 from tenants.models import SourceRoute
 
@@ -45,6 +46,11 @@ class SourceError(Exception):
 def parse_spec(body: Any) -> DataSourceConfig:
     if not isinstance(body, dict):
         raise SourceError(400, "The body must be a JSON object.", [{"field": "body", "message": "not an object"}])
+    try:
+        # A preset's fields go under the body (see docs/presets.md); then one validation for all.
+        body = preset_apply(body)
+    except PresetError as exc:
+        raise SourceError(422, exc.detail, exc.errors) from exc
     spec, errors = validate_source(body)
     if spec is None:
         raise SourceError(422, "The source definition is invalid; see errors.", errors)
