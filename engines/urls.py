@@ -4,6 +4,7 @@ from django.urls import path
 
 from engines import apis
 from engines.ingest import views as ingest_views
+from engines.presets import apis as preset_apis
 
 urlpatterns = [
     path("sources", apis.SourceListCreateApi.as_view(), name="sources"),
@@ -20,4 +21,6 @@ urlpatterns = [
         "sources/<str:source_id>/reconciliations", apis.ReconciliationListApi.as_view(), name="source-reconciliations"
     ),
     path("changes", apis.ChangeFeedApi.as_view(), name="changes"),
+    path("presets", preset_apis.PresetListApi.as_view(), name="presets"),
+    path("presets/<str:name>", preset_apis.PresetDetailApi.as_view(), name="preset-detail"),
 ]
