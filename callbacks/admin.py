@@ -9,10 +9,21 @@ from callbacks.models import Delivery, Subscription
 
 @admin.register(Subscription)
 class SubscriptionAdmin(TenantOnlyAdmin):
-    list_display = ("id", "url", "status", "cursor", "breaker_status", "failures", "last_success_at", "created_at")
-    list_filter = ("status", "breaker_status")
+    list_display = (
+        "id",
+        "url",
+        "status",
+        "signature",
+        "cursor",
+        "breaker_status",
+        "failures",
+        "last_success_at",
+        "created_at",
+    )
+    list_filter = ("status", "breaker_status", "signature")
     search_fields = ("url",)
     readonly_fields = (
+        "signature",  # chosen with a secret of its format at creation (API)
         "cursor",
         "epoch",
         "failures",

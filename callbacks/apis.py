@@ -15,6 +15,7 @@ from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError, flatten_errors
 from callbacks import selectors, services
 from callbacks.models import Delivery, Subscription
+from callbacks.signing import Scheme
 
 LIST_PARAMS = [
     OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
@@ -52,6 +53,15 @@ class SubscriptionCreateInput(serializers.Serializer):  # type: ignore[type-arg]
         required=False,
         allow_null=True,
         help_text="First seq to deliver; absent for changes committed from now on.",
+    )
+    signature = serializers.ChoiceField(
+        choices=[scheme.value for scheme in Scheme],
+        default=Scheme.BEASTFLOW.value,
+        help_text=(
+            "How callbacks are signed: `beastflow` (X-BeastFlow-Signature, the default) or `standard-webhooks` "
+            "(webhook-id / webhook-timestamp / webhook-signature, verified with the Standard Webhooks libraries; "
+            "the secret is then whsec_ + base64)."
+        ),
     )
 
     def validate_url(self, value: str) -> str:
@@ -99,7 +109,7 @@ class SubscriptionListCreateApi(APIView):
         spec = _parse(SubscriptionCreateInput, request.data)
         try:
             subscription, secret = services.subscription_create(
-                url=spec["url"], sources=spec.get("sources"), from_seq=spec.get("from_seq")
+                url=spec["url"], sources=spec.get("sources"), from_seq=spec.get("from_seq"), signature=spec["signature"]
             )
         except services.SubscriptionError as exc:
             raise _problem(exc) from exc

@@ -5,12 +5,23 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from callbacks.signing import Scheme
 from engines.polling_policy import BreakerState, BreakerStatus
 
 
 class SubscriptionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     DISABLED = "disabled", "Disabled"
+
+
+class SignatureScheme(models.TextChoices):
+    """How a subscription's callbacks are signed (see docs/callbacks.md)."""
+
+    BEASTFLOW = Scheme.BEASTFLOW.value, "X-BeastFlow-Signature (t=, v1=)"
+    STANDARD_WEBHOOKS = (
+        Scheme.STANDARD_WEBHOOKS.value,
+        "Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature)",
+    )
 
 
 class BreakerStatusChoices(models.TextChoices):
@@ -31,6 +42,8 @@ class Subscription(models.Model):
     # Source ids to deliver, or null for every source of the tenant.
     sources = models.JSONField(null=True, blank=True)
     secret_encrypted = models.TextField(editable=False)
+    # Chosen at creation with a secret of its format (a standard-webhooks secret is whsec_ + base64).
+    signature = models.CharField(max_length=32, choices=SignatureScheme.choices, default=SignatureScheme.BEASTFLOW)
     cursor = models.BigIntegerField(default=0)
     epoch = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)

@@ -30,6 +30,7 @@ def subscription_render(subscription: Subscription) -> dict[str, Any]:
         "id": subscription.pk,
         "url": subscription.url,
         "sources": subscription.sources,
+        "signature": subscription.signature,
         "status": subscription.status,
         "cursor": subscription.cursor,
         "disabled_at": _iso(subscription.disabled_at),

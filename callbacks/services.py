@@ -35,6 +35,7 @@ from beastflow.tenancy import current_schema
 from callbacks import selectors, transport, wake
 from callbacks.models import Delivery, DeliveryStatus, Subscription, SubscriptionStatus
 from callbacks.policy import DeliveryPolicy, counts_against_breaker, retry_delay, should_disable
+from callbacks.signing import Scheme, delivery_message_id, new_standard_webhooks_secret
 from callbacks.transport import Outcome
 from engines.changes_reads import committed_head
 from engines.models import Source
@@ -62,7 +63,10 @@ def delivery_policy() -> DeliveryPolicy:
     return DeliveryPolicy.from_mapping(getattr(settings, "BEASTFLOW_CALLBACKS", {}))
 
 
-def new_secret() -> str:
+def new_secret(signature: str = Scheme.BEASTFLOW) -> str:
+    """A signing secret in the format of the subscription's signature scheme."""
+    if signature == Scheme.STANDARD_WEBHOOKS:
+        return new_standard_webhooks_secret()
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
@@ -108,20 +112,26 @@ def _after_commit(schema: str, *, deliver: bool) -> None:
 
 
 @transaction.atomic
-def subscription_create(*, url: str, sources: list[int] | None, from_seq: int | None) -> tuple[Subscription, str]:
+def subscription_create(
+    *, url: str, sources: list[int] | None, from_seq: int | None, signature: str = Scheme.BEASTFLOW
+) -> tuple[Subscription, str]:
     """Create a subscription; returns it with its signing secret (shown only now)."""
+    if signature not in {scheme.value for scheme in Scheme}:
+        raise SubscriptionError(
+            422, f"Unknown signature scheme {signature!r}.", [{"field": "signature", "message": "unknown scheme"}]
+        )
     if sources is not None:
         sources = sorted(set(sources))
         _check_sources(sources)
     head = committed_head()
     cursor = _cursor_for(from_seq, head)
-    secret = new_secret()
+    secret = new_secret(signature)
     subscription = Subscription.objects.create(
-        url=url, sources=sources, cursor=cursor, secret_encrypted=crypto.encrypt(secret)
+        url=url, sources=sources, cursor=cursor, secret_encrypted=crypto.encrypt(secret), signature=signature
     )
     schema = current_schema()
     transaction.on_commit(lambda: _after_commit(schema, deliver=cursor < head))
-    log.info("subscription_created", subscription=subscription.pk, cursor=cursor, sources=sources)
+    log.info("subscription_created", subscription=subscription.pk, cursor=cursor, sources=sources, signature=signature)
     return subscription, secret
 
 
@@ -351,6 +361,8 @@ def _deliver_leased(
             subscription_id=subscription.pk,
             timestamp=int(now.timestamp()),
             policy=policy,
+            scheme=subscription.signature,
+            message_id=delivery_message_id(subscription.pk, subscription.epoch, changes[0]["seq"], changes[-1]["seq"]),
         )
         retry_in = _record(subscription, token, changes, outcome, check.state, now=now, policy=policy, rand=rand)
         if not outcome.ok:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from callbacks.policy import DeliveryPolicy
-from callbacks.signing import SIGNATURE_HEADER, SUBSCRIPTION_HEADER, signature_header
+from callbacks.signing import SUBSCRIPTION_HEADER, Scheme, signed_headers
 from engines.polling_policy import parse_retry_after
 
 USER_AGENT = "BeastFlow-Callbacks/1"
@@ -51,11 +51,19 @@ def _client() -> httpx.Client:
 
 
 def post_changes(
-    *, url: str, body: bytes, secret: str, subscription_id: int, timestamp: int, policy: DeliveryPolicy
+    *,
+    url: str,
+    body: bytes,
+    secret: str,
+    subscription_id: int,
+    timestamp: int,
+    policy: DeliveryPolicy,
+    scheme: str = Scheme.BEASTFLOW,
+    message_id: str = "",
 ) -> Outcome:
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: signature_header(secret, body, timestamp=timestamp),
+        **signed_headers(scheme, secret, body, timestamp=timestamp, message_id=message_id),
         SUBSCRIPTION_HEADER: str(subscription_id),
     }
     timeout = httpx.Timeout(policy.timeout_s, connect=policy.connect_timeout_s)
