@@ -13,7 +13,14 @@ What the change log models (CONTRACT §4 and §6):
   visible change of that key still gets a higher version, as it would
   upstream;
 - versions grow per key and survive deletion, so a key that comes back never
-  reuses a version.
+  reuses a version;
+- every change also gets a whole-second timestamp (`updated_s`) that grows
+  strictly per key, and every record the second it was created
+  (`created_s`): what the real-shaped profiles (engines/simulator/profiles)
+  render as GitHub's `updated_at` or Stripe's event `created`. Real upstreams
+  stamp to the second, so two changes of one issue within a second would
+  tie; the simulator moves the second one a second on, so that a version
+  read from the timestamp always grows.
 """
 
 from __future__ import annotations
@@ -89,6 +96,8 @@ class Record:
     version: int
     data: dict[str, Any]
     hash: str
+    created_s: int = 0  # unix seconds: when the key was (last) created
+    updated_s: int = 0  # unix seconds of this version, strictly growing per key
 
     def as_snapshot_item(self) -> dict[str, Any]:
         return {"key": self.key, "version": self.version, "data": self.data}
@@ -112,6 +121,19 @@ class Change:
             "silent": self.silent,
             "seq": None if self.event is None else self.event["seq"],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMeta:
+    """What a change log entry does not carry but a real-shaped rendering needs.
+
+    `prior` is the record as it was before the change (None when the key was
+    absent): a delete's last state, an edit's old values.
+    """
+
+    created_s: int
+    updated_s: int
+    prior: Record | None
 
 
 class Dataset:
@@ -147,7 +169,9 @@ class Dataset:
         # demand (sub-bucket digests and pages), dropped per bucket on change.
         self._children: dict[str, dict[str, list[str]]] = {}
         self._versions: dict[str, int] = {}  # last version ever issued, kept after delete
+        self._stamps: dict[str, int] = {}  # last updated_s ever issued, kept after delete
         self._log: list[Event] = []  # seq = index + 1
+        self._meta: list[ChangeMeta] = []  # parallel to _log
         self.silent_changes = 0
 
     # -- reads -----------------------------------------------------------------
@@ -177,6 +201,19 @@ class Dataset:
             start = max(after, 0)
             page = self._log[start : start + limit]
             return list(page), start + limit < len(self._log)
+
+    def meta(self, seq: int) -> ChangeMeta:
+        """The stamps and prior state of change `seq`. Raises IndexError when there is none."""
+        if seq < 1:
+            raise IndexError(seq)
+        with self._lock:
+            return self._meta[seq - 1]
+
+    def log_entries(self, *, after: int = 0) -> list[tuple[Event, ChangeMeta]]:
+        """Every event with seq > after and its meta, ascending."""
+        with self._lock:
+            start = max(after, 0)
+            return list(zip(self._log[start:], self._meta[start:], strict=True))
 
     def snapshot_page(
         self, *, page_token: str | None = None, limit: int = 100, bucket: str | None = None
@@ -249,15 +286,21 @@ class Dataset:
         with self._lock:
             version = self._versions.get(key, 0) + 1
             self._versions[key] = version
-            if key not in self._records:
+            prior = self._records.get(key)
+            if prior is None:
                 self._index_add(key)
-            self._records[key] = Record(key, version, data, record_hash(data))
+            updated_s = self._stamp(key)
+            created_s = updated_s if prior is None else prior.created_s
+            self._records[key] = Record(key, version, data, record_hash(data), created_s, updated_s)
             self._forget_digests(key)
             event = None
             if silent:
                 self.silent_changes += 1
             else:
-                event = self._append({"type": "upsert", "key": key, "version": version, "data": data})
+                event = self._append(
+                    {"type": "upsert", "key": key, "version": version, "data": data},
+                    ChangeMeta(created_s, updated_s, prior),
+                )
             return Change(key, "upsert", version, silent, event)
 
     def delete(self, key: str, *, silent: bool = False) -> Change:
@@ -267,14 +310,18 @@ class Dataset:
                 raise KeyError(key)
             version = self._versions[key] + 1
             self._versions[key] = version
-            del self._records[key]
+            prior = self._records.pop(key)
+            updated_s = self._stamp(key)
             self._index_remove(key)
             self._forget_digests(key)
             event = None
             if silent:
                 self.silent_changes += 1
             else:
-                event = self._append({"type": "delete", "key": key, "version": version})
+                event = self._append(
+                    {"type": "delete", "key": key, "version": version},
+                    ChangeMeta(prior.created_s, updated_s, prior),
+                )
             return Change(key, "delete", version, silent, event)
 
     def mutate_random(self, *, delete: bool = False, silent: bool = False) -> Change:
@@ -300,7 +347,7 @@ class Dataset:
 
     # -- internals -------------------------------------------------------------
 
-    def _append(self, body: Event) -> Event:
+    def _append(self, body: Event, meta: ChangeMeta) -> Event:
         seq = len(self._log) + 1
         event: Event = {
             "id": f"{self.id_prefix}_{self.generation}_{seq}",
@@ -309,7 +356,14 @@ class Dataset:
             "occurred_at": _iso(self._clock()),
         }
         self._log.append(event)
+        self._meta.append(meta)
         return event
+
+    def _stamp(self, key: str) -> int:
+        """This change's whole second: now, or one past the key's last when that is not earlier."""
+        stamp = max(int(self._clock().timestamp()), self._stamps.get(key, 0) + 1)
+        self._stamps[key] = stamp
+        return stamp
 
     def _forget_digests(self, key: str) -> None:
         bucket = bucket_of(key)

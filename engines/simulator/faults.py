@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -95,8 +95,11 @@ class PushPlan:
     broken: int = 0
 
 
+Breaker = Callable[[Event], Event]
+
 # Each breaks CONTRACT §4 in one way the receiver must reject (422, whole batch).
-_BREAKS: tuple[Callable[[Event], Event], ...] = (
+# A real-shaped profile brings its own (engines/simulator/profiles).
+CONTRACT_BREAKS: tuple[Breaker, ...] = (
     lambda e: {k: v for k, v in e.items() if k != "key"},  # missing key
     lambda e: {**e, "version": str(e.get("version", ""))},  # version not an integer
     lambda e: {**e, "type": "update"},  # unknown type
@@ -184,15 +187,15 @@ class FaultState:
             return RequestPlan("bad_json", delay)
         return RequestPlan("ok", delay)
 
-    def break_event(self, event: Event) -> Event:
-        return self.rng.choice(_BREAKS)(event)
+    def break_event(self, event: Event, breaks: Sequence[Breaker] = CONTRACT_BREAKS) -> Event:
+        return self.rng.choice(breaks)(event)
 
-    def maybe_break(self, events: Iterable[Event]) -> list[Event]:
-        """Feed pages: each event replaced by a broken copy at schema_break_rate."""
+    def maybe_break(self, events: Iterable[Event], breaks: Sequence[Breaker] = CONTRACT_BREAKS) -> list[Event]:
+        """Feed pages: each item replaced by a broken copy at schema_break_rate."""
         rate = self._faults.schema_break_rate
-        return [self.break_event(e) if self.chance(rate) else e for e in events]
+        return [self.break_event(e, breaks) if self.chance(rate) else e for e in events]
 
-    def plan_push(self, events: Iterable[Event]) -> PushPlan:
+    def plan_push(self, events: Iterable[Event], breaks: Sequence[Breaker] = CONTRACT_BREAKS) -> PushPlan:
         """Per event: drop, else maybe break, then maybe schedule a duplicate."""
         f = self._faults
         plan = PushPlan()
@@ -201,7 +204,7 @@ class FaultState:
                 plan.dropped += 1
                 continue
             if self.chance(f.schema_break_rate):
-                event = self.break_event(event)
+                event = self.break_event(event, breaks)
                 plan.broken += 1
             plan.send.append(event)
             if self.chance(f.duplicate_rate):

@@ -1,17 +1,21 @@
-"""Pushes the simulator's events and heartbeats to a BeastFlow ingest URL.
+"""Pushes the simulator's events and keep-alives to a BeastFlow ingest URL.
 
-Each step (every `batch_window_s`):
+What a request looks like is the profile's wire (engines/simulator/profiles):
+CONTRACT §4 batches signed `X-BeastFlow-Signature` by default, one native
+webhook per change for `github` and `stripe`. Each step (every `batch_window_s`):
 
-1. take the events appended to the change log since the last step;
+1. take the events appended to the change log since the last step and
+   render them in the profile's shape;
 2. while push is down (outage or the down half of flapping) they are lost,
-   and no heartbeat goes out: the stream is silent;
+   and no keep-alive goes out: the stream is silent;
 3. otherwise apply the push faults (drop, schema break, duplicate) and send
-   them as `{"events": [...]}` signed with the webhook secret; duplicates go
-   out in the next request, after the original;
+   them, signed with the webhook secret; duplicates go out in the next
+   request, after the original;
 4. with `reorder_window` > 0 events wait in a pool until it is full (or old)
    and are then delivered one per request in shuffled order, so a later seq
    reaches BeastFlow before an earlier one;
-5. every `heartbeat_s`, a heartbeat carrying the newest seq emitted.
+5. the profile's keep-alive when due: a heartbeat carrying the newest seq
+   every `heartbeat_s` (default profile), a GitHub `ping` (github).
 
 A failed push (non-2xx, connection error) is counted and logged, never
 retried: a real webhook sender loses it too, and polling must recover it.
@@ -21,28 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
-import msgspec
 
-from engines.simulator.dataset import Event
+from engines.simulator.profiles.base import Item
+from engines.simulator.profiles.beastflow import sign
 from engines.simulator.state import Simulator
+
+__all__ = ["MAX_BATCH", "Pusher", "sign"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500  # well under CONTRACT §4's 1000 per request
 POOL_MAX_AGE_S = 2.0  # a reorder pool never holds an event longer than this
-
-
-def sign(secret: str, body: bytes) -> str:
-    """CONTRACT §4: `sha256=<hex HMAC-SHA256(webhook_secret, raw body)>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class Pusher:
@@ -64,13 +62,12 @@ class Pusher:
         self.batch_window_s = batch_window_s
         self._client = client
         self._clock = clock
+        self.wire = sim.profile.wire(webhook_secret, heartbeat_s=heartbeat_s)
         self._cursor = 0  # last seq taken from the change log
         self._generation = sim.dataset.generation
-        self._redeliver: list[Event] = []
-        self._pool: list[Event] = []
+        self._redeliver: list[Item] = []
+        self._pool: list[Item] = []
         self._pool_since = 0.0
-        self._hb_count = 0
-        self._last_hb = float("-inf")
         self._failing = False
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -98,14 +95,14 @@ class Pusher:
             self._pool.clear()
             return
 
-        plan = sim.faults.plan_push(fresh)
+        plan = sim.faults.plan_push(fresh, self.wire.breaks)
         stats.dropped += plan.dropped
         stats.duplicated += plan.duplicated
         stats.broken += plan.broken
         batch, self._redeliver = self._redeliver, plan.redeliver
 
         window = sim.faults.faults.reorder_window
-        singles: list[Event] = []
+        singles: list[Item] = []
         if window > 0:
             if plan.send and not self._pool:
                 self._pool_since = now
@@ -120,45 +117,33 @@ class Pusher:
         latency = sim.faults.latency_s()
         if latency > 0 and (batch or singles):
             await asyncio.sleep(latency)
-        for start in range(0, len(batch), MAX_BATCH):
-            await self._post(client, batch[start : start + MAX_BATCH])
-        for event in singles:
-            await self._post(client, [event])
+        size = MAX_BATCH if self.wire.batched else 1
+        for start in range(0, len(batch), size):
+            await self._post(client, batch[start : start + size])
+        for item in singles:
+            await self._post(client, [item])
 
-        if now - self._last_hb >= self.heartbeat_s:
-            self._last_hb = now
-            self._hb_count += 1
-            heartbeat = {
-                # The run id keeps ids unique across simulator restarts: the
-                # receiver dedups by id and would drop a repeated "hb_1".
-                "id": f"hb_{sim.run_id}_{self._hb_count}",
-                "type": "heartbeat",
-                "seq": sim.dataset.head_seq,
-            }
-            if await self._post(client, [heartbeat]):
-                stats.heartbeats += 1
+        keepalive = self.wire.keepalive(now)
+        if keepalive is not None and await self._post(client, [keepalive]):
+            stats.heartbeats += 1
 
-    def _take_new_events(self) -> list[Event]:
+    def _take_new_events(self) -> list[Item]:
         ds = self.sim.dataset
         if ds.generation != self._generation:  # dataset reset: seq restarts at 1
             self._generation, self._cursor = ds.generation, 0
             self._redeliver.clear()
             self._pool.clear()
-        events: list[Event] = []
-        more = True
-        while more:
-            page, more = ds.changes(after=self._cursor, limit=1000)
-            if page:
-                self._cursor = page[-1]["seq"]
-            events.extend(page)
-        return events
+        items: list[Item] = []
+        for event, meta in ds.log_entries(after=self._cursor):
+            self._cursor = event["seq"]
+            item = self.wire.render(event, meta)
+            if item is not None:
+                items.append(item)
+        return items
 
-    async def _post(self, client: httpx.AsyncClient, events: list[Any]) -> bool:
+    async def _post(self, client: httpx.AsyncClient, items: list[Item]) -> bool:
         stats = self.sim.push
-        body = msgspec.json.encode({"events": events})
-        headers = {"content-type": "application/json"}
-        if self.webhook_secret:
-            headers["x-beastflow-signature"] = sign(self.webhook_secret, body)
+        headers, body = self.wire.encode(items)
         stats.requests += 1
         try:
             resp = await client.post(self.ingest_url, content=body, headers=headers)
@@ -168,7 +153,7 @@ class Pusher:
         stats.last_status = resp.status_code
         if resp.is_success:
             stats.ok += 1
-            stats.events_sent += sum(1 for e in events if e.get("type") != "heartbeat")
+            stats.events_sent += sum(1 for item in items if self.wire.is_record(item))
             if self._failing:
                 logger.info("push to %s recovered (%d)", self.ingest_url, resp.status_code)
                 self._failing = False

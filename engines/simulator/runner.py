@@ -15,10 +15,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
@@ -106,13 +107,21 @@ def build_simulator(
     mutations_per_s: float = 2.0,
     key_space: int = 1000,
     run_id: str | None = None,
+    profile: str = "beastflow",
+    profile_options: Mapping[str, Any] | None = None,
 ) -> Simulator:
+    """A simulator; `profile` picks the upstream it pretends to be (engines/simulator/profiles).
+
+    Raises ValueError for an unknown profile or option.
+    """
     return Simulator(
         seed=seed,
         token=token,
         key_space=key_space,
         traffic=Traffic(mutations_per_s=mutations_per_s),
         run_id=run_id or secrets.token_hex(3),
+        profile=profile,
+        profile_options=profile_options,
     )
 
 
@@ -208,10 +217,20 @@ def run(
     initial_records: int = 0,
     key_space: int = 1000,
     run_id: str | None = None,
+    profile: str = "beastflow",
+    profile_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Serve a simulated upstream on 127.0.0.1:`port` until SIGINT or SIGTERM."""
     opts = _options(ingest_url, webhook_secret, scenario, heartbeat_s, initial_records)
-    sim = build_simulator(seed=seed, token=token, mutations_per_s=mutations_per_s, key_space=key_space, run_id=run_id)
+    sim = build_simulator(
+        seed=seed,
+        token=token,
+        mutations_per_s=mutations_per_s,
+        key_space=key_space,
+        run_id=run_id,
+        profile=profile,
+        profile_options=profile_options,
+    )
     sock = _bind(port)
 
     async def main() -> None:
@@ -241,6 +260,8 @@ def start_in_thread(
     initial_records: int = 0,
     key_space: int = 1000,
     run_id: str | None = None,
+    profile: str = "beastflow",
+    profile_options: Mapping[str, Any] | None = None,
     ready_timeout_s: float = 5.0,
 ) -> SimulatorHandle:
     """Start a simulator in a daemon thread; returns once it accepts requests.
@@ -255,6 +276,8 @@ def start_in_thread(
         mutations_per_s=mutations_per_s,
         key_space=key_space,
         run_id=run_id or "test",
+        profile=profile,
+        profile_options=profile_options,
     )
     sock = _bind(port)
     handle = SimulatorHandle(sim=sim, port=sock.getsockname()[1], thread=threading.Thread())

@@ -1,16 +1,10 @@
 """The simulator's HTTP surface: a raw ASGI app, no framework.
 
-Upstream endpoints (CONTRACT §6), where the faults apply:
-
-    GET /changes?after=<seq>&limit=<n>          -> {"events": [...], "has_more": bool}
-    GET /snapshot?page_token=<t>&limit=<n>      -> {"records": [...], "next_page_token"}
-    GET /snapshot?digest=1                      -> {"buckets": {"00": hex, ..., "ff": hex}}
-    GET /snapshot?bucket=ab&page_token=&limit=  -> one bucket, paged like a snapshot
-    GET /snapshot?digest=1&bucket=ab            -> {"buckets": {"ab00": hex, ..., "abff": hex}}
-    GET /snapshot?bucket=abcd&page_token=&limit= -> one sub-bucket, paged like a snapshot
-
-(The last two extend CONTRACT §6 one level down: a sub-bucket is the first
-four hex digits of sha256(key), its digest has the bucket's line format.)
+Upstream endpoints are the profile's (engines/simulator/profiles): the
+default `beastflow` profile serves CONTRACT §6 (`/changes`, `/snapshot`),
+`github` serves `/repos/{owner}/{repo}/issues`, `stripe` `/v1/events` and
+`/v1/customers`. The faults apply to every one of them, in the same order:
+outage, credentials, timeout, 429, 5xx, truncated body. See docs/simulator.md.
 
 Control API (never faulted, never authenticated: it binds to loopback only):
 
@@ -20,6 +14,8 @@ Control API (never faulted, never authenticated: it binds to loopback only):
     POST /_control/traffic   {"mutations_per_s", "silent_rate", "delete_rate"} (any subset)
     POST /_control/scenario  <scenario document> | {"stop": true}
     POST /_control/reset     {"dataset": false}
+    GET  /_control/profile                       the profile's name and settings
+    POST /_control/profile   {<setting>: value}  e.g. github's rate_limit, rate_window_s
     GET  /healthz
 """
 
@@ -27,16 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import msgspec
 
-from engines.simulator.dataset import MAX_PAGE
-from engines.simulator.faults import FaultError, RequestPlan
+from engines.simulator.faults import FaultError
+from engines.simulator.profiles.base import ApiError, Request, Response
+from engines.simulator.profiles.beastflow import problem
 from engines.simulator.scenario import ScenarioError, parse_scenario
 from engines.simulator.state import Simulator
 
@@ -60,33 +56,6 @@ class HttpError(Exception):
         self.field = field
 
 
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Payload too large",
-    429: "Too many requests",
-    500: "Internal server error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-
-
-def problem(status: int, detail: str, field: str | None = None) -> bytes:
-    errors = [{"field": field, "message": detail}] if field else []
-    return msgspec.json.encode(
-        {
-            "type": "about:blank",
-            "title": _TITLES.get(status, "Error"),
-            "status": status,
-            "detail": detail,
-            "errors": errors,
-        }
-    )
-
-
 class SimulatorApp:
     """ASGI 3 app over one Simulator. `stopping` cuts long sleeps short at shutdown."""
 
@@ -102,87 +71,48 @@ class SimulatorApp:
             return
         path: str = scope["path"]
         method: str = scope["method"]
+        profile = self.sim.profile
         try:
-            if path in ("/changes", "/snapshot"):
-                _require(method, "GET")
-                await self._upstream(path[1:], scope, receive, send)
-            elif path.startswith("/_control/"):
+            if path.startswith("/_control/"):
                 await self._control(path.removeprefix("/_control/"), method, receive, send)
             elif path == "/healthz":
                 await respond(send, 200, b'{"status":"ok"}')
             else:
-                raise HttpError(404, f"no route for {path}")
+                try:
+                    endpoint = profile.route(method, path)
+                    if endpoint is None:
+                        raise ApiError(404, f"no route for {path}")
+                    await self._upstream(endpoint, _request(scope), receive, send)
+                except ApiError as exc:
+                    await _send(send, profile.error(exc.status, exc.detail, exc.field))
         except HttpError as exc:
             await respond(send, exc.status, problem(exc.status, exc.detail, exc.field), _PROBLEM)
 
     # -- upstream endpoints ----------------------------------------------------
 
-    async def _upstream(self, endpoint: str, scope: Scope, receive: Receive, send: Send) -> None:
-        plan = self.sim.faults.decide_request(authorized=self._authorized(scope))
-        self.sim.count(f"{endpoint}.{plan.outcome}")
+    async def _upstream(self, endpoint: str, request: Request, receive: Receive, send: Send) -> None:
+        profile = self.sim.profile
+        plan = self.sim.faults.decide_request(authorized=profile.authorized(request))
+        response: Response | None = None
+        outcome: str = plan.outcome
+        if plan.outcome in ("ok", "bad_json"):
+            # Answered as of the request's arrival; the latency only delays it.
+            response = profile.serve(endpoint, request)
+            truncated = plan.outcome == "bad_json" and response.status == 200
+            outcome = "bad_json" if truncated else response.outcome or "ok"
+        # Counted before any hold, so a test sees a held request as it arrives.
+        self.sim.count(f"{endpoint}.{outcome}")
         if plan.delay_s > 0:
             await self._sleep(plan.delay_s)
         if plan.outcome == "reset":
             await _abort(receive, send)
             return
-        if plan.outcome != "ok" and plan.outcome != "bad_json":
-            await self._fail(plan, send)
+        if response is None:
+            await _send(send, profile.failure(plan))
             return
-        query = _query(scope)
-        body = self._changes(query) if endpoint == "changes" else self._snapshot(query)
-        if plan.outcome == "bad_json":
-            body = body[: max(1, len(body) // 2)]  # a body cut short mid-transfer
-        await respond(send, 200, body)
-
-    async def _fail(self, plan: RequestPlan, send: Send) -> None:
-        headers: list[tuple[bytes, bytes]] = []
-        detail = {
-            "outage": "upstream unavailable (simulated outage)",
-            "unauthorized": "missing or invalid bearer token",
-            "timeout": "upstream timed out (simulated)",
-            "rate_limited": "rate limited (simulated)",
-            "server_error": "upstream error (simulated)",
-        }[plan.outcome]
-        if plan.outcome == "unauthorized":
-            headers.append((b"www-authenticate", b'Bearer realm="simulator"'))
-        if plan.retry_after_s is not None:
-            headers.append((b"retry-after", str(plan.retry_after_s).encode()))
-        await respond(send, plan.status, problem(plan.status, detail), _PROBLEM, headers)
-
-    def _authorized(self, scope: Scope) -> bool:
-        token = self.sim.token
-        if token is None:
-            return True
-        got = _header(scope, b"authorization")
-        return got is not None and hmac.compare_digest(got, f"Bearer {token}".encode())
-
-    def _changes(self, query: dict[str, str]) -> bytes:
-        after = _int(query, "after", 0, minimum=0)
-        # Larger pages are capped, not refused, as real upstreams do; has_more
-        # tells the client to continue.
-        limit = min(_int(query, "limit", 100, minimum=1), MAX_PAGE)
-        events, has_more = self.sim.dataset.changes(after=after, limit=limit)
-        events = self.sim.faults.maybe_break(events)
-        return msgspec.json.encode({"events": events, "has_more": has_more})
-
-    def _snapshot(self, query: dict[str, str]) -> bytes:
-        if query.get("digest") not in (None, "", "0"):
-            try:
-                buckets = self.sim.dataset.digests(query.get("bucket") or None)
-            except ValueError as exc:
-                raise HttpError(400, str(exc), "bucket") from exc
-            return msgspec.json.encode({"buckets": buckets})
-        limit = min(_int(query, "limit", 100, minimum=1), MAX_PAGE)
-        try:
-            records, token = self.sim.dataset.snapshot_page(
-                page_token=query.get("page_token") or None,
-                limit=limit,
-                bucket=query.get("bucket") or None,
-            )
-        except ValueError as exc:
-            field = "bucket" if "bucket" in str(exc) else "page_token"
-            raise HttpError(400, str(exc), field) from exc
-        return msgspec.json.encode({"records": records, "next_page_token": token})
+        if outcome == "bad_json":
+            response.body = response.body[: max(1, len(response.body) // 2)]  # a body cut short mid-transfer
+        await _send(send, response)
 
     async def _sleep(self, seconds: float) -> None:
         if self.stopping is None:
@@ -195,9 +125,10 @@ class SimulatorApp:
 
     async def _control(self, route: str, method: str, receive: Receive, send: Send) -> None:
         sim = self.sim
-        if route == "state":
+        if route == "state" or (route == "profile" and method == "GET"):
             _require(method, "GET")
-            await respond(send, 200, msgspec.json.encode(sim.describe()))
+            shown = sim.describe() if route == "state" else {"profile": sim.profile.settings()}
+            await respond(send, 200, msgspec.json.encode(shown))
             return
         _require(method, "POST")
         payload = await _read_json(receive)
@@ -220,7 +151,8 @@ class SimulatorApp:
                 delete=_flag(opts, "delete"),
             )
             result = {
-                "changes": [c.as_dict() for c in changes],
+                # upstream_key: the key a receiver stores (an issue id, a customer id).
+                "changes": [c.as_dict() | {"upstream_key": sim.profile.upstream_key(c.key)} for c in changes],
                 "head_seq": sim.dataset.head_seq,
             }
         elif route == "traffic":
@@ -246,6 +178,11 @@ class SimulatorApp:
         elif route == "reset":
             sim.reset(dataset=_flag(_object(payload), "dataset"))
             result = sim.describe()
+        elif route == "profile":
+            try:
+                result = {"profile": sim.profile.configure(_object(payload))}
+            except ValueError as exc:
+                raise HttpError(400, str(exc)) from exc
         else:
             raise HttpError(404, f"no control route {route!r}")
         await respond(send, 200, msgspec.json.encode(result))
@@ -273,6 +210,28 @@ async def respond(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send(send: Send, response: Response) -> None:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    await respond(send, response.status, response.body, response.content_type.encode(), headers)
+
+
+def _request(scope: Scope) -> Request:
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers[bytes(name).decode("latin-1").lower()] = bytes(value).decode("latin-1")
+    host = headers.get("host")
+    if host is None:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return Request(
+        method=scope["method"],
+        path=scope["path"],
+        query=parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True),
+        headers=headers,
+        base_url=f"{scope.get('scheme', 'http')}://{host}",
+    )
 
 
 async def _abort(receive: Receive, send: Send) -> None:
@@ -331,31 +290,6 @@ async def _read_json(receive: Receive) -> object:
 def _require(method: str, allowed: str) -> None:
     if method != allowed:
         raise HttpError(405, f"use {allowed}")
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-def _query(scope: Scope) -> dict[str, str]:
-    parsed = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    return {k: v[0] for k, v in parsed.items()}
-
-
-def _int(query: dict[str, str], name: str, default: int, *, minimum: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise HttpError(400, f"{name} must be an integer", name) from exc
-    if value < minimum:
-        raise HttpError(400, f"{name} must be >= {minimum}", name)
-    return value
 
 
 def _object(payload: object) -> dict[str, Any]:

@@ -12,12 +12,14 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from engines.simulator.dataset import Change, Dataset
 from engines.simulator.faults import FaultState
+from engines.simulator.profiles import build_profile
+from engines.simulator.profiles.base import Profile
 from engines.simulator.scenario import PhaseAt, Scenario, ScenarioPlayer
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ class PushStats:
     ok: int = 0
     failed: int = 0
     events_sent: int = 0  # includes duplicates and broken copies
-    heartbeats: int = 0
+    heartbeats: int = 0  # keep-alives sent: CONTRACT §4 heartbeats, GitHub pings
     dropped: int = 0  # by drop_rate
     lost_down: int = 0  # not sent because push was down (outage, flapping)
     duplicated: int = 0
@@ -65,6 +67,8 @@ class Simulator:
         traffic: Traffic | None = None,
         run_id: str = "sim",
         clock: Callable[[], float] = time.monotonic,
+        profile: str = "beastflow",
+        profile_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.seed = seed
         self.token = token
@@ -82,6 +86,8 @@ class Simulator:
         self._rng = random.Random(f"traffic:{seed}")
         self._owed = 0.0  # fractional mutations carried between ticks
         self._lock = threading.RLock()
+        # Last: a profile may read the dataset and seed when it is built.
+        self.profile: Profile = build_profile(profile, self, profile_options or {})
 
     # -- traffic ---------------------------------------------------------------
 
@@ -165,6 +171,7 @@ class Simulator:
             self.stop_scenario()
             self.requests.clear()
             self.push = PushStats()
+            self.profile.reset()
             if dataset:
                 self.dataset.reset()
 
@@ -183,6 +190,7 @@ class Simulator:
             ds = self.dataset
             return {
                 "run_id": self.run_id,
+                "profile": self.profile.settings(),
                 "faults": self.faults.faults.as_dict(),
                 "traffic": asdict(self.traffic),
                 "base_traffic": asdict(self.base_traffic),

@@ -1,7 +1,9 @@
 """`manage.py simulate`: run simulated upstreams in the foreground until Ctrl-C or SIGTERM.
 
 - `simulate --port 9101 [--ingest-url URL --secret S --token T --scenario FILE|NAME --seed N --rate R]`:
-  one simulator (engines.simulator.runner.run), e.g. for a source you created yourself.
+  one simulator (engines.simulator.runner.run), e.g. for a source you created yourself;
+  `--profile github --owner O --repo R [--rate-limit N --rate-window S]` or `--profile stripe`
+  makes it a GitHub- or Stripe-shaped upstream (see docs/simulator.md).
 - `simulate --demo [--base-port 9101] [--web-url http://127.0.0.1:8000]`: the `demo` tenant's
   three sources and their simulators (engines.demo), as `make up` runs it.
 """
@@ -24,6 +26,7 @@ from django_tenants.utils import tenant_context
 
 from engines import demo
 from engines.simulator import runner
+from engines.simulator.profiles import PROFILES
 from engines.simulator.scenario import ScenarioError, load_scenario
 from tenants.models import Tenant
 
@@ -46,6 +49,17 @@ class Command(BaseCommand):
         one.add_argument("--scenario", help="Scenario file, or the name of one in engines/simulator/scenarios/.")
         one.add_argument("--seed", type=int, default=0)
         one.add_argument("--rate", type=float, default=2.0, help="Mutations per second outside scenario phases.")
+        one.add_argument(
+            "--profile",
+            default="beastflow",
+            choices=sorted(PROFILES),
+            help="Which upstream to be: beastflow (our own protocol, default), github, stripe.",
+        )
+        one.add_argument("--owner", help="github: the repository's owner (default octo-org).")
+        one.add_argument("--repo", help="github: the repository's name (default hello-world).")
+        one.add_argument("--rate-limit", type=int, help="github: requests per rate-limit window (default 5000).")
+        one.add_argument("--rate-window", type=float, help="github: the rate-limit window in seconds (default 3600).")
+        one.add_argument("--ping-every", type=float, help="github: send a ping webhook this often (default: once).")
         many = parser.add_argument_group("demo (--demo)")
         many.add_argument("--base-port", type=int, default=None, help="First of three ports (default 9101).")
         many.add_argument("--web-url", default=None, help="Where BeastFlow answers (default its BEASTFLOW_PORT).")
@@ -74,7 +88,11 @@ class Command(BaseCommand):
                 scenario=scenario,
                 seed=options["seed"],
                 mutations_per_s=options["rate"],
+                profile=options["profile"],
+                profile_options=_profile_options(options),
             )
+        except ValueError as exc:  # an option the profile does not take
+            raise CommandError(str(exc)) from exc
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise CommandError(f"port {port} is in use: stop what holds it or pick another --port")
@@ -151,6 +169,20 @@ def _stop_on_signals(stopping: threading.Event) -> dict[signal.Signals, Any]:
         stopping.set()
 
     return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+_PROFILE_FLAGS = {
+    "owner": "owner",
+    "repo": "repo",
+    "rate_limit": "rate_limit",
+    "rate_window": "rate_window_s",
+    "ping_every": "ping_every_s",
+}
+
+
+def _profile_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The profile's options among the command's (those given); a profile refuses what it does not take."""
+    return {name: options[flag] for flag, name in _PROFILE_FLAGS.items() if options.get(flag) is not None}
 
 
 def _scenario_path(value: str) -> Path:
