@@ -46,7 +46,6 @@ from beastflow import correlation
 from beastflow.problems import CONTENT_TYPE, problem_body
 from engines.ingest import service
 from engines.ingest.commit import BatchResult, CommitPlan, PendingBatch, Statement
-from engines.ingest.validation import Event
 from engines.publish import changes_committed, changes_committed_async
 from tenants.middleware import bearer_token
 from tenants.selectors import apikey_resolve, tenant_for_source
@@ -129,13 +128,15 @@ class IngestFastPath:
             if declared > service.MAX_BODY_BYTES:
                 raise service.IngestError(413, f"The body is over {service.MAX_BODY_BYTES} bytes.")
             raw = await _read_body(receive)
-            meta, events = await self.prepare(headers, source_id, raw, request_id)
-            result = await self.commit(meta, PendingBatch(source_id=source_id, events=events))
-            if result.source_missing:
-                raise service.IngestError(404, "No such source.")
-            service.record_outcome(202, result)
+            meta, taken = await self.prepare(headers, source_id, raw, request_id)
+            result = None
+            if taken.events:
+                result = await self.commit(meta, PendingBatch(source_id=source_id, events=taken.events))
+                if result.source_missing:
+                    raise service.IngestError(404, "No such source.")
+            service.record_outcome(202, result, ignored=taken.ignored)
             status = 202
-            body = json.dumps({"accepted": result.accepted, "duplicates": result.duplicates}).encode()
+            body = json.dumps(service.answer(taken, result)).encode()
             content_type = "application/json"
         except service.IngestError as exc:
             service.record_outcome(exc.status)
@@ -159,7 +160,7 @@ class IngestFastPath:
 
     async def prepare(
         self, headers: dict[str, str], source_id: int, raw: bytes, request_id: str
-    ) -> tuple[service.SourceMeta, list[Event]]:
+    ) -> tuple[service.SourceMeta, service.Taken]:
         """`_prepare` on the event loop when it can be, else in a thread.
 
         A small body whose key, source and tenant are in the in-process
@@ -238,11 +239,13 @@ async def _read_body(receive: Receive) -> bytes:
 
 def _prepare(
     headers: dict[str, str], source_id: int, raw: bytes, request_id: str, *, on_loop: bool = False
-) -> tuple[service.SourceMeta, list[Event]]:
-    """Who is asking, for which source, with which events (in a pool thread, or on the loop: see prepare)."""
+) -> tuple[service.SourceMeta, service.Taken]:
+    """Who is asking, for which source, with which events (in a pool thread, or on the loop: see prepare).
+
+    The order of checks is engines/ingest/service.py's, step by step.
+    """
     if not on_loop:
         close_old_connections()
-    signature = headers.get("x-beastflow-signature")
     authorization = headers.get("authorization")
     if authorization:
         token = bearer_token(authorization)
@@ -250,31 +253,38 @@ def _prepare(
         if resolved is None:
             raise service.IngestError(401, "The API key is unknown or revoked.")
         tenant = resolved.tenant
-    elif signature:
+    else:
+        # No key: a signed §4 push or an upstream's own webhook, routed by the global source id.
         found = tenant_for_source(source_id)
         if found is None:
+            if not headers.get("x-beastflow-signature"):
+                raise service.IngestError(401, "Send an API key or a signed body.")
             raise service.IngestError(404, "No such source.")
         tenant = found
-    else:
-        raise service.IngestError(401, "Send an API key or a signed body.")
     meta = service.source_cache.get(tenant.schema_name, source_id, lambda: _load_meta(tenant, source_id))
     if meta is None:
         raise service.IngestError(404, "No such source.")
-    service.authorize(meta, has_key=bool(authorization), signature=signature, body=raw)
+    native = service.verify(meta, has_key=bool(authorization), headers=headers, body=raw)
     try:
-        events = service.parse(meta, raw, headers.get("content-type", ""))
+        taken = service.read(
+            meta, native=native, headers=headers, body=raw, content_type=headers.get("content-type", "")
+        )
     except service.IngestError:
         with schema_context(meta.schema), connection.cursor() as cursor:
-            service.count_push_error(cursor, source_id)
+            service.count_push_error(cursor, source_id, scheme=meta.push_scheme if native else None)
         raise
-    return meta, events  # the quota is taken by the group commit, once for the whole group
+    return meta, taken  # the quota is taken by the group commit, once for the whole group
 
 
 def _load_meta(tenant: Any, source_id: int) -> service.SourceMeta | None:
     from engines.models import Source
 
     with schema_context(tenant.schema_name):
-        row = Source.objects.filter(pk=source_id).values_list("webhook_secret_encrypted", "data_schema").first()
+        row = (
+            Source.objects.filter(pk=source_id)
+            .values_list("webhook_secret_encrypted", "data_schema", "push", "push_secret_encrypted")
+            .first()
+        )
     if row is None:
         return None
     return service.source_meta_from_row(
@@ -285,6 +295,8 @@ def _load_meta(tenant: Any, source_id: int) -> service.SourceMeta | None:
         burst=tenant.ingest_burst,
         secret_encrypted=row[0],
         data_schema=row[1],
+        push=row[2],
+        push_secret_encrypted=row[3],
     )
 
 

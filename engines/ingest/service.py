@@ -1,8 +1,19 @@
 """An ingest request from bytes to a durable commit, shared by both HTTP paths.
 
-The Django view (engines/apis.py) and the raw ASGI fast path
+The Django view (engines/ingest/views.py) and the raw ASGI fast path
 (engines/ingest/fastpath.py) differ only in how they reach the database;
-what is checked, in which order, and what is answered is decided here.
+what is checked, in which order, and what is answered is decided here:
+
+1. the body's declared size (413), then who asks: an API key decides the
+   tenant, else the source's global id does (a signed §4 push, or an
+   upstream's own webhook, carries no key);
+2. the source (404), from the per-process SourceCache;
+3. `verify`: a key of the source's tenant, else the source's push scheme
+   (X-BeastFlow-Signature for `beastflow`, the upstream's own signature for
+   a native scheme: docs/push.md) -> 401;
+4. `read`: a §4 body, or the upstream's request through the source's push
+   mapping -> events, or "ignored" (400/413/422 count as push errors);
+5. the tenant's quota (429), then the commit; 202 only after it.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +35,12 @@ from prometheus_client import Counter, Histogram
 
 from beastflow import crypto
 from beastflow.redis_client import get_redis
+from engines.ingest import schemes
 from engines.ingest.commit import BatchResult, Cursor, PendingBatch, commit_batches
+from engines.ingest.push_mapping import PushProgram, parse_body
 from engines.ingest.quota import AsyncTokenBucket, TokenBucket
 from engines.ingest.validation import BodyError, Event, decode_and_validate, split_body, validate
+from engines.schemas import PushMapping
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +50,11 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 EVENTS = Counter("beastflow_ingest_events_total", "Events received by ingest", ["outcome"])
 REQUESTS = Counter("beastflow_ingest_requests_total", "Ingest requests", ["status"])
+NATIVE = Counter(
+    "beastflow_ingest_native_requests_total",
+    "Upstreams' own webhooks by push scheme and outcome (mapped, ignored, unsigned, invalid)",
+    ["scheme", "outcome"],
+)
 COMMIT_SECONDS = Histogram(
     "beastflow_ingest_commit_seconds",
     "Time to commit one ingest transaction",
@@ -67,6 +86,26 @@ class SourceMeta:
     burst: float
     secret: str = field(repr=False)
     data_check: Callable[[dict[str, Any]], str | None] | None = None
+    # How key-less pushes are verified and read (docs/push.md): made once per
+    # source, here, so a request only runs them. A native scheme has both a
+    # verifier (its decrypted push secret and replay window) and a mapping;
+    # None where the source has no usable push secret (refused: 401).
+    push_scheme: str = schemes.BEASTFLOW
+    push_verifier: schemes.Verifier | None = field(default=None, repr=False)
+    push_mapping: PushProgram | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.push_scheme != schemes.BEASTFLOW
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a request brings: events, or an upstream's request its mapping ignores."""
+
+    events: list[Event]
+    native: bool = False  # the upstream's own request: its answer also counts `ignored`
+    ignored: int = 0
 
 
 def data_schema_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
@@ -111,8 +150,30 @@ source_cache = SourceCache()
 
 
 def source_meta_from_row(
-    *, source_id: int, schema: str, tenant_slug: str, rate: float, burst: float, secret_encrypted: str, data_schema: Any
+    *,
+    source_id: int,
+    schema: str,
+    tenant_slug: str,
+    rate: float,
+    burst: float,
+    secret_encrypted: str,
+    data_schema: Any,
+    push: dict[str, Any] | None = None,
+    push_secret_encrypted: str = "",
 ) -> SourceMeta:
+    data_check = data_schema_check(data_schema) if data_schema else None
+    scheme = (push or {}).get("scheme") or schemes.BEASTFLOW
+    verifier = program = None
+    if scheme != schemes.BEASTFLOW:
+        assert push is not None
+        # Validated when the source was saved (engines/sources.py): compiled here once.
+        program = PushProgram(PushMapping.model_validate(push["mapping"]), data_check=data_check)
+        if push_secret_encrypted:
+            verifier = schemes.verifier(
+                scheme,
+                crypto.decrypt(push_secret_encrypted),
+                tolerance_s=float(push.get("tolerance_s") or schemes.DEFAULT_TOLERANCE_S),
+            )
     return SourceMeta(
         source_id=source_id,
         schema=schema,
@@ -120,7 +181,10 @@ def source_meta_from_row(
         rate=rate,
         burst=burst,
         secret=crypto.decrypt(secret_encrypted),
-        data_check=data_schema_check(data_schema) if data_schema else None,
+        data_check=data_check,
+        push_scheme=scheme,
+        push_verifier=verifier,
+        push_mapping=program,
     )
 
 
@@ -135,6 +199,61 @@ def authorize(meta: SourceMeta, *, has_key: bool, signature: str | None, body: b
         raise IngestError(401, f"{SIGNATURE_HEADER} must be 'sha256=<hex>'.")
     if not crypto.signatures_match(crypto.hmac_sha256_hex(meta.secret, body), given):
         raise IngestError(401, "The signature does not match the body.")
+
+
+def verify(meta: SourceMeta, *, has_key: bool, headers: Mapping[str, str], body: bytes) -> bool:
+    """Step 3: may this request push to the source? True when it is the upstream's own request (native).
+
+    A key of the source's tenant always may, with a §4 body, whatever the
+    scheme. Without one the source's scheme decides: `beastflow` checks
+    X-BeastFlow-Signature, a native scheme the upstream's own signature.
+    `headers` have lower-cased names.
+    """
+    if has_key or not meta.native:
+        authorize(meta, has_key=has_key, signature=headers.get("x-beastflow-signature"), body=body)
+        return False
+    if meta.push_verifier is None:
+        NATIVE.labels(meta.push_scheme, "unsigned").inc()
+        raise IngestError(401, "The source has no push secret to verify its upstream's webhooks with.")
+    try:
+        meta.push_verifier.verify(headers, body)
+    except schemes.SignatureError as exc:
+        NATIVE.labels(meta.push_scheme, "unsigned").inc()
+        raise IngestError(401, exc.detail) from exc
+    return True
+
+
+def read(meta: SourceMeta, *, native: bool, headers: Mapping[str, str], body: bytes, content_type: str) -> Taken:
+    """Step 4: the request's events (IngestError 400/413/422: the caller counts a push error)."""
+    if not native:
+        return Taken(parse(meta, body, content_type))
+    assert meta.push_mapping is not None
+    if len(body) > MAX_BODY_BYTES:
+        raise IngestError(413, f"The body is over {MAX_BODY_BYTES} bytes.")
+    try:
+        parsed = parse_body(body, content_type)
+    except BodyError as exc:
+        raise IngestError(exc.status, exc.detail, exc.errors) from exc
+    mapped = meta.push_mapping.run(headers, parsed)
+    if mapped.errors:
+        raise IngestError(422, "The source's push mapping cannot read this request; nothing was stored.", mapped.errors)
+    if mapped.ignored:
+        NATIVE.labels(meta.push_scheme, "ignored").inc()
+        log.debug("ingest_ignored", source=meta.source_id, scheme=meta.push_scheme)
+        return Taken([], native=True, ignored=1)
+    NATIVE.labels(meta.push_scheme, "mapped").inc()
+    return Taken(mapped.events, native=True)
+
+
+def answer(taken: Taken, result: BatchResult | None) -> dict[str, int]:
+    """The 202's body: §4's keys, and `ignored` for an upstream's own request."""
+    body = {
+        "accepted": result.accepted if result is not None else 0,
+        "duplicates": result.duplicates if result is not None else 0,
+    }
+    if taken.native:
+        body["ignored"] = taken.ignored
+    return body
 
 
 @functools.cache
@@ -200,10 +319,15 @@ def parse(meta: SourceMeta, body: bytes, content_type: str) -> list[Event]:
     return batch.events
 
 
-def count_push_error(cursor: Cursor, source_id: int) -> None:
+def count_push_error(cursor: Cursor, source_id: int, *, scheme: str | None = None) -> None:
+    """A push that `read` refused; `scheme` where it was an upstream's own request."""
     cursor.execute(
         "UPDATE engines_streamstate SET push_errors_total = push_errors_total + 1 WHERE source_id = %s", [source_id]
     )
+    # Counted after the query: the fast path retries a request in a thread when
+    # the query is refused on its event loop, and must not count it twice.
+    if scheme is not None:
+        NATIVE.labels(scheme, "invalid").inc()
 
 
 def commit(cursor: Cursor, batches: list[PendingBatch]) -> list[BatchResult]:
@@ -214,8 +338,10 @@ def commit(cursor: Cursor, batches: list[PendingBatch]) -> list[BatchResult]:
     return results
 
 
-def record_outcome(status: int, result: BatchResult | None = None) -> None:
+def record_outcome(status: int, result: BatchResult | None = None, *, ignored: int = 0) -> None:
     REQUESTS.labels(status=str(status)).inc()
+    if ignored:
+        EVENTS.labels(outcome="ignored").inc(ignored)
     if result is not None:
         EVENTS.labels(outcome="accepted").inc(result.accepted)
         if result.duplicates:

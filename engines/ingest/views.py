@@ -1,4 +1,4 @@
-"""The ingest endpoint through Django (CONTRACT §4).
+"""The ingest endpoint through Django (CONTRACT §4; upstreams' own webhooks: docs/push.md).
 
 `POST /api/v1/sources/{id}/events`. The raw ASGI fast path serves the same
 URL in front of Django in production (engines/ingest/fastpath.py); this
@@ -21,7 +21,11 @@ from engines.publish import changes_committed
 
 
 def _load_meta(source_id: int) -> service.SourceMeta | None:
-    source = Source.objects.filter(pk=source_id).only("webhook_secret_encrypted", "data_schema").first()
+    source = (
+        Source.objects.filter(pk=source_id)
+        .only("webhook_secret_encrypted", "data_schema", "push", "push_secret_encrypted")
+        .first()
+    )
     if source is None:
         return None
     tenant = current_tenant()
@@ -33,6 +37,8 @@ def _load_meta(source_id: int) -> service.SourceMeta | None:
         burst=tenant.ingest_burst,
         secret_encrypted=source.webhook_secret_encrypted,
         data_schema=source.data_schema,
+        push=source.push,
+        push_secret_encrypted=source.push_secret_encrypted,
     )
 
 
@@ -49,7 +55,7 @@ def ingest_events(request: HttpRequest, source_id: int) -> HttpResponse:
         return _error(service.IngestError(401, "The API key is unknown or revoked."))
     has_key = getattr(request, "api_key", None) is not None
     if current_schema() == PUBLIC:
-        # No key and no routable signature: nothing says whose source this is.
+        # No key, and no source of that id to route by (tenants/middleware.py).
         if not request.headers.get(service.SIGNATURE_HEADER):
             return _error(service.IngestError(401, "Send an API key or a signed body."))
         return _error(service.IngestError(404, "No such source."))
@@ -60,24 +66,31 @@ def ingest_events(request: HttpRequest, source_id: int) -> HttpResponse:
     if meta is None:
         return _error(service.IngestError(404, "No such source."))
     body = request.read()
+    # Lower-cased names, as the fast path has them from ASGI (and as push mappings read them).
+    headers = {name.lower(): value for name, value in request.headers.items()}
     try:
-        service.authorize(meta, has_key=has_key, signature=request.headers.get(service.SIGNATURE_HEADER), body=body)
+        native = service.verify(meta, has_key=has_key, headers=headers, body=body)
         try:
-            events = service.parse(meta, body, request.content_type or "")
+            taken = service.read(
+                meta, native=native, headers=headers, body=body, content_type=request.content_type or ""
+            )
         except service.IngestError:
             with connection.cursor() as cursor:
-                service.count_push_error(cursor, source_id)
+                service.count_push_error(cursor, source_id, scheme=meta.push_scheme if native else None)
             raise
-        service.check_quota(meta, len(events))
+        if taken.events:
+            service.check_quota(meta, len(taken.events))
     except service.IngestError as exc:
         return _error(exc)
-    schema = meta.schema
-    with transaction.atomic(), connection.cursor() as cursor:
-        [result] = service.commit(cursor, [PendingBatch(source_id=source_id, events=events, origin="push")])
-        if result.changes:
-            changes = result.changes
-            transaction.on_commit(lambda: changes_committed(schema, changes))
-    if result.source_missing:
-        return _error(service.IngestError(404, "No such source."))
-    service.record_outcome(202, result)
-    return JsonResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status=202)
+    result = None
+    if taken.events:
+        schema = meta.schema
+        with transaction.atomic(), connection.cursor() as cursor:
+            [result] = service.commit(cursor, [PendingBatch(source_id=source_id, events=taken.events, origin="push")])
+            if result.changes:
+                changes = result.changes
+                transaction.on_commit(lambda: changes_committed(schema, changes))
+        if result.source_missing:
+            return _error(service.IngestError(404, "No such source."))
+    service.record_outcome(202, result, ignored=taken.ignored)
+    return JsonResponse(service.answer(taken, result), status=202)
