@@ -8,7 +8,8 @@ same protocol. Three calls:
 - `fetch_digests`: the 256 bucket digests, `GET {snapshot_url}?digest=1`.
 
 Every call sends `config.headers` and waits at most `config.timeout_s` per
-network step. Every failure raises `UpstreamError` with a `kind` that is a
+network step; `http_get` is the one request function, shared with the
+`rest` connector (engines/rest.py). Every failure raises `UpstreamError` with a `kind` that is a
 failure kind and an RCA category (CONTRACT §7), so the engines report it
 as is. Bodies are only checked for shape here; events are validated by the
 caller exactly like a push (engines.ingest.validation).
@@ -29,6 +30,7 @@ import httpx
 import msgspec
 
 from engines.polling_policy import parse_retry_after
+from engines.rest_paging import rate_limit_wait
 from engines.schemas import HttpConnectorConfig
 
 USER_AGENT = "BeastFlow/1 (+connector http)"
@@ -215,17 +217,36 @@ _client = _Client()
 
 
 def _get(config: HttpConnectorConfig, url: str, params: Mapping[str, str]) -> httpx.Response:
+    return http_get(url, params, headers=config.headers, timeout_s=config.timeout_s)
+
+
+def http_get(
+    url: str,
+    params: Mapping[str, str] | None,
+    *,
+    headers: Mapping[str, str],
+    timeout_s: float,
+    not_modified_ok: bool = False,
+) -> httpx.Response:
+    """GET on the shared client; every failure raised as a classified UpstreamError.
+
+    The one request function of the connectors (`http` here, `rest` in
+    engines/rest.py). `not_modified_ok`: a 304 (the answer to If-None-Match)
+    is returned, not raised.
+    """
     host = upstream_host(url)
     try:
-        response = _client.get().get(url, params=params, headers=config.headers, timeout=config.timeout_s)
+        response = _client.get().get(url, params=params, headers=headers, timeout=timeout_s)
     except httpx.TimeoutException as exc:
         raise UpstreamError(
-            ErrorKind.UPSTREAM_TIMEOUT, f"GET {url}: no answer within {config.timeout_s:g}s", host=host
+            ErrorKind.UPSTREAM_TIMEOUT, f"GET {url}: no answer within {timeout_s:g}s", host=host
         ) from exc
     except httpx.TransportError as exc:  # refused, reset, DNS, a connection closed mid-response
         raise UpstreamError(
             ErrorKind.UPSTREAM_UNAVAILABLE, f"GET {url}: {type(exc).__name__}: {exc}", host=host
         ) from exc
+    if response.status_code == 304 and not_modified_ok:
+        return response
     if not response.is_success:
         raise _status_error(response, url, host)
     return response
@@ -233,7 +254,10 @@ def _get(config: HttpConnectorConfig, url: str, params: Mapping[str, str]) -> ht
 
 def _status_error(response: httpx.Response, url: str, host: str) -> UpstreamError:
     status = response.status_code
-    if status == 429:
+    now = time.time()
+    # GitHub refuses a spent rate limit with 403 and X-RateLimit-Remaining: 0: not an auth failure.
+    limit_wait = rate_limit_wait(response.headers, now=now) if status in (403, 429) else None
+    if status == 429 or limit_wait is not None:
         kind = ErrorKind.RATE_LIMITED
     elif status in (401, 403):
         kind = ErrorKind.AUTH_FAILED
@@ -249,9 +273,13 @@ def _status_error(response: httpx.Response, url: str, host: str) -> UpstreamErro
         f"GET {url}: HTTP {status} {response.reason_phrase}" + (f": {excerpt}" if excerpt else ""),
         host=host,
         http_status=status,
-        # 429 and 503 carry it by RFC 9110; honoured whatever the status.
-        retry_after_s=parse_retry_after(response.headers.get("retry-after"), now=time.time()),
+        # 429 and 503 carry it by RFC 9110; honoured whatever the status. Else the rate limit's reset.
+        retry_after_s=_first(parse_retry_after(response.headers.get("retry-after"), now=now), limit_wait),
     )
+
+
+def _first(*values: float | None) -> float | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _decode(response: httpx.Response, shape: type[T], url: str) -> T:

@@ -15,7 +15,14 @@ DESIGN.md "Polling". `source_poll` runs in the current tenant schema:
    jitter honouring Retry-After), report the failure or resolve earlier ones.
 5. Write the PollRun, log, count, release the lease.
 
-`polls_claim_due` picks the sources the scheduler should poll now.
+A `rest` source (an upstream's own list API, engines/rest.py) takes step 3
+from engines/rest_poll.py instead: it pages a since-query from its
+watermark, counts the changes push had missed, and keeps its watermark and
+ETag in `poll_state["rest"]`; step 5 also stores what it found missed on
+its StreamState, the monitor's signal for a stream without seqs.
+
+`polls_claim_due` picks the sources the scheduler should poll now;
+`audits_claim_due` the rest sources in event mode due for an audit poll.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -40,7 +47,9 @@ from engines.connectors import ErrorKind, FeedPage, UpstreamError, fetch_changes
 from engines.ingest import service
 from engines.ingest.commit import BatchResult, PendingBatch
 from engines.ingest.validation import Event, validate
+from engines.mapping import to_microseconds
 from engines.models import ModeChoices, Origin, PollRun, PollStatus, PollTrigger, Source, StreamState
+from engines.monitor import MISS_GRACE_S
 from engines.polling_policy import (
     BreakerCheck,
     BreakerPolicy,
@@ -54,7 +63,9 @@ from engines.polling_policy import (
     breaker_record,
 )
 from engines.publish import changes_committed
-from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, PollConfig
+from engines.rest import host_of, rate_limit_until
+from engines.rest_poll import RestMemory, RestProgress, rest_page_through
+from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, PollConfig, RestConnectorConfig
 from healing.services import failure_report, failure_resolve
 
 log = structlog.get_logger(__name__)
@@ -83,6 +94,12 @@ POLLS = Counter("beastflow_polls_total", "Polls of upstream change feeds", ["sta
 POLLED_EVENTS = Counter(
     "beastflow_polled_events_total", "Events fetched by polls", ["outcome"]
 )  # new (push had missed it) | duplicate
+POLL_MISSED = Counter(
+    "beastflow_polled_missed_total", "Changes polls of rest sources committed that push had missed (past the grace)"
+)
+REST_RESPONSES = Counter(
+    "beastflow_rest_poll_responses_total", "Answers of rest upstreams that shaped a poll", ["outcome"]
+)  # not_modified (304) | rate_limit_wait (X-RateLimit-Remaining: 0 or a closed window)
 POLL_SECONDS = Histogram(
     "beastflow_poll_duration_seconds",
     "Time of one poll, all pages",
@@ -104,6 +121,12 @@ class _Progress:
     has_more: bool = True
     http_status: int | None = None
     source_gone: bool = False
+    # rest sources: no seqs; what push missed, and the connector's own facts
+    seqs: bool = True
+    missed: int = 0
+    details: dict[str, Any] | None = None
+    retry_after_s: float | None = None  # a rate-limit window that closed during the poll
+    memory: dict[str, Any] | None = None  # poll_state["rest"] for the next poll
 
 
 @dataclass(frozen=True)
@@ -113,7 +136,7 @@ class _Job:
     source_id: int
     trigger: PollTrigger
     schema: str
-    config: HttpConnectorConfig
+    config: HttpConnectorConfig | RestConnectorConfig
     host: str
     policy: PollPolicy
     page_budget: int
@@ -121,6 +144,10 @@ class _Job:
     data_check: Callable[[dict[str, Any]], str | None] | None
     started_at: datetime
     started: float  # monotonic
+    mode: str = ModeChoices.EVENT
+    audit_interval_s: float = 0.0
+    poll_state: dict[str, Any] | None = None  # as read, so that what is not the scheduler's survives
+    created_at: datetime | None = None
 
 
 def source_poll(*, source_id: int, trigger: str) -> PollRun | None:
@@ -136,7 +163,7 @@ def source_poll(*, source_id: int, trigger: str) -> PollRun | None:
     source = Source.objects.filter(pk=source_id).first()
     if source is None:  # deleted after the poll was queued
         return None
-    if source.paused and why == PollTrigger.SCHEDULE:
+    if source.paused and why in (PollTrigger.SCHEDULE, PollTrigger.AUDIT):
         return None
     timeout_s = _connector_config(source).timeout_s
     lease_until = _lease(source_id, seconds=max(POLL_TIME_BUDGET_S, timeout_s) + LEASE_MARGIN_S)
@@ -148,6 +175,32 @@ def source_poll(*, source_id: int, trigger: str) -> PollRun | None:
         return None if leased is None else _poll_leased(_job(leased, why))
     finally:
         _release(source_id, lease_until)
+
+
+def audits_claim_due(*, limit: int = DISPATCH_LIMIT, claim_s: float = DISPATCH_CLAIM_S) -> list[int]:
+    """The rest sources of this tenant in event mode due for an audit poll, claimed for `claim_s`.
+
+    A rest upstream gives no seqs, so push gaps cannot be seen in the
+    stream; an audit poll every `poll.audit_interval_s` (0: never) asks what
+    changed instead. Due like a scheduled poll: `next_poll_at` unset or past
+    (an audit sets it to the next audit), no live lease. `http` and
+    `simulator` sources are not audited: their events carry seqs, whose gaps
+    the monitor sees and targeted gap-fill polls fill.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = (
+            Source.objects.filter(paused=False, mode=ModeChoices.EVENT, connector=Connector.REST.value)
+            .exclude(poll__audit_interval_s=0)
+            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+            .filter(Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now))
+            .order_by(F("next_poll_at").asc(nulls_first=True), "pk")
+            .select_for_update(skip_locked=True)
+        )
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        if ids:
+            Source.objects.filter(pk__in=ids).update(next_poll_at=now + timedelta(seconds=claim_s))
+    return ids
 
 
 def polls_claim_due(*, limit: int = DISPATCH_LIMIT, claim_s: float = DISPATCH_CLAIM_S) -> list[int]:
@@ -201,12 +254,9 @@ def _release(source_id: int, lease_until: datetime) -> None:
 # -- the poll --------------------------------------------------------------------
 
 
-def _connector_config(source: Source) -> HttpConnectorConfig:
-    # `http` and `simulator` speak the same protocol (CONTRACT §6).
-    config = CONNECTOR_CONFIGS[Connector(source.connector)].model_validate(source.config)
-    if not isinstance(config, HttpConnectorConfig):
-        raise NotImplementedError(f"connector {source.connector} is not polled through the change feed")
-    return config
+def _connector_config(source: Source) -> HttpConnectorConfig | RestConnectorConfig:
+    # `http` and `simulator` speak the same protocol (CONTRACT §6); `rest` is an upstream's own list API.
+    return CONNECTOR_CONFIGS[Connector(source.connector)].model_validate(source.config)
 
 
 def _job(source: Source, trigger: PollTrigger) -> _Job:
@@ -217,7 +267,7 @@ def _job(source: Source, trigger: PollTrigger) -> _Job:
         trigger=trigger,
         schema=current_schema(),
         config=config,
-        host=upstream_host(str(config.poll_url)),
+        host=host_of(config) if isinstance(config, RestConnectorConfig) else upstream_host(str(config.poll_url)),
         policy=PollPolicy(min_interval_s=poll.min_interval_s, max_interval_s=poll.max_interval_s),
         page_budget=poll.page_budget,
         state=PollState.from_dict(source.poll_state or {}),
@@ -225,13 +275,20 @@ def _job(source: Source, trigger: PollTrigger) -> _Job:
         data_check=service.data_schema_check(source.data_schema) if source.data_schema else None,
         started_at=timezone.now(),
         started=time.monotonic(),
+        mode=source.mode,
+        audit_interval_s=poll.audit_interval_s,
+        poll_state=dict(source.poll_state or {}),
+        created_at=source.created_at,
     )
 
 
 def _poll_leased(job: _Job) -> PollRun | None:
+    if isinstance(job.config, RestConnectorConfig):
+        return _poll_rest(job, job.config)
     check = breaker_allow(job.host)
     if not check.allowed:
         return _skip(job, retry_in_s=check.retry_in_s)
+    assert isinstance(job.config, HttpConnectorConfig)
     # Read under the lease: where the previous poll (or push) got to.
     contiguous = StreamState.objects.filter(pk=job.source_id).values_list("contiguous_seq", flat=True).first()
     progress = _Progress(from_seq=contiguous or 0, to_seq=contiguous or 0)
@@ -250,6 +307,7 @@ def _poll_leased(job: _Job) -> PollRun | None:
 
 
 def _page_through(job: _Job, progress: _Progress) -> None:
+    assert isinstance(job.config, HttpConnectorConfig)
     deadline = job.started + POLL_TIME_BUDGET_S
     while progress.has_more and progress.pages < job.page_budget and not progress.source_gone:
         if progress.pages and time.monotonic() + job.config.timeout_s > deadline:
@@ -267,6 +325,69 @@ def _page_through(job: _Job, progress: _Progress) -> None:
         progress.to_seq = max([progress.to_seq, *_seqs(events)])
         progress.has_more = page.has_more
         progress.source_gone = result.source_missing
+
+
+def _poll_rest(job: _Job, config: RestConnectorConfig) -> PollRun | None:
+    """A rest source's poll (engines/rest_poll.py): from its watermark, honouring the rate-limit window first."""
+    memory = RestMemory.from_dict((job.poll_state or {}).get("rest"))
+    until = rate_limit_until(config)
+    if until is not None and until > time.time():  # never call before the upstream's reset
+        return _skip(job, retry_in_s=until - time.time(), rate_limited=True)
+    check = breaker_allow(job.host)
+    if not check.allowed:
+        return _skip(job, retry_in_s=check.retry_in_s)
+    rest, error = rest_page_through(
+        config=config,
+        memory=memory,
+        page_budget=job.page_budget,
+        deadline=job.started + POLL_TIME_BUDGET_S,
+        data_check=job.data_check,
+        commit=lambda events: _commit_page(job, events),
+        now_us=lambda: to_microseconds(timezone.now()),
+        watching_since_us=to_microseconds(job.created_at) if job.created_at else 0,
+        grace_s=MISS_GRACE_S,
+    )
+    if error is None and not rest.compared and rest.rate_limit_waits:
+        # Another poll or a reconciliation with the same credentials closed the window meanwhile.
+        return _skip(job, retry_in_s=rest.rate_limit_wait_s or 0.0, rate_limited=True)
+    breaker_report(job.host, ok=error is None or not error.host_down)
+    if rest.source_gone:
+        return None
+    progress = _rest_progress(rest, before=memory)
+    if rest.compared:
+        _stream_audited(job, rest)
+    return _succeeded(job, progress) if error is None else _failed(job, progress, error)
+
+
+def _rest_progress(rest: RestProgress, *, before: RestMemory) -> _Progress:
+    return _Progress(
+        from_seq=0,
+        to_seq=0,
+        pages=rest.pages,
+        events=rest.events,
+        new_events=rest.new_events,
+        duplicates=rest.duplicates,
+        changes=rest.changes,
+        has_more=rest.has_more,
+        http_status=rest.http_status,
+        seqs=False,
+        missed=rest.missed,
+        details=rest.details(before=before),
+        retry_after_s=rest.rate_limit_wait_s,
+        memory=rest.memory.to_dict(),
+    )
+
+
+def _stream_audited(job: _Job, rest: RestProgress) -> None:
+    """What this poll found push had missed (0 included) becomes the stream's signal (engines/monitor.py)."""
+    now = timezone.now()
+    fields: dict[str, Any] = {"polled_missed": rest.missed, "polled_missed_at": now}
+    if job.trigger == PollTrigger.AUDIT:
+        fields["last_audit_at"] = now
+    StreamState.objects.filter(pk=job.source_id).update(**fields)
+    POLL_MISSED.inc(rest.missed)
+    REST_RESPONSES.labels("not_modified").inc(rest.not_modified)
+    REST_RESPONSES.labels("rate_limit_wait").inc(rest.rate_limit_waits)
 
 
 def _checked(job: _Job, page: FeedPage, *, after: int) -> list[Event]:
@@ -323,8 +444,19 @@ def _commit_page(job: _Job, events: list[Event]) -> BatchResult:
 
 def _succeeded(job: _Job, progress: _Progress) -> PollRun:
     caught_up = not progress.has_more
-    plan = after_success(job.state, changes=progress.changes, has_more=not caught_up, policy=job.policy)
-    _schedule(job.source_id, plan)
+    plan = after_success(
+        job.state,
+        changes=progress.changes,
+        has_more=not caught_up,
+        policy=job.policy,
+        retry_after_s=progress.retry_after_s,
+    )
+    if job.mode == ModeChoices.EVENT and job.audit_interval_s > 0 and caught_up and not progress.seqs:
+        # In event mode a rest source is polled only to audit the push: next at the audit
+        # interval (the adaptive interval is for polling modes), never before a rate-limit reset.
+        delay = max(job.audit_interval_s, progress.retry_after_s or 0.0)
+        plan = replace(plan, delay_s=delay, reason=f"audit: next in {delay:.1f}s")
+    _schedule(job, plan, memory=progress.memory)
     if job.state.errors:  # the previous poll failed: its failures are over
         for kind in POLL_FAILURE_KINDS:
             failure_resolve(source_id=job.source_id, kind=kind)
@@ -343,6 +475,7 @@ def _succeeded(job: _Job, progress: _Progress) -> PollRun:
         changes=progress.changes,
         caught_up=caught_up,
         next_in_s=round(plan.delay_s, 3),
+        **_rest_log(progress),
         duration_ms=_elapsed_ms(job),
     )
     return run
@@ -350,7 +483,7 @@ def _succeeded(job: _Job, progress: _Progress) -> PollRun:
 
 def _failed(job: _Job, progress: _Progress, error: UpstreamError) -> PollRun:
     plan = after_error(job.state, policy=job.policy, retry_after_s=error.retry_after_s)
-    _schedule(job.source_id, plan)
+    _schedule(job, plan, memory=progress.memory)
     failure_report(
         kind=error.kind.value,
         source_id=job.source_id,
@@ -362,8 +495,9 @@ def _failed(job: _Job, progress: _Progress, error: UpstreamError) -> PollRun:
             "retry_after_s": error.retry_after_s,
             "errors": error.errors,
             "trigger": job.trigger.value,
-            "after_seq": progress.to_seq,
+            "after_seq": progress.to_seq if progress.seqs else None,
             "pages_committed": progress.pages,
+            **({"rest": progress.details} if progress.details is not None else {}),
             "next_in_s": round(plan.delay_s, 3),
         },
     )
@@ -386,26 +520,49 @@ def _failed(job: _Job, progress: _Progress, error: UpstreamError) -> PollRun:
     return run
 
 
-def _skip(job: _Job, *, retry_in_s: float) -> PollRun:
-    """The host's breaker is open: no call, and the next try when it may let a probe through."""
+def _rest_log(progress: _Progress) -> dict[str, Any]:
+    if progress.details is None:
+        return {}
+    details = progress.details
+    return {
+        "missed": progress.missed,
+        "watermark_from": details["watermark_from"],
+        "watermark_to": details["watermark_to"],
+        "not_modified": details["not_modified"],
+        "rate_limit_waits": details["rate_limit_waits"],
+    }
+
+
+def _skip(job: _Job, *, retry_in_s: float, rate_limited: bool = False) -> PollRun:
+    """No call: the host's breaker is open, or (`rate_limited`) the upstream's rate-limit
+    window is closed; the next try when the breaker may let a probe through, or after the reset."""
     delay = max(retry_in_s, job.policy.min_interval_s)
     # The rhythm and the error streak stay: nothing was learned about the source.
-    plan = PollPlan(state=job.state, delay_s=delay, reason=f"circuit open for {job.host}")
-    _schedule(job.source_id, plan)
-    error = UpstreamError(
-        ErrorKind.UPSTREAM_UNAVAILABLE,
-        f"circuit breaker open for {job.host}: not called, next try in {delay:.1f}s",
-        host=job.host,
-    )
+    if rate_limited:
+        why, kind = f"rate limit of {job.host} spent", ErrorKind.RATE_LIMITED
+        detail = (
+            f"rate limit of {job.host} spent (X-RateLimit-Remaining: 0): not called before its reset in {delay:.1f}s"
+        )
+    else:
+        why, kind = f"circuit open for {job.host}", ErrorKind.UPSTREAM_UNAVAILABLE
+        detail = f"circuit breaker open for {job.host}: not called, next try in {delay:.1f}s"
+    plan = PollPlan(state=job.state, delay_s=delay, reason=why)
+    _schedule(job, plan)
+    error = UpstreamError(kind, detail, host=job.host)
     progress = _Progress(from_seq=0, to_seq=0, has_more=True)
     run = _record(job, progress, status=PollStatus.SKIPPED, caught_up=False, plan=plan, error=error, seqs=False)
-    log.info("poll_skipped", source=job.source_id, host=job.host, reason="circuit_open", next_in_s=round(delay, 3))
+    reason = "rate_limited" if rate_limited else "circuit_open"
+    log.info("poll_skipped", source=job.source_id, host=job.host, reason=reason, next_in_s=round(delay, 3))
     return run
 
 
-def _schedule(source_id: int, plan: PollPlan) -> None:
-    Source.objects.filter(pk=source_id).update(
-        poll_state=plan.state.to_dict(), next_poll_at=timezone.now() + timedelta(seconds=plan.delay_s)
+def _schedule(job: _Job, plan: PollPlan, *, memory: dict[str, Any] | None = None) -> None:
+    # The scheduler's part of poll_state is replaced; a connector's own memory (`rest`) is kept or replaced.
+    state: dict[str, Any] = {**(job.poll_state or {}), **plan.state.to_dict()}
+    if memory is not None:
+        state["rest"] = memory
+    Source.objects.filter(pk=job.source_id).update(
+        poll_state=state, next_poll_at=timezone.now() + timedelta(seconds=plan.delay_s)
     )
 
 
@@ -425,13 +582,15 @@ def _record(
         status=status,
         started_at=job.started_at,
         finished_at=timezone.now(),
-        from_seq=progress.from_seq if seqs else None,
-        to_seq=progress.to_seq if seqs else None,
+        from_seq=progress.from_seq if seqs and progress.seqs else None,
+        to_seq=progress.to_seq if seqs and progress.seqs else None,
         pages=progress.pages,
         events=progress.events,
         new_events=progress.new_events,
         changes=progress.changes,
         caught_up=caught_up,
+        missed=progress.missed,
+        details=progress.details or {},
         http_status=progress.http_status,
         error_kind=error.kind.value if error else "",
         error=error.detail if error else "",

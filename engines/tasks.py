@@ -12,7 +12,7 @@ from beastflow.passes import pass_mark
 from beastflow.tasks import fan_out_to_tenants
 from engines.models import PollTrigger
 from engines.monitor import monitor_tenant, prune_samples
-from engines.polling import DISPATCH_CLAIM_S, polls_claim_due, source_poll
+from engines.polling import DISPATCH_CLAIM_S, audits_claim_due, polls_claim_due, source_poll
 from engines.reconcile.engine import reconcile_execute
 from engines.reconcile.runs import reconciles_claim_due
 
@@ -35,18 +35,20 @@ def source_poll_task(source_id: int, trigger: str = PollTrigger.SCHEDULE.value) 
 
 @app.task(ignore_result=True)
 def polls_dispatch_task() -> int:
-    """Send a poll for every due source of the current tenant; returns how many."""
-    source_ids = polls_claim_due()
+    """Send a poll for every due source of the current tenant, and an audit poll for every
+    rest source in event mode due one; returns how many."""
+    due = [(source_id, PollTrigger.SCHEDULE.value) for source_id in polls_claim_due()]
+    due += [(source_id, PollTrigger.AUDIT.value) for source_id in audits_claim_due()]
     pass_mark("polling")
-    for position, source_id in enumerate(source_ids):
+    for position, (source_id, trigger) in enumerate(due):
         source_poll_task.apply_async(
-            args=(source_id,),
+            args=(source_id, trigger),
             countdown=min(position * DISPATCH_STAGGER_S, DISPATCH_STAGGER_MAX_S),
             # Past its claim the source is due again and will be sent anew:
             # a poll stuck that long in a backlogged queue is dropped, not run twice.
             expires=DISPATCH_CLAIM_S,
         )
-    return len(source_ids)
+    return len(due)
 
 
 @app.task(ignore_result=True)

@@ -14,7 +14,9 @@ current tenant schema:
      in SQL, so memory follows the drift); then only the (sub-)buckets that
      differ are fetched, so cost follows the drift too;
    - without digests (or when the upstream has none): every snapshot page,
-     the next one fetched while the current one is compared.
+     the next one fetched while the current one is compared; a `rest`
+     source's snapshot is its full listing (engines/rest.py), read the same
+     way, a page at a time.
    Each page is compared by (key, version, hash) with the local rows of its
    keys; corrections wait in a temporary table. Then the live local records
    of the fetched scope that the snapshot did not show become deletes.
@@ -59,8 +61,9 @@ from engines.models import (
 )
 from engines.publish import changes_committed
 from engines.reconcile import diff, policy, store
-from engines.reconcile.upstream import checked, snapshot_pages
-from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, ReconcileConfig
+from engines.reconcile.upstream import Item, checked, prefetched, snapshot_pages
+from engines.rest import host_of, snapshot_items
+from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, ReconcileConfig, RestConnectorConfig
 from healing import services as healing
 from healing.models import HealingRisk, HealingStatus, HealingStrategy
 
@@ -119,7 +122,7 @@ class _Job:
     run_id: int
     source_id: int
     schema: str
-    config: HttpConnectorConfig
+    config: HttpConnectorConfig | RestConnectorConfig
     settings: ReconcileConfig
     safety: policy.SafetyPolicy
     approval_id: int | None
@@ -129,8 +132,14 @@ class _Job:
     started: float  # monotonic
 
     @property
+    def http(self) -> HttpConnectorConfig:
+        """The CONTRACT §6 upstream's config (digests, snapshot pages); a rest source never gets here."""
+        assert isinstance(self.config, HttpConnectorConfig)
+        return self.config
+
+    @property
     def page_limit(self) -> int:
-        return self.tuning.page_limit or self.config.page_limit
+        return self.tuning.page_limit or self.http.page_limit
 
 
 class _SourceGoneError(Exception):
@@ -202,8 +211,6 @@ def _claim(run_id: int, tuning: Tuning) -> _Job | None:
 def _job(run: ReconciliationRun, tuning: Tuning, now: datetime) -> _Job:
     source: Source = run.source
     config = CONNECTOR_CONFIGS[Connector(source.connector)].model_validate(source.config)
-    if not isinstance(config, HttpConnectorConfig):
-        raise NotImplementedError(f"connector {source.connector} has no CONTRACT §6 snapshot")
     settings = ReconcileConfig.model_validate(source.reconcile or {})
     return _Job(
         run_id=run.pk,
@@ -228,6 +235,9 @@ def _job(run: ReconciliationRun, tuning: Tuning, now: datetime) -> _Job:
 
 
 def _diff(job: _Job, workspace: store.Workspace, progress: _Progress) -> None:
+    if isinstance(job.config, RestConnectorConfig):
+        _diff_listing(job, job.config, workspace, progress)
+        return
     if job.config.snapshot_url is None:
         url = str(job.config.poll_url)
         raise UpstreamError(
@@ -238,7 +248,7 @@ def _diff(job: _Job, workspace: store.Workspace, progress: _Progress) -> None:
     if scope is None:
         progress.mode = ReconcileMode.FULL
         progress.tally.local = store.live_count(workspace.cursor, job.source_id)
-        for page in snapshot_pages(job.config, limit=job.page_limit, prefetch=True):
+        for page in snapshot_pages(job.http, limit=job.page_limit, prefetch=True):
             _compare_page(job, workspace, progress, page)
         progress.tally.upstream = progress.records
     if scope != []:  # every bucket equal: nothing can be gone
@@ -248,10 +258,30 @@ def _diff(job: _Job, workspace: store.Workspace, progress: _Progress) -> None:
         progress.tally.sample("deleted", sample)
 
 
+def _diff_listing(job: _Job, config: RestConnectorConfig, workspace: store.Workspace, progress: _Progress) -> None:
+    """A rest source: the full listing, a page at a time, then what it did not show is gone.
+
+    No digests and no key order are needed: each page is compared with the
+    local rows of its keys and its keys are marked seen in a temporary table
+    (engines/reconcile/store.py), so memory stays that of a page (and the one
+    prefetched) whatever the listing's size.
+    """
+    start_seq = store.last_seq(workspace.cursor)
+    progress.mode = ReconcileMode.FULL
+    progress.tally.local = store.live_count(workspace.cursor, job.source_id)
+    for items, _status in prefetched(snapshot_items(config, data_check=job.data_check)):
+        _compare_items(job, workspace, progress, [Item(i.key, i.version, i.hash, i.data) for i in items])
+    progress.tally.upstream = progress.records
+    deleted, in_flight, sample = workspace.add_deletes(job.source_id, start_seq=start_seq, buckets=None)
+    progress.tally.deleted += deleted
+    progress.tally.in_flight += in_flight
+    progress.tally.sample("deleted", sample)
+
+
 def _diff_by_digests(job: _Job, workspace: store.Workspace, progress: _Progress) -> list[str] | None:
     """Fetch only what differs; returns the buckets fetched, or None when the upstream has no digests."""
     try:
-        upstream = fetch_digests(job.config)
+        upstream = fetch_digests(job.http)
     except UpstreamError as exc:
         if exc.kind is ErrorKind.REQUEST_REJECTED:  # 400/404: no digests here, a full snapshot instead
             log.info("reconcile_no_digests", source=job.source_id, error=exc.detail)
@@ -275,7 +305,7 @@ def _diff_by_digests(job: _Job, workspace: store.Workspace, progress: _Progress)
         scope += narrowed + whole
         unchanged += unchanged_inside
     for bucket in sorted(scope):
-        for page in snapshot_pages(job.config, limit=job.page_limit, bucket=bucket):
+        for page in snapshot_pages(job.http, limit=job.page_limit, bucket=bucket):
             _compare_page(job, workspace, progress, page)
     progress.tally.upstream = unchanged + progress.records
     return scope
@@ -289,7 +319,7 @@ def _narrow(
     whole: list[str] = []
     for position, bucket in enumerate(buckets):
         try:
-            workspace.add_sub_digests(fetch_digests(job.config, bucket=bucket))
+            workspace.add_sub_digests(fetch_digests(job.http, bucket=bucket))
         except UpstreamError as exc:
             if exc.kind is ErrorKind.REQUEST_REJECTED:  # an upstream with CONTRACT §6 digests only
                 whole = buckets[position:]
@@ -303,7 +333,10 @@ def _narrow(
 
 
 def _compare_page(job: _Job, workspace: store.Workspace, progress: _Progress, page: SnapshotPage) -> None:
-    items = checked(job.config, page, job.data_check)
+    _compare_items(job, workspace, progress, checked(job.http, page, job.data_check))
+
+
+def _compare_items(job: _Job, workspace: store.Workspace, progress: _Progress, items: list[Item]) -> None:
     progress.pages += 1
     progress.records += len(items)
     if items:
@@ -533,6 +566,8 @@ def _report_drift(job: _Job, run: ReconciliationRun, progress: _Progress) -> Non
 
 
 def _failure_identity(job: _Job) -> dict[str, Any]:
+    if isinstance(job.config, RestConnectorConfig):
+        return {"engine": "reconcile", "host": host_of(job.config)}
     url = str(job.config.snapshot_url or job.config.poll_url)
     return {"engine": "reconcile", "host": upstream_host(url)}
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 from engines.models import ReconcileStatus, ReconcileTrigger, ReconciliationRun, Source
 from engines.reconcile import policy
 from engines.reconcile.engine import HEARTBEAT_S
-from engines.schemas import ReconcileConfig
+from engines.schemas import Connector, ReconcileConfig
 from healing.models import HealingAction, HealingStatus
 from healing.services import HealingActionError, healing_action_progress
 
@@ -55,7 +55,7 @@ def reconcile_request(
 
     Raises ReconcileError (422) when the source has no snapshot to compare with.
     """
-    if not source.config.get("snapshot_url"):
+    if not has_snapshot(source):
         raise ReconcileError(422, "The source's connector config has no snapshot_url: nothing to reconcile against.")
     for _ in range(3):
         now = timezone.now()
@@ -76,7 +76,7 @@ def reconcile_request(
 def reconciles_claim_due(*, limit: int = DISPATCH_LIMIT) -> list[int]:
     """Start the runs due in this tenant now; returns their ids.
 
-    Due: not paused, a snapshot_url, `reconcile.interval_s` > 0, no run
+    Due: not paused, a snapshot (`has_snapshot`), `reconcile.interval_s` > 0, no run
     running or awaiting approval (a held source waits for its operator),
     and one interval passed since its last run began (or since it was
     created). Most overdue first, at most `limit`. Abandoned runs are
@@ -121,8 +121,13 @@ def _due(sources: Iterable[Any], now: datetime) -> list[Any]:
     return [source for _, source in due]
 
 
+def has_snapshot(source: Source) -> bool:
+    """Is there an upstream truth to reconcile with: a snapshot_url, or a rest source's full listing."""
+    return source.connector == Connector.REST.value or bool(source.config.get("snapshot_url"))
+
+
 def _due_at(source: Any) -> datetime | None:
-    if not source.config.get("snapshot_url"):
+    if not has_snapshot(source):
         return None
     settings = ReconcileConfig.model_validate(source.reconcile or {})
     return policy.next_due(last_started=source.last_started, created=source.created_at, interval_s=settings.interval_s)

@@ -12,12 +12,14 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engines.connectors import ErrorKind, SnapshotPage, UpstreamError, fetch_snapshot_page, upstream_host
 from engines.ingest.plan import record_hash
 from engines.ingest.validation import BIGINT_MAX
 from engines.schemas import HttpConnectorConfig
+
+P = TypeVar("P")
 
 # How long the prefetch thread waits for the caller to take a page before
 # it looks again whether the caller gave up.
@@ -65,7 +67,7 @@ def snapshot_pages(
     the same page token twice (it would page forever).
     """
     pages = _pages(config, limit=limit, bucket=bucket)
-    return _prefetched(pages) if prefetch else pages
+    return prefetched(pages) if prefetch else pages
 
 
 def _pages(config: HttpConnectorConfig, *, limit: int, bucket: str | None) -> Iterator[SnapshotPage]:
@@ -89,8 +91,8 @@ def _pages(config: HttpConnectorConfig, *, limit: int, bucket: str | None) -> It
 _DONE = object()
 
 
-def _prefetched(pages: Iterator[SnapshotPage]) -> Iterator[SnapshotPage]:
-    """`pages`, each fetched on a thread while the caller works on the one before.
+def prefetched(pages: Iterator[P]) -> Iterator[P]:
+    """`pages` (any iterator of pages), each fetched on a thread while the caller works on the one before.
 
     A one-slot queue: the thread fetches page n+1 while page n waits or is
     being compared, then blocks until the caller takes n+1. An error in the

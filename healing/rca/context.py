@@ -32,7 +32,7 @@ STREAM_KINDS = frozenset({"stream_silent", "stream_gaps", "flapping"})
 def source_host(source: Source | None) -> str | None:
     if source is None:
         return None
-    url = source.config.get("poll_url") or source.config.get("snapshot_url")
+    url = source.config.get("poll_url") or source.config.get("snapshot_url") or source.config.get("base_url")
     if not url:
         return None
     try:
