@@ -148,3 +148,45 @@ def serve_asgi(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(5)
         sock.close()
+
+
+@dataclass
+class NativeDelivery:
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class NativeReceiver:
+    """Records native webhooks (GitHub, Stripe) as they arrive, headers and raw body; answers `status`."""
+
+    status: int = 200
+    deliveries: list[NativeDelivery] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self) -> list[NativeDelivery]:
+        with self.lock:
+            return list(self.deliveries)
+
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = {bytes(k).decode().lower(): bytes(v).decode() for k, v in scope["headers"]}
+        with self.lock:
+            self.deliveries.append(NativeDelivery(headers, body, time.monotonic()))
+        await send(
+            {"type": "http.response.start", "status": self.status, "headers": [(b"content-type", b"application/json")]}
+        )
+        await send({"type": "http.response.body", "body": b"{}"})

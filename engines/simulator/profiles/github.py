@@ -203,8 +203,9 @@ class GithubProfile(Profile):
         ping = patch.get("ping_every_s", self.ping_every_s)
         if not isinstance(ping, int | float) or isinstance(ping, bool) or ping < 0:
             raise ValueError("ping_every_s must be a number >= 0")
-        self.window.configure(limit=limit, window_s=float(window_s))
-        self.window.reset()  # a new budget starts a new window
+        if "rate_limit" in patch or "rate_window_s" in patch:
+            self.window.configure(limit=limit, window_s=float(window_s))
+            self.window.reset()  # a new budget starts a new window
         self.rate_limit_status = status
         self.ping_every_s = float(ping)
         return self.settings()
