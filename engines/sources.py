@@ -136,7 +136,8 @@ def source_update(*, source: Source, changes: Any) -> Source:
         setattr(source, name, value)
     source.paused = paused
     source.save()
-    transaction.on_commit(lambda: source_cache.forget(current_schema(), source.pk))
+    schema = current_schema()  # now: the callback may run after the request has left the tenant's schema
+    transaction.on_commit(lambda: source_cache.forget(schema, source.pk))
     log.info("source_updated", source=source.pk, fields=sorted(changes))
     return source
 
