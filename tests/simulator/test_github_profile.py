@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from engines.simulator.runner import SimulatorHandle, start_in_thread
-from tests.simulator.official_verifiers import github_verify
 from tests.simulator.support import NativeReceiver, serve_asgi, wait_for
+from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
+from tests.upstream_packages import UpstreamSigner
 
 TOKEN = "ghp_simulated"
 SECRET = "It's a Secret to Everybody"
@@ -308,7 +309,7 @@ def issues_hooks(receiver: NativeReceiver) -> list[Any]:
 
 
 def test_webhooks_are_githubs_issues_events_signed_as_github_signs(
-    hooks: tuple[SimulatorHandle, NativeReceiver],
+    hooks: tuple[SimulatorHandle, NativeReceiver], upstream: UpstreamSigner
 ) -> None:
     # given
     handle, receiver = hooks
@@ -332,19 +333,30 @@ def test_webhooks_are_githubs_issues_events_signed_as_github_signs(
     assert len({d.headers["x-github-delivery"] for d in deliveries}) == 5
     assert all(re.fullmatch(r"[0-9a-f-]{36}", d.headers["x-github-delivery"]) for d in deliveries)
     assert all("x-beastflow-signature" not in d.headers for d in deliveries)
-    signed = [(d.body, d.headers["x-hub-signature-256"]) for d in receiver.received()]
-    assert github_verify(SECRET, signed) == [True] * len(signed)
-    assert github_verify("another secret", signed[:1]) == [False]
+    # signed as @octokit/webhooks-methods signs (pings too)
+    for delivery in receiver.received():
+        assert delivery.headers["x-hub-signature-256"] == upstream.sign_github(SECRET, delivery.body.decode())
+    assert deliveries[0].headers["x-hub-signature-256"] != upstream.sign_github("other", deliveries[0].body.decode())
+    # shaped as GitHub's own published examples of these actions
+    examples = {e["action"]: e for e in upstream.github_examples("issues")}
+    for body in bodies:
+        example = examples.get(body["action"], examples["opened"])  # no published "closed" example
+        assert set(body) <= set(example) | {"changes"}, body["action"]
+        assert set(example["issue"]) - {"draft", "pull_request"} <= set(body["issue"]), body["action"]
+        assert {type(body["issue"][k]) for k in ("id", "number", "created_at")} == {
+            type(example["issue"][k]) for k in ("id", "number", "created_at")
+        }
+        assert set(example["issue"]["user"]) <= set(body["issue"]["user"])
 
 
 def test_a_ping_comes_first_and_pings_are_not_counted_as_events(
-    hooks: tuple[SimulatorHandle, NativeReceiver],
+    hooks: tuple[SimulatorHandle, NativeReceiver], upstream: UpstreamSigner
 ) -> None:
     handle, receiver = hooks
     wait_for(lambda: handle.sim.push.heartbeats >= 1)
     first = receiver.received()[0]
     assert first.headers["x-github-event"] == "ping"
-    assert first.json()["hook_id"] and first.json()["zen"]
+    assert set(first.json()) == set(upstream.github_examples("ping")[0])
     assert handle.sim.push.events_sent == 0
 
 
