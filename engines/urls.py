@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from engines import apis
+from engines.ingest import apis as ingest_apis
 from engines.ingest import views as ingest_views
 from engines.presets import apis as preset_apis
 
@@ -10,6 +11,11 @@ urlpatterns = [
     path("sources", apis.SourceListCreateApi.as_view(), name="sources"),
     path("sources/<str:source_id>", apis.SourceDetailApi.as_view(), name="source-detail"),
     path("sources/<int:source_id>/events", ingest_views.ingest_events, name="source-events"),
+    path(
+        "sources/<str:source_id>/mapping/preview",
+        ingest_apis.MappingPreviewApi.as_view(),
+        name="source-mapping-preview",
+    ),
     path("sources/<str:source_id>/records", apis.RecordListApi.as_view(), name="source-records"),
     path("sources/<str:source_id>/records/<path:key>", apis.RecordDetailApi.as_view(), name="source-record"),
     path("sources/<str:source_id>/health", apis.SourceHealthApi.as_view(), name="source-health"),
