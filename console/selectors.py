@@ -18,7 +18,9 @@ from django.urls import reverse
 from callbacks.models import Delivery, Subscription
 from console.formatting import health_band, rate_text
 from console.models import OperatorAction
-from engines.models import Change, HealthSample, ModeSwitch, PollRun, Source, StreamState
+from engines.models import Change, HealthSample, ModeSwitch, PollRun, PollTrigger, Source, StreamState
+from engines.presets import preset_get
+from engines.schemas import Connector, PushScheme
 from engines.selectors import source_health
 from healing.models import FailureRecord, FailureStatus
 
@@ -153,6 +155,51 @@ def subscriptions_for(source: Source) -> list[dict[str, Any]]:
     return rows
 
 
+# The mapping fields in the order a reader follows them (CONTRACT §8.2 names them).
+PUSH_MAPPING_FIELDS = ("filter", "items", "id", "key", "version", "op", "data", "occurred_at")
+RECORD_MAPPING_FIELDS = ("records", "key", "version", "op", "data")
+
+
+def source_upstream(source: Source) -> dict[str, Any]:
+    """How the source talks to its upstream: preset, push scheme and mapping, listing, and the last audit poll."""
+    push = source.push or {}
+    config = source.config or {}
+    preset = preset_get(source.preset) if source.preset else None
+    mapping = push.get("mapping") or {}
+    rest = source.connector == Connector.REST
+    pagination = config.get("pagination") or {}
+    last_audit = PollRun.objects.filter(source=source, trigger=PollTrigger.AUDIT).order_by("-started_at", "-id").first()
+    return {
+        "preset": source.preset or None,
+        # A preset file removed since the source was made: its name still shows.
+        "preset_title": preset.title if preset is not None else None,
+        "scheme": push.get("scheme") or PushScheme.BEASTFLOW.value,
+        "secret_set": bool(source.push_secret_encrypted),
+        "tolerance_s": push.get("tolerance_s"),
+        "push_mapping": [(name, mapping[name]) for name in PUSH_MAPPING_FIELDS if mapping.get(name)],
+        "rest": rest,
+        "listing": {
+            "url": f"{str(config.get('base_url', '')).rstrip('/')}{config.get('list_path', '')}",
+            "params": config.get("params") or {},
+            "pagination": pagination.get("style", "link"),
+            "since": config.get("since_param"),
+        }
+        if rest
+        else None,
+        "record_mapping": [(name, config[name]) for name in RECORD_MAPPING_FIELDS if config.get(name)] if rest else [],
+        "audit_interval_s": (source.poll or {}).get("audit_interval_s"),
+        "last_audit": last_audit,
+        "last_audit_details": _audit_details(last_audit),
+    }
+
+
+def _audit_details(run: PollRun | None) -> list[tuple[str, Any]]:
+    """The audit's facts as (name, value) rows, the missed keys first: what push lost is what a reader wants."""
+    if run is None or not isinstance(run.details, dict):
+        return []
+    return sorted(run.details.items(), key=lambda item: (item[0] not in ("missed_keys", "missed"), item[0]))
+
+
 def source_page(source: Source) -> dict[str, Any]:
     """Everything the source detail page shows."""
     stream = StreamState.objects.filter(source=source).first()
@@ -174,4 +221,5 @@ def source_page(source: Source) -> dict[str, Any]:
         "failures": list(FailureRecord.objects.filter(source=source).order_by("-last_seen")[:10]),
         "operator_actions": list(OperatorAction.objects.filter(source=source).order_by("-created_at")[:10]),
         "modes": list(MODE_LABELS.items()),
+        "upstream": source_upstream(source),
     }
