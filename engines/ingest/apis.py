@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,14 +17,32 @@ from engines.ingest.preview import PreviewError, mapping_preview
 MAX_HEADERS = 200
 
 
-class PreviewEventSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    id = serializers.CharField()
-    type = serializers.ChoiceField(choices=["upsert", "delete"])
-    key = serializers.CharField()
-    version = serializers.IntegerField()
-    data = serializers.JSONField(allow_null=True)
-    occurred_at = serializers.DateTimeField(allow_null=True)
-    hash = serializers.CharField(allow_null=True, help_text="The record hash of data (null for a delete).")
+# Built with inline_serializer: their fields `data` and `errors` would shadow a Serializer's own attributes.
+PREVIEW_EVENT = inline_serializer(
+    name="PreviewEvent",
+    fields={
+        "id": serializers.CharField(),
+        "type": serializers.ChoiceField(choices=["upsert", "delete"]),
+        "key": serializers.CharField(),
+        "version": serializers.IntegerField(),
+        "data": serializers.JSONField(allow_null=True),
+        "occurred_at": serializers.DateTimeField(allow_null=True),
+        "hash": serializers.CharField(allow_null=True, help_text="The record hash of data (null for a delete)."),
+    },
+)
+MAPPING_PREVIEW_OUTPUT = inline_serializer(
+    name="MappingPreviewOutput",
+    fields={
+        "events": serializers.ListField(child=PREVIEW_EVENT, help_text="The events ingest would commit, in order."),
+        "ignored": serializers.BooleanField(
+            help_text="The mapping's filter left the request out (ingest answers 2xx)."
+        ),
+        "errors": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Why ingest would refuse the request (422), each with its mapping field and item index.",
+        ),
+    },
+)
 
 
 class MappingPreviewInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -51,19 +69,10 @@ class MappingPreviewInputSerializer(serializers.Serializer):  # type: ignore[typ
         return value
 
 
-class MappingPreviewOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    events = PreviewEventSerializer(many=True, help_text="The events ingest would commit, in order.")
-    ignored = serializers.BooleanField(help_text="The mapping's filter left the request out (ingest answers 2xx).")
-    errors = serializers.ListField(
-        child=serializers.DictField(),
-        help_text="Why ingest would refuse the request (422), each with its mapping field and item index.",
-    )
-
-
 class MappingPreviewApi(APIView):
     @extend_schema(
         request=MappingPreviewInputSerializer,
-        responses={200: MappingPreviewOutputSerializer},
+        responses={200: MAPPING_PREVIEW_OUTPUT},
         summary="What the source's push mapping makes of a sample request; stores nothing",
         examples=[
             OpenApiExample(
