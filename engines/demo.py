@@ -3,14 +3,19 @@
 `make up` runs `manage.py simulate --demo` once the web answers; it calls,
 in this order:
 
-1. `ensure_demo_sources`: three `simulator` sources exist in the current
-   tenant with the definitions below (created, or brought back to them);
+1. `ensure_demo_sources`: the demo sources exist in the current tenant with
+   the definitions below (created, or brought back to them): three
+   `simulator` sources speaking BeastFlow's own protocol, and `demo-github`,
+   a GitHub-shaped upstream made from the `github-issues` preset;
 2. `reset_demo_streams`: BeastFlow forgets what the previous simulator run
    delivered (see there why);
-3. `start_simulator` for each: a simulated upstream on 127.0.0.1 that serves
-   the change feed and snapshot (CONTRACT §6, behind the source's bearer
-   token) and pushes signed events and a heartbeat a second to the source's
-   ingest URL, playing its repeating scenario from engines/simulator/scenarios/.
+3. `start_simulator` for each: a simulated upstream on 127.0.0.1 playing its
+   repeating scenario from engines/simulator/scenarios/. The first three
+   serve the change feed and snapshot (CONTRACT §6, behind the source's
+   bearer token) and push signed events and a heartbeat a second; the
+   GitHub one serves a repository's issues API (Link pages, ETags, rate-limit
+   headers) and pushes natively signed `issues` webhooks, no seq, no
+   heartbeat (see docs/simulator.md).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import errno
 import secrets
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,13 +57,27 @@ class DemoSource:
     seed: int  # distinct data and fault draws per source
     port_offset: int  # its simulator listens on base port + offset
     story: str
+    profile: str = "beastflow"  # the simulator profile: which upstream it pretends to be
 
 
 DEMO_SOURCES: tuple[DemoSource, ...] = (
     DemoSource("demo-steady", "demo-steady", 1, 0, "healthy, with drops and a blip that do not switch it"),
     DemoSource("demo-outage", "demo-outage", 2, 1, "push outage turning total, then recovery (3 min loop)"),
     DemoSource("demo-flaky", "demo-flaky", 3, 2, "flapping push with duplicates and reordering (4 min loop)"),
+    DemoSource(
+        "demo-github",
+        "demo-github",
+        4,
+        3,
+        "GitHub-shaped issues: webhooks silently lost, audit polls catch up, silent deletes (4 min loop)",
+        profile="github",
+    ),
 )
+GITHUB_OWNER = "demo-org"
+GITHUB_REPO = "hello-world"
+# The GitHub source is checked by an audit poll this often in event mode: the
+# deliveries GitHub lost show within seconds rather than the preset's minute.
+GITHUB_POLL: dict[str, float] = {"min_interval_s": 1, "max_interval_s": 10, "audit_interval_s": 10}
 
 # Tuned so that switches show within a couple of minutes (the defaults are
 # for production): a short dwell and validation, a flap window that one
@@ -77,7 +96,7 @@ DEMO_RECONCILE: dict[str, float] = {"interval_s": 120}
 
 
 def default_base_port() -> int:
-    """The first simulator port; BEASTFLOW_DEMO_BASE_PORT moves all three (two checkouts side by side)."""
+    """The first simulator port; BEASTFLOW_DEMO_BASE_PORT moves them all (two checkouts side by side)."""
     return env_int("BEASTFLOW_DEMO_BASE_PORT", 9101)
 
 
@@ -95,16 +114,33 @@ class Upstream:
     token: str
     scenario: Path
     seed: int
-    webhook_secret: str
+    webhook_secret: str  # what its simulator signs pushes with (the push secret of a native scheme)
     story: str  # what its scenario shows, for people
+    profile: str = "beastflow"
+    profile_options: Mapping[str, Any] = field(default_factory=dict)
 
     def ingest_url(self, web_url: str) -> str:
         return f"{web_url.rstrip('/')}/api/v1/sources/{self.source_id}/events"
 
 
 def source_definition(spec: DemoSource, *, port: int, token: str) -> dict[str, Any]:
-    """The source as `POST /api/v1/sources` would take it (CONTRACT §3)."""
+    """The source as `POST /api/v1/sources` would take it (the sources API), without a push secret."""
     upstream = f"http://{HOST}:{port}"
+    if spec.profile == "github":
+        # Only what a tenant gives for a real repository: the preset fills the rest.
+        return {
+            "name": spec.name,
+            "preset": "github-issues",
+            "config": {
+                "base_url": upstream,
+                "owner": GITHUB_OWNER,
+                "repo": GITHUB_REPO,
+                "headers": {"Authorization": f"Bearer {token}"},
+            },
+            "hysteresis": DEMO_HYSTERESIS,
+            "poll": GITHUB_POLL,
+            "reconcile": DEMO_RECONCILE,
+        }
     return {
         "name": spec.name,
         "connector": "simulator",
@@ -122,7 +158,7 @@ def source_definition(spec: DemoSource, *, port: int, token: str) -> dict[str, A
 
 
 def ensure_demo_sources(*, base_port: int | None = None) -> list[Upstream]:
-    """The three demo sources in the current tenant schema, created or updated to their definitions.
+    """The demo sources in the current tenant schema, created or updated to their definitions.
 
     Idempotent: a second call changes nothing and keeps ids, upstream tokens
     and webhook secrets. A source whose definition drifted (another base
@@ -136,6 +172,9 @@ def _ensure_one(spec: DemoSource, *, base_port: int) -> Source:
     existing = Source.objects.filter(name=spec.name).first()
     token = _bearer_token(existing) or secrets.token_urlsafe(18)
     definition = source_definition(spec, port=base_port + spec.port_offset, token=token)
+    if spec.profile != "beastflow" and (existing is None or not existing.push_secret_encrypted):
+        # The secret "set on the upstream's webhook": the simulator is that upstream.
+        definition["push"] = {"secret": secrets.token_urlsafe(24)}
     parsed = sources.parse_spec(definition)
     if existing is None:
         created, _ = sources.source_create(spec=parsed)
@@ -147,9 +186,11 @@ def _ensure_one(spec: DemoSource, *, base_port: int) -> Source:
 
 def _stored_form(spec: DataSourceConfig) -> dict[str, Any]:
     # What source_create stores: the connector config with its defaults filled
-    # in. Comparing in this form is what makes a repeated call write nothing.
+    # in, the push block without its secret. Comparing in this form is what
+    # makes a repeated call write nothing.
     data = spec.model_dump(mode="json")
     data["config"] = spec.connector_config().model_dump(mode="json")
+    data["push"] = spec.push.stored()
     return {name: data[name] for name in sources.EDITABLE}
 
 
@@ -162,9 +203,12 @@ def _bearer_token(source: Source | None) -> str:
 
 
 def _upstream(spec: DemoSource, source: Source) -> Upstream:
-    port = urlsplit(source.config["poll_url"]).port
+    port = urlsplit(source.config.get("poll_url") or source.config["base_url"]).port
     if port is None:  # source_definition always writes one
-        raise ValueError(f"{source.name}: poll_url has no port")
+        raise ValueError(f"{source.name}: its upstream URL has no port")
+    options: dict[str, Any] = {}
+    if spec.profile == "github":
+        options = {"owner": source.config["owner"], "repo": source.config["repo"], "ping_every_s": 60.0}
     return Upstream(
         source_id=source.pk,
         name=source.name,
@@ -172,8 +216,10 @@ def _upstream(spec: DemoSource, source: Source) -> Upstream:
         token=_bearer_token(source),
         scenario=SCENARIOS_DIR / f"{source.config.get('scenario') or spec.scenario}.yaml",
         seed=spec.seed,
-        webhook_secret=_readable_secret(source),
+        webhook_secret=_readable_secret(source) if spec.profile == "beastflow" else _readable_push_secret(source),
         story=spec.story,
+        profile=spec.profile,
+        profile_options=options,
     )
 
 
@@ -192,6 +238,19 @@ def _readable_secret(source: Source) -> str:
         Source.objects.filter(pk=source.pk).update(webhook_secret_encrypted=crypto.encrypt(secret))
         log.warning("demo_webhook_secret_reissued", source=source.pk, reason="stored with another encryption key")
         return secret
+
+
+def _readable_push_secret(source: Source) -> str:
+    """The secret the demo's native upstream signs with; a new one when it cannot be read (see above)."""
+    try:
+        secret = sources.push_secret(source)
+    except crypto.InvalidToken:
+        secret = None
+    if secret is None:
+        secret = secrets.token_urlsafe(24)
+        Source.objects.filter(pk=source.pk).update(push_secret_encrypted=crypto.encrypt(secret))
+        log.warning("demo_push_secret_reissued", source=source.pk, reason="unreadable or missing")
+    return secret
 
 
 @transaction.atomic
@@ -254,6 +313,8 @@ def start_simulator(upstream: Upstream, *, web_url: str) -> SimulatorHandle:
         # Unique per run: event ids embed it, and dedup by id must never
         # swallow a new run's event as a repeat of an old one.
         run_id=f"{upstream.name}-{secrets.token_hex(3)}",
+        profile=upstream.profile,
+        profile_options=upstream.profile_options,
     )
     player = handle.sim.player
     log.info(
@@ -263,6 +324,7 @@ def start_simulator(upstream: Upstream, *, web_url: str) -> SimulatorHandle:
         upstream=handle.base_url,
         ingest_url=upstream.ingest_url(web_url),
         scenario=upstream.scenario.stem,
+        profile=upstream.profile,
         cycle_s=None if player is None else player.scenario.cycle_s,
     )
     return handle

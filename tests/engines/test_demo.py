@@ -24,12 +24,12 @@ from tests.conftest import Persona
 
 
 def free_base_port() -> int:
-    """A port with the two after it free too (the demo takes three in a row)."""
+    """A port with the ones after it free too (the demo takes one per source, in a row)."""
     for _ in range(50):
         base = random.randint(20_000, 60_000)
         if not demo.ports_in_use(demo.demo_ports(base)):
             return base
-    raise RuntimeError("no three free ports in a row")
+    raise RuntimeError("no free ports in a row")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
@@ -40,15 +40,35 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.1)
 
 
-def test_ensuring_the_demo_sources_twice_keeps_the_same_three(in_acme: Tenant) -> None:
+def test_ensuring_the_demo_sources_twice_keeps_the_same_four(in_acme: Tenant) -> None:
     # when
     first = demo.ensure_demo_sources(base_port=9101)
+    updated_at = dict(Source.objects.values_list("name", "updated_at"))
     second = demo.ensure_demo_sources(base_port=9101)
     # then
-    assert [u.name for u in first] == ["demo-steady", "demo-outage", "demo-flaky"]
+    assert [u.name for u in first] == ["demo-steady", "demo-outage", "demo-flaky", "demo-github"]
     assert first == second  # same ids, ports, upstream tokens and webhook secrets
-    assert Source.objects.filter(name__startswith="demo-").count() == 3
-    assert [u.port for u in first] == [9101, 9102, 9103]
+    assert Source.objects.filter(name__startswith="demo-").count() == 4
+    assert [u.port for u in first] == [9101, 9102, 9103, 9104]
+    assert dict(Source.objects.values_list("name", "updated_at")) == updated_at  # the second call wrote nothing
+
+
+def test_the_github_demo_source_is_made_from_the_preset_and_pushes_native_webhooks(in_acme: Tenant) -> None:
+    # when
+    github = demo.ensure_demo_sources(base_port=9101)[3]
+    # then: what a tenant gives for a real repository, the rest from the preset
+    source = Source.objects.get(pk=github.source_id)
+    assert (source.preset, source.connector, source.push["scheme"]) == ("github-issues", "rest", "github")
+    assert source.config["base_url"].rstrip("/") == "http://127.0.0.1:9104"
+    assert source.config["list_path"] == "/repos/{owner}/{repo}/issues"
+    assert (source.config["owner"], source.config["repo"]) == (demo.GITHUB_OWNER, demo.GITHUB_REPO)
+    assert source.config["headers"]["Authorization"] == f"Bearer {github.token}"
+    assert source.poll["audit_interval_s"] == 10
+    # and its simulator is a GitHub of that repository, signing with the source's push secret
+    assert github.profile == "github"
+    assert github.profile_options["owner"] == demo.GITHUB_OWNER
+    assert github.webhook_secret == sources.push_secret(source)
+    assert github.scenario.name == "demo-github.yaml" and github.scenario.exists()
 
 
 def test_a_demo_source_is_a_simulator_source_behind_a_bearer_token(in_acme: Tenant) -> None:
@@ -74,7 +94,8 @@ def test_a_new_base_port_moves_the_demo_upstreams_without_new_sources(in_acme: T
     # then
     assert [u.source_id for u in after] == [u.source_id for u in before]
     assert [u.token for u in after] == [u.token for u in before]
-    assert [u.port for u in after] == [9201, 9202, 9203]
+    assert [u.port for u in after] == [9201, 9202, 9203, 9204]
+    assert [u.webhook_secret for u in after] == [u.webhook_secret for u in before]
     assert Source.objects.get(pk=after[0].source_id).config["poll_url"] == "http://127.0.0.1:9201/changes"
 
 
@@ -160,6 +181,34 @@ def test_a_demo_simulator_pushes_signed_events_that_ingest_accepts(
     with django_db_blocker.unblock(), tenant_context(personas["alice"].tenant):  # type: ignore[attr-defined]
         stream = StreamState.objects.get(source_id=steady.source_id)
     assert stream.contiguous_seq is not None and stream.contiguous_seq >= demo.INITIAL_RECORDS
+
+
+def test_the_github_demo_simulator_pushes_webhooks_that_ingest_accepts(
+    live_server_url: str,
+    committed_demo: list[demo.Upstream],
+    personas: dict[str, Persona],
+    django_db_blocker: pytest.FixtureRequest,
+) -> None:
+    # given
+    github = committed_demo[3]
+    handle: SimulatorHandle = demo.start_simulator(github, web_url=live_server_url)
+    tenant = personas["alice"].tenant
+
+    def stored() -> set[str]:
+        with django_db_blocker.unblock(), tenant_context(tenant):  # type: ignore[attr-defined]
+            return set(Record.objects.filter(source_id=github.source_id).values_list("key", flat=True))
+
+    try:
+        # when: the issues seeded at start arrive as signed `issues` webhooks (after a ping)
+        wait_for(lambda: len(stored()) >= demo.INITIAL_RECORDS, timeout=15)
+    finally:
+        handle.stop()
+    # then: every delivery was accepted, each record keyed by its issue's id
+    push = handle.sim.push
+    assert push.ok > 0 and push.failed == 0, push.last_error
+    assert push.heartbeats >= 1  # the ping, answered 2xx and ignored
+    issues = {handle.sim.profile.upstream_key(r.key) for r in handle.dataset.records()}
+    assert stored() <= issues and len(stored()) >= demo.INITIAL_RECORDS
 
 
 def test_a_demo_secret_stored_under_another_key_is_reissued_not_fatal(in_acme: object) -> None:

@@ -5,7 +5,7 @@
   `--profile github --owner O --repo R [--rate-limit N --rate-window S]` or `--profile stripe`
   makes it a GitHub- or Stripe-shaped upstream (see docs/simulator.md).
 - `simulate --demo [--base-port 9101] [--web-url http://127.0.0.1:8000]`: the `demo` tenant's
-  three sources and their simulators (engines.demo), as `make up` runs it.
+  sources and their simulators (engines.demo), as `make up` runs it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ WATCH_S = 0.25  # how often the demo checks for phase changes and dead simulator
 
 
 class Command(BaseCommand):
-    help = "Run one simulated upstream (--port) or the demo tenant's three (--demo) until Ctrl-C."
+    help = "Run one simulated upstream (--port) or the demo tenant's (--demo) until Ctrl-C."
 
     def add_arguments(self, parser: CommandParser) -> None:
         which = parser.add_mutually_exclusive_group(required=True)
@@ -61,7 +61,9 @@ class Command(BaseCommand):
         one.add_argument("--rate-window", type=float, help="github: the rate-limit window in seconds (default 3600).")
         one.add_argument("--ping-every", type=float, help="github: send a ping webhook this often (default: once).")
         many = parser.add_argument_group("demo (--demo)")
-        many.add_argument("--base-port", type=int, default=None, help="First of three ports (default 9101).")
+        many.add_argument(
+            "--base-port", type=int, default=None, help="First of the demo's consecutive ports (default 9101)."
+        )
         many.add_argument("--web-url", default=None, help="Where BeastFlow answers (default its BEASTFLOW_PORT).")
 
     def handle(self, *args: Any, **options: Any) -> None:
