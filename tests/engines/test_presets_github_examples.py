@@ -10,9 +10,7 @@ carry an `issue` (issue_comment) and GitHub's `ping`.
 
 from __future__ import annotations
 
-import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +18,15 @@ import pytest
 from engines.mapping import op_of, search, to_microseconds, version_of
 from engines.mapping import parse_timestamp as rfc3339
 from engines.presets import registry
-from tests.npm_packages import npm_install
+from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
+from tests.upstream_packages import UpstreamSigner
 
-EXAMPLES_PACKAGE = "@octokit/webhooks-examples@7"
+EVENTS = ("issues", "ping", "issue_comment", "pull_request", "push", "label")
 
 
 @pytest.fixture(scope="module")
-def github_examples() -> dict[str, list[dict[str, Any]]]:
-    folder = npm_install(EXAMPLES_PACKAGE)
-    index = folder / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
-    return {group["name"]: group["examples"] for group in json.loads(Path(index).read_text())}
+def github_examples(upstream: UpstreamSigner) -> dict[str, list[dict[str, Any]]]:
+    return {event: upstream.github_examples(event) for event in EVENTS}
 
 
 def _request(event: str, body: dict[str, Any]) -> dict[str, Any]:
