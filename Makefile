@@ -23,7 +23,7 @@ help:
 	@echo "make test      set up, lint, type-check and run the test suite (ARGS=... for pytest)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make fmt       ruff format and ruff check --fix"
-	@echo "make migrate   migrate the public schema and every tenant schema"
+	@echo "make migrate   migrate public and the tenant schemas with pending migrations"
 	@echo "make worker    run a Celery worker in the foreground"
 	@echo "make beat      run Celery beat in the foreground"
 	@echo "make bench     run every bench/*.py"

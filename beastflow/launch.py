@@ -11,7 +11,8 @@ environment, else the local default ports, else embedded servers under
   bench     every bench/*.py in name order
   services  print `export ...` lines for a shell
   stop      stop the embedded servers
-  migrate   manage.py migrate_schemas (public schema, then every tenant)
+  migrate   manage.py migrate_tenants ARGS (public and the tenants with
+            pending migrations, in parallel; `--all` for every tenant)
   web | worker | beat   one process of `up`, in the foreground
   run       any command: `run -- CMD ARGS`
 """
@@ -127,7 +128,7 @@ def cmd_run(args: list[str]) -> int:
 
 
 def cmd_migrate(args: list[str]) -> int:
-    _exec(manage("migrate_schemas", *args), service_env())
+    _exec(manage("migrate_tenants", *args), service_env())
 
 
 def cmd_bench(args: list[str]) -> int:

@@ -69,6 +69,9 @@ TENANT_MODEL = "tenants.Tenant"
 TENANT_DOMAIN_MODEL = "tenants.Domain"
 TENANT_LIMIT_SET_CALLS = True
 PUBLIC_SCHEMA_NAME = "public"
+# `manage.py migrate_tenants` migrates the tenants with pending migrations in
+# this many processes (django-tenants' multiprocessing executor).
+TENANT_MULTIPROCESSING_MAX_PROCESSES = env_int("BEASTFLOW_MIGRATE_PROCESSES", 2)
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",

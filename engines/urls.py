@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from engines import apis
+from engines import apis, openapi  # noqa: F401  (openapi registers the sources' schema extensions)
 from engines.ingest import apis as ingest_apis
 from engines.ingest import views as ingest_views
 from engines.presets import apis as preset_apis

@@ -42,6 +42,24 @@ class Tenant(TenantMixin):  # type: ignore[misc]
     def __str__(self) -> str:
         return self.slug
 
+    def create_schema(self, check_if_exists: bool = False, sync_schema: bool = True, verbosity: int = 1) -> bool:
+        """The schema as a copy of the migrated template (tenants.schema_template), not by migrating.
+
+        django-tenants calls this from save() for a new tenant; callers
+        ensure the template first (tenant_create does), since that may
+        migrate and so cannot happen inside the creating transaction.
+        """
+        from django_tenants.utils import schema_exists
+
+        from tenants import schema_template
+
+        if check_if_exists and schema_exists(self.schema_name):
+            return False
+        if not sync_schema:
+            return bool(super().create_schema(check_if_exists=check_if_exists, sync_schema=False))
+        schema_template.schema_create(schema=self.schema_name)
+        return True
+
 
 class Domain(DomainMixin):  # type: ignore[misc]
     class Meta:

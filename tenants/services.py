@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_tenants.utils import schema_exists
+from prometheus_client import Histogram
 
+from tenants import schema_template
 from tenants.models import ApiKey, Domain, Tenant, hash_api_key
 from tenants.selectors import forget_cached_keys
 
@@ -19,6 +23,13 @@ log = structlog.get_logger(__name__)
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 RESERVED_SLUGS = frozenset({"public", "www", "admin", "api", "static", "metrics", "pg", "information"})
 KEY_PREFIX = "bf_"
+
+
+TENANT_CREATE_SECONDS = Histogram(
+    "beastflow_tenant_create_seconds",
+    "Time to create a tenant: schema (cloned from the template), domain and first key.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 15),
+)
 
 
 class TenantError(ValueError):
@@ -43,11 +54,14 @@ def validate_slug(slug: str) -> None:
 
 
 def tenant_create(*, slug: str, name: str | None = None, domain: str | None = None) -> tuple[Tenant, IssuedKey]:
-    """Create a tenant: its schema with every migration, its console domain and a first key.
+    """Create a tenant: its schema, its console domain and a first key, all or nothing.
 
-    Steps: validate the slug; refuse taken slugs; save the tenant, which
-    creates and migrates its schema (django-tenants); add the domain and a
-    key; only then mark the tenant ready, so nothing routes work to it early.
+    Steps: validate the slug; refuse taken slugs and domains; make sure the
+    template schema matches the migrations on disk (rebuilt only after a
+    deploy that added one); then one transaction saves the tenant, writes
+    its schema as a copy of the template (Tenant.create_schema), adds the
+    domain and a key and marks the tenant ready, so nothing routes work to it
+    early and a failure leaves nothing behind.
     """
     validate_slug(slug)
     if Tenant.objects.filter(slug=slug).exists():
@@ -55,14 +69,27 @@ def tenant_create(*, slug: str, name: str | None = None, domain: str | None = No
     host = domain or f"{slug}.{settings.BEASTFLOW_BASE_DOMAIN}"
     if Domain.objects.filter(domain=host).exists():
         raise TenantError(f"domain {host!r} is taken")
-    tenant = Tenant(slug=slug, name=name or slug, schema_name=schema_name_for(slug))
-    tenant.save(verbosity=0)  # creates the schema and runs the tenant migrations
-    with transaction.atomic():
-        Domain.objects.create(domain=host, tenant=tenant, is_primary=True)
-        issued = apikey_create(tenant=tenant, label="initial")
-        Tenant.objects.filter(pk=tenant.pk).update(ready=True)
-    tenant.ready = True
-    log.info("tenant_created", tenant=slug, schema=tenant.schema_name, domain=host)
+    schema = schema_name_for(slug)
+    if schema_exists(schema):
+        raise TenantError(f"schema {schema!r} exists without a tenant: drop it or choose another slug")
+    started = time.perf_counter()
+    for attempt in (1, 2):
+        try:
+            schema_template.template_ensure()
+            with transaction.atomic():
+                tenant = Tenant(slug=slug, name=name or slug, schema_name=schema, ready=True)
+                tenant.save(verbosity=0)  # the schema, cloned in this transaction
+                Domain.objects.create(domain=host, tenant=tenant, is_primary=True)
+                issued = apikey_create(tenant=tenant, label="initial")
+            break
+        except schema_template.TemplateStaleError:
+            if attempt == 2:
+                raise TenantError("the template schema kept changing during the creation: try again") from None
+        except schema_template.TemplateError as exc:
+            raise TenantError(str(exc)) from exc
+    seconds = time.perf_counter() - started
+    TENANT_CREATE_SECONDS.observe(seconds)
+    log.info("tenant_created", tenant=slug, schema=tenant.schema_name, domain=host, seconds=round(seconds, 3))
     return tenant, issued
 
 

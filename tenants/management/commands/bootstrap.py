@@ -1,6 +1,6 @@
 """`manage.py bootstrap`: everything `make up` needs before the processes start.
 
-Idempotent: migrate the public schema and every tenant, make sure the
+Idempotent: migrate public and the tenants with pending migrations, make sure the
 `demo` tenant with its three simulated sources (engines.demo) and an admin
 login exist, and print how to reach them. The sources' simulators run in
 `manage.py simulate --demo`, which `make up` starts once the web answers.
@@ -14,13 +14,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django_tenants.utils import tenant_context
 
 from engines import demo
 from tenants import services
 from tenants.models import Tenant
+from tenants.schema_migrations import migrate_pending
 
 DEMO_SLUG = demo.DEMO_SLUG
 ADMIN_USERNAME = "admin"
@@ -37,8 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
-        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+        # Only the schemas with pending migrations (one query tells which),
+        # tenants in parallel; the template schema re-made if they changed.
+        migrate_pending(say=self._progress, verbosity=options["verbosity"])
         Tenant.objects.filter(ready=False).exclude(schema_name="public").update(ready=True)
         result: dict[str, Any] = {"admin_user": ADMIN_USERNAME, "admin_password": self._admin_password()}
         if not options["no_demo"]:
@@ -53,6 +54,11 @@ class Command(BaseCommand):
             lines = value if isinstance(value, list) else [value]
             for index, line in enumerate(lines):
                 self.stdout.write(f"  {name if index == 0 else '':<16} {_text(line)}")
+
+    def _progress(self, line: str) -> None:
+        # On stderr: stdout carries the result (one JSON object with --json).
+        self.stderr.write(line, style_func=str)
+        self.stderr.flush()
 
     def _admin_password(self) -> str:
         """Create the admin once; its password lives under .beastflow/ for the next `make up`."""
