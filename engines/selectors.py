@@ -116,6 +116,10 @@ def source_health(source: Source) -> dict[str, Any]:
         "duplicates_total": stream.duplicates_total if stream else 0,
         "push_errors_total": stream.push_errors_total if stream else 0,
         "next_poll_at": _iso(source.next_poll_at),
+        # What the latest poll of a source without seqs found push had missed (docs/rest-connector.md).
+        "polled_missed": stream.polled_missed if stream else 0,
+        "polled_missed_at": _iso(stream.polled_missed_at) if stream else None,
+        "last_audit_at": _iso(stream.last_audit_at) if stream else None,
         "measures": latest.measures if latest else {},
     }
 
@@ -153,6 +157,8 @@ def poll_run_render(run: PollRun) -> dict[str, Any]:
         "new_events": run.new_events,
         "changes": run.changes,
         "caught_up": run.caught_up,
+        "missed": run.missed,
+        "details": run.details or {},
         "http_status": run.http_status,
         "error_kind": run.error_kind or None,
         "error": run.error or None,

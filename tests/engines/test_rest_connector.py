@@ -34,7 +34,7 @@ from engines.ingest.commit import PendingBatch
 from engines.ingest.validation import validate
 from engines.mapping import version_of
 from engines.models import Change, Event, PollRun, PollStatus, Record, Source, StreamState
-from engines.monitor import monitor_source, signals_for
+from engines.monitor import Window, monitor_source, signals_for
 from engines.polling import audits_claim_due, breaker_key, polls_claim_due, source_poll
 from engines.simulator.dataset import Dataset
 from engines.simulator.runner import SimulatorHandle, start_in_thread
@@ -325,14 +325,48 @@ def test_the_monitor_judges_a_rest_stream_by_what_the_latest_recent_poll_found_m
     # given
     source = rest_source(github_config(github), age_s=600, poll={"audit_interval_s": 30, "max_interval_s": 20})
     StreamState.objects.filter(pk=source.pk).update(polled_missed=3, polled_missed_at=timezone.now())
-    window = type("W", (), {"delivery_rate": None, "baseline_rate": None, "push_errors": 0, "push_total": 0})()
+    window = Window(delivery_rate=None, baseline_rate=None, push_errors=0, push_total=0, sample_due=False)
     now = time.time()
     # when
-    fresh = signals_for(source, stream(source), window, now)  # type: ignore[arg-type]
-    stale = signals_for(source, stream(source), window, now + 61)  # type: ignore[arg-type]
+    fresh = signals_for(source, stream(source), window, now)
+    stale = signals_for(source, stream(source), window, now + 61)
     # then: recent = within 2 x max(audit interval, max poll interval)
     assert fresh.missed_pushes == 3
     assert stale.missed_pushes is None
+
+
+def test_a_rest_source_whose_push_went_silent_still_degrades_on_silence(
+    github: SimulatorHandle, in_acme: object
+) -> None:
+    # given: audits find nothing missed, but push, which came every few seconds, stopped a minute ago
+    source = rest_source(github_config(github, expected_interval_s=2.0), age_s=600)
+    StreamState.objects.filter(pk=source.pk).update(
+        polled_missed=0,
+        polled_missed_at=timezone.now(),
+        expected_interval_s=2.0,
+        last_push_at=timezone.now() - timedelta(seconds=60),
+    )
+    # when
+    health = monitor_source(Source.objects.get(pk=source.pk), now=time.time())
+    # then
+    assert health.verdict.value == "bad"
+    assert health.penalties["silence"] == 100
+    assert health.penalties["missed_pushes"] == 0
+
+
+def test_the_api_shows_what_polls_found_missed(github: SimulatorHandle, alice: Persona, in_acme: object) -> None:
+    # given
+    github.sim.dataset.seed_records(3)
+    source = rest_source(github_config(github))
+    poll(source, "audit")
+    client = alice.client()
+    # when
+    polls = client.get(f"/api/v1/sources/{source.pk}/polls").json()["results"]
+    health = client.get(f"/api/v1/sources/{source.pk}/health").json()
+    # then
+    assert (polls[0]["trigger"], polls[0]["missed"], polls[0]["from_seq"]) == ("audit", 3, None)
+    assert len(polls[0]["details"]["missed_keys"]) == 3
+    assert (health["polled_missed"], health["last_audit_at"] is not None) == (3, True)
 
 
 # -- rate limits and Retry-After ---------------------------------------------------------------------
