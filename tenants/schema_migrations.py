@@ -69,8 +69,14 @@ class Survey:
         return [state.schema for state in self.tenants if state.pending]
 
 
+def public_state() -> SchemaState:
+    """What public lacks (on a fresh database: everything, and there is no tenant table to read yet)."""
+    (state,) = schema_states(schema_template.migration_nodes(), applied_by_schema([PUBLIC]), [PUBLIC])
+    return state
+
+
 def survey() -> Survey:
-    """Which of public and the tenant schemas lack migrations on disk."""
+    """Which of public and the tenant schemas lack migrations on disk (public must have its tables)."""
     started = time.perf_counter()
     tenants = list(Tenant.objects.exclude(schema_name=PUBLIC).order_by("pk").values_list("schema_name", flat=True))
     expected = schema_template.migration_nodes()
@@ -84,24 +90,25 @@ def migrate_pending(
 ) -> Survey:
     """Migrate public and the tenants that need it (all of them with `everything`); re-make the template.
 
-    Steps: survey (one query); migrate public when it lacks something; migrate
-    the tenants that lack something, in parallel processes when there are
-    several (`executor`, default multiprocessing); ensure the template;
-    survey again and fail if anything is still pending. Progress goes to
-    `say`, one line at a time (django-tenants prefixes each schema's own
-    lines with its position, e.g. `[3/40 (7%) multiprocessing:t_acme]`).
+    Steps: migrate public when it lacks something (a fresh database has no
+    tenant table before that); survey the tenants (one query); migrate the
+    ones that lack something, in parallel processes when there are several
+    (`executor`, default multiprocessing); ensure the template; survey again
+    and fail if anything is still pending. Progress goes to `say`, one line
+    at a time.
     """
-    before = survey()
-    targets = [state.schema for state in before.tenants] if everything else before.pending_tenants
-    say(
-        f"migrations: checked {1 + len(before.tenants)} schemas in {before.seconds:.2f} s; "
-        f"public {'needs migrating' if before.public.pending or everything else 'is up to date'}, "
-        f"{len(before.pending_tenants)} of {len(before.tenants)} tenants have pending migrations"
-    )
-    if before.public.pending or everything:
+    if everything or public_state().pending:
         started = time.perf_counter()
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=max(0, verbosity - 1))
         say(f"migrations: public migrated in {time.perf_counter() - started:.1f} s")
+    else:
+        say("migrations: public is up to date")
+    before = survey()
+    targets = [state.schema for state in before.tenants] if everything else before.pending_tenants
+    say(
+        f"migrations: checked {len(before.tenants)} tenant schemas in {before.seconds:.2f} s, "
+        f"{len(before.pending_tenants)} have pending migrations"
+    )
     if targets:
         started = time.perf_counter()
         chosen = executor or ("multiprocessing" if len(targets) > 1 else "standard")
