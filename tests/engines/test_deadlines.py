@@ -1,0 +1,72 @@
+"""When the monitor next judges a source (pure): as late as it can without changing a decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from engines.deadlines import Cadence, next_judgement
+from engines.health import StreamHealth
+from engines.hysteresis import HysteresisState, Phase
+from engines.modes import Mode, Verdict
+
+T0 = 1_000_000.0
+CADENCE = Cadence(tick_s=1.0, dormant_s=5.0, active_s=5.0, idle_s=300.0)
+
+
+def health(*, silent_s: float = 1.0, allowed_s: float = 15.0, **penalties: int) -> StreamHealth:
+    score = 100 - sum(penalties.values())
+    return StreamHealth(
+        score=score,
+        verdict=Verdict.GOOD if score >= 50 else Verdict.BAD,
+        penalties={"silence": 0, "gaps": 0, "push_errors": 0, "delivery_rate": 0, **penalties},
+        measures={"silence_s": silent_s, "allowed_silence_s": allowed_s},
+    )
+
+
+def state(mode: Mode = Mode.EVENT, **fields: object) -> HysteresisState:
+    phase = Phase.DEGRADING if mode is Mode.HYBRID else None
+    return HysteresisState(mode=mode, phase=phase, since=T0 - 100, **fields)  # type: ignore[arg-type]
+
+
+def at(h: StreamHealth, s: HysteresisState, *, switched: bool = False, moved: bool = False) -> float:
+    return next_judgement(now=T0, cadence=CADENCE, health=h, state=s, switched=switched, moved=moved) - T0
+
+
+def test_a_settled_idle_stream_is_judged_at_its_silence_deadline() -> None:
+    # 1 s since the last event, 15 s allowed: silence starts counting in 14 s
+    assert at(health(silent_s=1.0, allowed_s=15.0), state()) == pytest.approx(14.0)
+
+
+def test_a_settled_idle_stream_with_a_far_silence_waits_the_idle_cap() -> None:
+    assert at(health(silent_s=10.0, allowed_s=10_800.0), state()) == pytest.approx(300.0)
+
+
+def test_a_settled_stream_that_moved_is_looked_at_after_active_s() -> None:
+    assert at(health(silent_s=0.2, allowed_s=60.0), state(), moved=True) == pytest.approx(5.0)
+
+
+def test_never_sooner_than_a_tick() -> None:
+    assert at(health(silent_s=14.9, allowed_s=15.0), state()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("h", "s", "switched"),
+    [
+        (health(gaps=10), state(), False),  # a penalty
+        (health(), state(bad=1), False),  # a bad verdict being counted
+        (health(), state(Mode.HYBRID), False),  # hybrid: polls being judged
+        (health(), state(Mode.POLLING, good=2), False),  # a recovery being counted
+        (health(), state(), True),  # just switched
+    ],
+)
+def test_a_moving_source_is_judged_every_tick(h: StreamHealth, s: HysteresisState, switched: bool) -> None:
+    assert at(h, s, switched=switched) == pytest.approx(1.0)
+
+
+def test_polling_with_the_push_still_dead_is_dormant() -> None:
+    assert at(health(silent_s=500.0, allowed_s=15.0, silence=100), state(Mode.POLLING)) == pytest.approx(5.0)
+
+
+def test_cadence_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="tick_s"):
+        Cadence(tick_s=10.0, dormant_s=5.0)
