@@ -197,6 +197,8 @@ def presets_load(folders: Iterable[Path]) -> dict[str, Preset]:
     """Every preset file in these folders, by name; two files of one name are an error, not an override."""
     presets: dict[str, Preset] = {}
     for folder in folders:
+        if not folder.is_dir():
+            raise PresetFileError(f"{folder}: not a folder (BEASTFLOW_PRESET_DIRS names folders of preset files)")
         for path in sorted(folder.iterdir()):
             if path.suffix not in SUFFIXES or not path.is_file():
                 continue

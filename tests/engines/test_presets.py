@@ -234,3 +234,8 @@ def test_a_broken_preset_file_is_refused_with_its_path(tmp_path: Path, changes: 
     with pytest.raises(PresetFileError, match=message) as caught:
         preset_load(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_preset_folder_that_does_not_exist_is_named_in_the_error(tmp_path: Path) -> None:
+    with pytest.raises(PresetFileError, match="not a folder"):
+        presets_load([PRESETS_DIR, tmp_path / "missing"])

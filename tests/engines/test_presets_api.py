@@ -137,3 +137,14 @@ def test_a_source_read_back_and_sent_again_is_accepted(alice: Persona) -> None:
     patched = client.patch(f"/api/v1/sources/{created['id']}", editable, format="json")
     assert patched.status_code == 200, patched.json()
     assert patched.json()["push"]["secret_set"] is True
+
+
+def test_patching_preset_to_null_leaves_the_preset_and_keeps_the_stored_fields(alice: Persona) -> None:
+    client = alice.client()
+    created = client.post("/api/v1/sources", GITHUB_BODY, format="json").json()
+    patched = client.patch(f"/api/v1/sources/{created['id']}", {"preset": None}, format="json")
+    assert patched.status_code == 200, patched.json()
+    body = patched.json()
+    assert body["preset"] is None
+    assert body["config"] == created["config"]
+    assert body["push"] == created["push"]
