@@ -86,6 +86,7 @@ def print_table(report: dict[str, Any]) -> None:
     rows += [
         ("(2) batch ingest, 2 tenants at once: total", fmt(b2["total_events_per_s"]), "events/s"),
         ("(3) single-event webhooks (HMAC), 32 concurrent", fmt(single["events_per_s"]), "events/s"),
+        *native_rows(report),
         ("(4) naive DRF + ORM save, 32 concurrent", fmt(naive["events_per_s"]), "events/s"),
         ("    ratio (3)/(4)", fmt(ratios["single_vs_naive"], "x"), "target >= 3x"),
         (
@@ -159,6 +160,49 @@ def print_table(report: dict[str, Any]) -> None:
     order = paced_figures.get("websocket_order")
     if order is not None:
         say(f"websocket order (CONTRACT §5): {order}")
+
+
+def native_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Phase 3b: native GitHub webhooks beside section 4 single pushes, measured alternately."""
+    native = report.get("native_push")
+    if not native:
+        return []
+    sizes = native["body_bytes"]
+    return [
+        (
+            f"(3b) section 4 single pushes, alternated with (3c) ({sizes['beastflow_single']} B)",
+            fmt(native["beastflow_single"]["events_per_s"]),
+            "events/s",
+        ),
+        (
+            f"(3b') section 4 single pushes carrying the issue as data ({sizes['beastflow_single_issue']} B)",
+            fmt(native["beastflow_single_issue"]["events_per_s"]),
+            "events/s",
+        ),
+        (
+            f"(3c) native GitHub issues webhooks, mapped ({sizes['github_native_single']} B)",
+            fmt(native["github_native_single"]["events_per_s"]),
+            "events/s",
+        ),
+        ("    ratio (3c)/(3b)", fmt(native["ratio_native_vs_beastflow"], "x"), native["payload"]),
+        ("    ratio (3c)/(3b'): the same records, mapped", fmt(native["ratio_native_vs_beastflow_issue"], "x"), ""),
+    ]
+
+
+def print_native(report: dict[str, Any]) -> None:
+    """The table of a `--native-only` run."""
+    rows = native_rows(report)
+    width = max(len(name) for name, _, _ in rows)
+    say("")
+    for name, value, unit in rows:
+        say(f"{name:<{width}}  {value:>10}  {unit}")
+    for label in ("beastflow_single", "beastflow_single_issue", "github_native_single"):
+        figure = report["native_push"][label]
+        say(f"{label}: p50 {fmt(figure['latency_p50_ms'])} ms, p99 {fmt(figure['latency_p99_ms'])} ms, "
+            f"runs {figure['runs_events_per_s']} ev/s, stored {figure['stored']}")  # fmt: skip
+    say(f"other processes used {report['noise_other_cpu'] * 100:.0f}% of a core on average (shared machine)")
+    checks = report["integrity"]
+    say(f"stored == acknowledged: {'yes' if checks['ok'] else 'NO: ' + ', '.join(checks['failed'])}")
 
 
 def integrity(report: dict[str, Any]) -> dict[str, Any]:

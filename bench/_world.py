@@ -200,13 +200,15 @@ class World:
 
     # API setup (plain urllib: a handful of calls) -------------------------
 
-    def create_source(self, server: Server, tenant: Tenant, name: str) -> Source:
-        body = {
+    def create_source(self, server: Server, tenant: Tenant, name: str, *, push: dict[str, Any] | None = None) -> Source:
+        body: dict[str, Any] = {
             "name": name,
             "connector": "http",
             # Never polled during the run: ingest is push only here.
             "config": {"poll_url": "http://127.0.0.1:9/changes", "expected_interval_s": 1.0},
         }
+        if push is not None:  # an upstream's own webhooks (docs/push.md)
+            body["push"] = push
         answer = api(server.port, "POST", "/api/v1/sources", tenant.api_key, body)
         source = Source(id=int(answer["id"]), secret=str(answer["webhook_secret"]))
         tenant.sources[name] = source

@@ -11,6 +11,11 @@ this measures capacity); sources through the API; the real server
 1. batch ingest, 1,000-event batches, one tenant: events/s;
 2. the same with two tenants at once: events/s per tenant (target >= 10,000 each);
 3. single-event webhooks signed with the source's secret, 32 concurrent: events/s;
+3b. native GitHub-shaped single pushes (scheme github: an `issues` delivery signed
+   X-Hub-Signature-256, read by the source's push mapping, docs/push.md) against
+   section 4 single pushes (small ones, and ones carrying the same issue as
+   data), alternated on the same server, 32 concurrent: the rates and ratios
+   (`--native-only` runs just this phase);
 4. the naive baseline (DRF CreateAPIView + ORM save, bench/_naive_urls.py) on the
    same uvicorn command, 32 concurrent: events/s; ratio 3/4 (target >= 3);
 5. raw COPY into a copy of engines_event: rows/s; batch ingest as a share of it;
@@ -31,6 +36,7 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import itertools
 import json
 import platform
 import signal
@@ -52,7 +58,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 from bench._changes import ChangeWatcher
 from bench._client import LoopLag, Request, Tally, closed_loop, httpx_closed_loop, paced, percentile
 from bench._cpu import CpuMeter, CpuUse
-from bench._report import build_targets, integrity, other_cpu, print_table, say
+from bench._report import build_targets, integrity, other_cpu, print_native, print_table, say
 from bench._world import OUT_DIR, ConnectionsMeter, Server, Source, Tenant, World, log
 
 BATCH_SIZE = 1_000
@@ -62,6 +68,22 @@ PACED_EVENTS_PER_S = 1_000
 PACED_POOL = 128  # connections: enough that the client never caps what is in flight
 COPY_ROWS = 200_000
 OCCURRED_AT = "2026-11-26T10:00:00Z"
+GITHUB_SECRET = "bench-github-webhook-secret"  # noqa: S105  (the bench's own throwaway source)
+# The github-issues push mapping (docs/push.md): what a GitHub-shaped source runs per request.
+GITHUB_PUSH = {
+    "scheme": "github",
+    "secret": GITHUB_SECRET,
+    "mapping": {
+        "filter": "headers.\"x-github-event\" == 'issues'",
+        "id": 'headers."x-github-delivery"',
+        "key": "body.issue.id",
+        "version": "body.issue.updated_at",
+        "op": "body.action == 'deleted' && 'delete' || 'upsert'",
+        "data": "body.issue",
+    },
+}
+ISSUE_ID_MARK = 987_654_321_987_654  # replaced by a new issue id per request
+GITHUB_EXAMPLES = Path(".beastflow/npm-upstreams/node_modules/@octokit/webhooks-examples/api.github.com/index.json")
 
 
 _encode = msgspec.json.Encoder().encode
@@ -128,6 +150,84 @@ def signed_singles(source: Source, *, track: bool = False) -> Callable[[], Reque
         signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
         headers = (("Content-Type", "application/json"), ("X-BeastFlow-Signature", f"sha256={signature}"))
         return Request("POST", path, body, headers, events=1, ids=(event["id"],) if track else ())
+
+    return make
+
+
+def github_issue_payload() -> tuple[dict[str, Any], str]:
+    """An `issues` delivery body and where it came from.
+
+    GitHub's own example (@octokit/webhooks-examples, `issues` / `edited`),
+    installed outside git by the tests' helper (tests/upstream_packages.py);
+    where npm cannot reach its registry, a body of the same shape written here.
+    """
+    path = Path(__file__).resolve().parent.parent / GITHUB_EXAMPLES
+    if not path.is_file():
+        try:
+            from tests.upstream_packages import ensure_installed
+
+            ensure_installed()
+        except Exception as exc:  # the bench still runs, and says what it sent
+            log(f"GitHub's example payloads are not available ({exc}); sending a payload of the same shape")
+    if path.is_file():
+        examples = next(e["examples"] for e in json.loads(path.read_text()) if e["name"] == "issues")
+        return next(e for e in examples if e["action"] == "edited"), "@octokit/webhooks-examples issues/edited"
+    user = {"login": "octocat", "id": 1, "type": "User", "url": "https://api.github.com/users/octocat"}
+    issue = {"id": 1, "number": 1, "title": "Spelling error in the README file", "user": user, "state": "open",
+             "labels": [{"id": 1362934389, "name": "bug", "color": "d73a4a"}], "comments": 0,
+             "created_at": OCCURRED_AT, "updated_at": OCCURRED_AT, "body": "It looks like you spelled 'commit'"
+             " with two 't's. " * 20, "url": "https://api.github.com/repos/octo-org/hello/issues/1"}  # fmt: skip
+    repository = {"id": 186853002, "full_name": "octo-org/hello", "owner": user, "private": False,
+                  "description": "A repository. " * 100, "default_branch": "main"}  # fmt: skip
+    return {"action": "edited", "issue": issue, "repository": repository, "sender": user}, "built-in, GitHub-shaped"
+
+
+def github_singles(source: Source, payload: dict[str, Any]) -> Callable[[], Request]:
+    """GitHub `issues` deliveries, each a new issue (a new key) and a new delivery id, signed as GitHub signs."""
+    path = f"/api/v1/sources/{source.id}/events"
+    secret = GITHUB_SECRET.encode()
+    issue = {**payload["issue"], "id": ISSUE_ID_MARK, "updated_at": OCCURRED_AT}
+    template = _encode({**payload, "action": "edited", "issue": issue})
+    mark = str(ISSUE_ID_MARK).encode()
+    assert template.count(mark) == 1
+    head, tail = template.split(mark)
+    numbers = itertools.count(1)
+
+    def make() -> Request:
+        n = next(numbers)
+        body = head + str(n).encode() + tail
+        signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        headers = (
+            ("Content-Type", "application/json"),
+            ("User-Agent", "GitHub-Hookshot/bench"),
+            ("X-GitHub-Event", "issues"),
+            ("X-GitHub-Delivery", f"bench-{source.id}-{n}"),
+            ("X-Hub-Signature-256", f"sha256={signature}"),
+        )
+        return Request("POST", path, body, headers, events=1)
+
+    return make
+
+
+def signed_issue_singles(source: Source, payload: dict[str, Any]) -> Callable[[], Request]:
+    """Section 4 single events carrying the same issue as `data`: the native shape's records, no mapping."""
+    path = f"/api/v1/sources/{source.id}/events"
+    secret = source.secret.encode()
+    mark = "ISSUE-KEY-MARK"
+    issue = {**payload["issue"], "updated_at": OCCURRED_AT}
+    template = _encode(
+        {"id": mark, "type": "upsert", "key": mark, "version": 1, "occurred_at": OCCURRED_AT, "data": issue}
+    )
+    assert template.count(mark.encode()) == 2
+    head, middle, tail = template.split(mark.encode())
+    numbers = itertools.count(1)
+
+    def make() -> Request:
+        n = str(next(numbers)).encode()
+        body = head + b"i-" + n + middle + b"k-" + n + tail
+        signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        headers = (("Content-Type", "application/json"), ("X-BeastFlow-Signature", f"sha256={signature}"))
+        return Request("POST", path, body, headers, events=1)
 
     return make
 
@@ -303,6 +403,73 @@ async def phase_single(world: World, server: Server, tenant: Tenant, source: Sou
     return figure
 
 
+def merged(tallies: list[Tally]) -> Tally:
+    """Several runs of one shape as one: events and requests over the sum of their measured times."""
+    total = Tally(started=0.0, finished=sum(t.elapsed for t in tallies))
+    for tally in tallies:
+        total.requests += tally.requests
+        total.events += tally.events
+        total.errors += tally.errors
+        total.acked += tally.acked
+        total.duplicates += tally.duplicates
+        total.latencies += tally.latencies
+        total.first_problem = total.first_problem or tally.first_problem
+        for status, count in tally.statuses.items():
+            total.statuses[status] = total.statuses.get(status, 0) + count
+    return total
+
+
+NATIVE_ROUNDS = 2
+
+
+async def phase_native(world: World, server: Server, tenant: Tenant, duration: float) -> dict[str, Any]:
+    """Section 4 single pushes and native GitHub pushes, alternated A B A B on one server, half the duration each.
+
+    Alternating spreads whatever else the shared machine does over both shapes.
+    """
+    payload, origin = github_issue_payload()
+    sources = {
+        "beastflow_single": tenant.sources["single-ref"],
+        "beastflow_single_issue": tenant.sources["single-issue"],
+        "github_native_single": tenant.sources["native-github"],
+    }
+    shapes = {
+        "beastflow_single": signed_singles(sources["beastflow_single"]),
+        "beastflow_single_issue": signed_issue_singles(sources["beastflow_single_issue"], payload),
+        "github_native_single": github_singles(sources["github_native_single"], payload),
+    }
+    sizes = {label: len(make().body) for label, make in shapes.items()}  # a sample of each (ids are not reused)
+    runs: dict[str, list[tuple[Tally, CpuUse]]] = {label: [] for label in shapes}
+    for _ in range(NATIVE_ROUNDS):
+        for label, make in shapes.items():
+            with CpuMeter(server.proc.pid) as cpu:
+                tally = await closed_loop(
+                    server.port, make, concurrency=SINGLE_CONCURRENCY, duration_s=duration / 2, warmup_s=0.5
+                )
+            runs[label].append((tally, cpu.result))
+    figures: dict[str, Any] = {"payload": origin, "body_bytes": sizes, "rounds": NATIVE_ROUNDS}
+    for label, shape_runs in runs.items():
+        total = merged([tally for tally, _ in shape_runs])
+        figures[label] = throughput(
+            total,
+            stored=check_stored(world, tenant, sources[label], total),
+            concurrency=SINGLE_CONCURRENCY,
+            runs_events_per_s=[rnd(tally.events_per_s) for tally, _ in shape_runs],
+            cpu_runs=[cpu.as_dict() for _, cpu in shape_runs],
+        )
+    native_rate = figures["github_native_single"]["events_per_s"]
+    figures["ratio_native_vs_beastflow"] = ratio(native_rate, figures["beastflow_single"]["events_per_s"])
+    # The same record size without a mapping: what the mapping itself costs.
+    figures["ratio_native_vs_beastflow_issue"] = ratio(native_rate, figures["beastflow_single_issue"]["events_per_s"])
+    say(
+        "  "
+        + "; ".join(f"{label} {figures[label]['events_per_s']:,.0f} ev/s ({sizes[label]} B bodies)" for label in shapes)
+        + f"; ratios native/section 4 {figures['ratio_native_vs_beastflow']}, native/section 4 with the issue as "
+        f"data {figures['ratio_native_vs_beastflow_issue']} ({origin})"
+    )
+    return figures
+
+
 async def phase_naive(world: World, server: Server, tenant: Tenant, source: Source, duration: float) -> dict[str, Any]:
     with CpuMeter(server.proc.pid) as cpu, ConnectionsMeter(world) as connections:
         tally = await closed_loop(
@@ -463,8 +630,9 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     report["client_ceiling"] = await phase_client_ceiling(world, min(duration, 3.0))
 
     server = world.start_server("beastflow", "beastflow.asgi:application")
-    for name in ("batch", "single", "paced-10", "paced-1", "naive"):
+    for name in ("batch", "single", "single-ref", "single-issue", "paced-10", "paced-1", "naive"):
         world.create_source(server, tenant_a, name)
+    world.create_source(server, tenant_a, "native-github", push=GITHUB_PUSH)
     world.create_source(server, tenant_b, "batch")
     a, b = tenant_a.sources, tenant_b.sources
 
@@ -476,6 +644,8 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     )
     say("phase 3: single-event webhooks")
     report["single_event"] = await phase_single(world, server, tenant_a, a["single"], duration)
+    say("phase 3b: native GitHub webhooks against section 4 single pushes, alternated")
+    report["native_push"] = await phase_native(world, server, tenant_a, duration)
     say("phase 6: paced 1,000 events/s, latency and commit-to-websocket")
     report["paced_1000_events_per_s"] = await phase_paced(world, server, tenant_a, duration)
     world.stop_server(server)
@@ -508,10 +678,34 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     copy_rate = report["raw_copy"]["logged_table"]["rows_per_s"]
     report["ratios"] = {
         "single_vs_naive": ratio(report["single_event"]["events_per_s"], report["naive_baseline"]["events_per_s"]),
+        "native_github_vs_single": report["native_push"]["ratio_native_vs_beastflow"],
         "batch_1_tenant_vs_copy": ratio(report["batch_1_tenant"]["total_events_per_s"], copy_rate, 4),
         "batch_2_tenants_vs_copy": ratio(report["batch_2_tenants"]["total_events_per_s"], copy_rate, 4),
     }
     report["targets"] = build_targets(report)
+    report["integrity"] = integrity(report)
+    report["noise_other_cpu"] = other_cpu(report)
+    return report
+
+
+async def run_native_only(world: World, args: argparse.Namespace) -> dict[str, Any]:
+    """Phase 3b alone: a quicker look at what native webhooks cost against section 4 pushes."""
+    report: dict[str, Any] = {
+        "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": {"duration_s": args.duration, "single_concurrency": SINGLE_CONCURRENCY},
+    }
+    say("setting up: database, migrations, tenant")
+    world.create_database()
+    tenant = world.create_tenant("bench-a")
+    world.lift_quotas()
+    server = world.start_server("beastflow", "beastflow.asgi:application")
+    world.create_source(server, tenant, "single-ref")
+    world.create_source(server, tenant, "single-issue")
+    world.create_source(server, tenant, "native-github", push=GITHUB_PUSH)
+    say("phase 3b: native GitHub webhooks against section 4 single pushes, alternated")
+    report["native_push"] = await phase_native(world, server, tenant, args.duration)
+    world.stop_server(server)
     report["integrity"] = integrity(report)
     report["noise_other_cpu"] = other_cpu(report)
     return report
@@ -526,12 +720,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds measured per phase (default 6)")
     parser.add_argument("--no-two-workers", dest="two_workers", action="store_false", help="skip phase 7")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("--native-only", action="store_true", help="run phase 3b only (native webhooks vs section 4)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     world = World()
     started = time.perf_counter()
     try:
-        report = uvloop.run(run(world, args))
+        report = uvloop.run(run_native_only(world, args) if args.native_only else run(world, args))
     except KeyboardInterrupt:
         log("interrupted; cleaning up")
         return 130
@@ -541,8 +736,11 @@ def main(argv: list[str]) -> int:
     finally:
         world.close()
     report["wall_s"] = round(time.perf_counter() - started, 1)
-    print_table(report)
-    out = OUT_DIR / "ingest.json"
+    if args.native_only:
+        print_native(report)
+    else:
+        print_table(report)
+    out = OUT_DIR / ("ingest-native.json" if args.native_only else "ingest.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     say(f"\nwritten {out.relative_to(OUT_DIR.parent.parent)} in {report['wall_s']} s")
     if not report["integrity"]["ok"]:

@@ -26,7 +26,10 @@ def record_hash(data: Any) -> str:
 _sorted_compact = msgspec.json.Encoder(order="sorted").encode
 # Where msgspec's JSON may differ from json.dumps: floats that Python writes
 # with an exponent (>= 1e16 or < 1e-4; msgspec writes "1e16", "0.00001").
-_MAYBE_UNLIKE_PYTHON = re.compile(rb"[0-9][eE]|0\.0000")
+# Two searches, not one alternation: on a 5 KB GitHub issue the regex
+# alternation took 54 us, the single class 22 us and the substring 2 us.
+_DIGIT_E = re.compile(rb"[0-9][eE]")
+_SMALL = b"0.0000"
 
 
 def record_hash_of_decoded(data: Any) -> str:
@@ -44,6 +47,20 @@ def record_hash_of_decoded(data: Any) -> str:
         text = _sorted_compact(data)
     except (TypeError, OverflowError, msgspec.EncodeError):
         return record_hash(data)
-    if _MAYBE_UNLIKE_PYTHON.search(text):
+    if _SMALL in text or _DIGIT_E.search(text):
         return record_hash(data)
     return hashlib.sha256(text).hexdigest()
+
+
+def record_hash_without_floats(data: Any) -> str:
+    """`record_hash` of data that msgspec decoded from JSON holding no float at all: no search needed.
+
+    Floats are the only values whose msgspec encoding can differ from the
+    canonical JSON (see `record_hash_of_decoded`); the push mapping's decoder
+    counts them (engines/ingest/push_mapping.py), so a body without any skips
+    the search, which costs more than the hash itself on a large body.
+    """
+    try:
+        return hashlib.sha256(_sorted_compact(data)).hexdigest()
+    except (TypeError, OverflowError, msgspec.EncodeError):
+        return record_hash(data)

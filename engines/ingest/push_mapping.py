@@ -15,7 +15,8 @@ and, under `items`, by the item's index. See docs/push.md.
 
 from __future__ import annotations
 
-import json
+import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from engines import mapping as jm
-from engines.ingest.hashing import record_hash, record_hash_of_decoded
+from engines.ingest.hashing import record_hash, record_hash_of_decoded, record_hash_without_floats
 from engines.ingest.validation import MAX_EVENTS, MAX_ID_LEN, MAX_KEY_LEN, BodyError, DataCheck, Event, Hasher
 from engines.schemas import PushMapping
 
@@ -36,7 +37,28 @@ FIELD = "push.mapping"
 # literal's NaN): data from an expression holding one is hashed the reference
 # way (engines/ingest/hashing.py says why the quick way needs decoded data).
 _MAKERS = frozenset({"function_expression", "literal"})
-_decode = msgspec.json.Decoder().decode
+
+
+class _Floats(threading.local):
+    seen = 0
+    infinite = 0  # beyond a double ("1e400"): msgspec would encode it as null, the canonical JSON as Infinity
+
+
+_floats = _Floats()
+
+
+def _float(text: str) -> float:
+    # Floats are rare in webhook bodies (amounts are integers or strings), and
+    # the only values whose hash needs a closer look (engines/ingest/hashing.py):
+    # counted while decoding, so a body without any is hashed without a search.
+    _floats.seen += 1
+    value = float(text)
+    if math.isinf(value):
+        _floats.infinite += 1
+    return value
+
+
+_decode = msgspec.json.Decoder(float_hook=_float).decode
 
 
 @dataclass
@@ -50,10 +72,15 @@ class Mapped:
 
 @dataclass(frozen=True)
 class Body:
-    """A request body parsed for the mapping; `decoded` when msgspec parsed it (see _MAKERS)."""
+    """A request body parsed for the mapping.
+
+    `decoded`: msgspec parsed it (its encoding then hashes like the canonical
+    JSON, see _MAKERS); `floats`: it held at least one float.
+    """
 
     value: Any
     decoded: bool = True
+    floats: bool = True
 
 
 def parse_body(raw: bytes, content_type: str = "") -> Body:
@@ -67,16 +94,12 @@ def parse_body(raw: bytes, content_type: str = "") -> Body:
         if not payload:
             raise BodyError(400, "A form-encoded webhook must carry its JSON in a payload field.", _not_json())
         raw = payload[0].encode()
+    seen, infinite = _floats.seen, _floats.infinite
     try:
-        return Body(_decode(raw))
-    except msgspec.ValidationError:  # JSON msgspec cannot hold (a number out of float range): Python's can
-        pass
+        value = _decode(raw)
     except msgspec.DecodeError as exc:
         raise BodyError(400, f"The body is not JSON: {exc}", _not_json()) from exc
-    try:
-        return Body(json.loads(raw), decoded=False)
-    except ValueError as exc:
-        raise BodyError(400, f"The body is not JSON: {exc}", _not_json()) from exc
+    return Body(value, decoded=_floats.infinite == infinite, floats=_floats.seen != seen)
 
 
 def _not_json() -> list[dict[str, Any]]:
@@ -130,7 +153,7 @@ class PushProgram:
             found = _search(self.items, document, "items") if self.items is not None else None
         except jm.MappingError as exc:
             return Mapped(errors=[{"field": f"{FIELD}.{exc.field}", "message": exc.message}])
-        hasher = record_hash_of_decoded if parsed.decoded and self._data_from_request else record_hash
+        hasher = self._hasher(parsed)
         if self.items is None:
             event, errors = self._event(document, parsed.value, hasher, index=None)
             return Mapped(events=[event] if event is not None else [], errors=errors)
@@ -160,6 +183,12 @@ class PushProgram:
         if mapped.errors:
             mapped.events = []
         return mapped
+
+    def _hasher(self, body: Body) -> Hasher:
+        """The cheapest record hash that is exact for this request's data."""
+        if not body.decoded or not self._data_from_request:
+            return record_hash
+        return record_hash_of_decoded if body.floats else record_hash_without_floats
 
     def _event(
         self, document: dict[str, Any], default_data: Any, hasher: Hasher, *, index: int | None

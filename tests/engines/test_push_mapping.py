@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engines.ingest.hashing import record_hash
 from engines.ingest.push_mapping import Body, PushProgram, parse_body, truthy
@@ -216,3 +218,30 @@ def test_a_type_error_at_run_time_is_an_error_of_the_field_that_made_it() -> Non
     result = run(mapping, {}, {"id": "a", "type": 42})
     assert [e["field"] for e in result.errors] == ["push.mapping.filter"]
     assert "starts_with" in result.errors[0]["message"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([1e16, 1e-05, 0.0001, 1.5e300, -0.0, 123.456]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=6))
+def test_the_record_hash_of_a_mapped_body_is_the_reference_hash_whatever_it_holds(data: dict[str, Any]) -> None:
+    # given: a body as an upstream would send it (Python's JSON, floats of every magnitude included)
+    raw = json.dumps({"id": "e1", "v": 1, "data": data}, ensure_ascii=False).encode()
+    mapping = PushMapping(id="body.id", key="body.id", version="body.v", data="body.data")
+    # when
+    [event] = PushProgram(mapping).run({}, parse_body(raw)).events
+    # then: the canonical JSON's sha256 of what was parsed, however the hash was taken
+    assert event.hash == record_hash(json.loads(raw)["data"])
+
+
+def test_a_body_beyond_a_double_is_hashed_the_reference_way() -> None:
+    raw = b'{"id": "e1", "data": {"n": 1e400, "m": [2e400]}}'
+    mapping = PushMapping(id="body.id", key="body.id", version="`1`", data="body.data")
+    [event] = PushProgram(mapping).run({}, parse_body(raw)).events
+    assert event.hash == record_hash({"n": float("inf"), "m": [float("inf")]})  # "Infinity", as json.dumps writes it
