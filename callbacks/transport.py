@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from callbacks.metrics import DELIVERIES, DELIVERY_SECONDS
 from callbacks.policy import DeliveryPolicy
 from callbacks.signing import SUBSCRIPTION_HEADER, Scheme, signed_headers
 from engines.polling_policy import parse_retry_after
@@ -50,6 +51,18 @@ def _client() -> httpx.Client:
     return client
 
 
+def _observed(outcome: Outcome, scheme: str) -> Outcome:
+    if outcome.ok:
+        label = "ok"
+    elif outcome.http_status is None:
+        label = "no_answer"
+    else:
+        label = f"http_{outcome.http_status // 100}xx"
+    DELIVERIES.labels(signature=scheme, outcome=label).inc()
+    DELIVERY_SECONDS.observe(outcome.duration_ms / 1000)
+    return outcome
+
+
 def post_changes(
     *,
     url: str,
@@ -66,6 +79,10 @@ def post_changes(
         **signed_headers(scheme, secret, body, timestamp=timestamp, message_id=message_id),
         SUBSCRIPTION_HEADER: str(subscription_id),
     }
+    return _observed(_post(url=url, body=body, headers=headers, policy=policy), scheme)
+
+
+def _post(*, url: str, body: bytes, headers: dict[str, str], policy: DeliveryPolicy) -> Outcome:
     timeout = httpx.Timeout(policy.timeout_s, connect=policy.connect_timeout_s)
     started = time.perf_counter()
     try:

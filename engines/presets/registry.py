@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engines.schemas import DataSourceConfig, PushScheme, validate_source
+
+log = structlog.get_logger(__name__)
 
 PRESETS_DIR = Path(__file__).resolve().parent
 SUFFIXES = (".yaml", ".yml", ".json")  # JSON is YAML too: either spelling loads
@@ -218,7 +221,10 @@ def preset_folders() -> list[Path]:
 @functools.cache
 def registry() -> dict[str, Preset]:
     """All presets, read once per process."""
-    return presets_load(preset_folders())
+    folders = preset_folders()
+    presets = presets_load(folders)
+    log.info("presets_loaded", presets=sorted(presets), folders=[str(folder) for folder in folders])
+    return presets
 
 
 def preset_get(name: str) -> Preset | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from callbacks import services
@@ -91,15 +92,22 @@ def test_the_secret_of_a_standard_webhooks_subscription_is_whsec_and_base64(orde
     assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32
 
 
+def _delivered(outcome: str) -> float:
+    labels = {"signature": "standard-webhooks", "outcome": outcome}
+    return REGISTRY.get_sample_value("beastflow_callback_deliveries_total", labels) or 0.0
+
+
 def test_a_callback_verifies_with_the_python_reference_library(orders: Source, receiver: Receiver) -> None:
     # given
     subscription, secret = _subscribe(receiver.url, orders)
     changes = insert_changes(orders.pk, 3)
+    counted = _delivered("ok")
     # when
     assert _deliver(subscription).batches == 1
     # then
     [request] = receiver.requests
     assert Webhook(secret).verify(request.body, request.headers) == {"changes": changes}
+    assert _delivered("ok") == counted + 1
     assert "x-beastflow-signature" not in request.headers
     assert request.headers["x-beastflow-subscription"] == str(subscription.pk)
     assert abs(int(request.headers["webhook-timestamp"]) - timezone.now().timestamp()) < 60
@@ -134,8 +142,10 @@ def test_every_retry_of_a_batch_carries_the_same_webhook_id(orders: Source, rece
     subscription, secret = _subscribe(receiver.url, orders)
     insert_changes(orders.pk, 2)
     receiver.answer(Reply(status=500))
+    failed = _delivered("http_5xx")
     # when: the attempt, then the retry once due
     _deliver(subscription)
+    assert _delivered("http_5xx") == failed + 1
     Subscription.objects.filter(pk=subscription.pk).update(next_attempt_at=None)
     _deliver(subscription)
     # then
