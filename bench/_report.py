@@ -163,19 +163,19 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def native_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Phase 3b: native GitHub webhooks beside section 4 single pushes, measured alternately."""
+    """Phase 3b: native GitHub webhooks beside BeastFlow single events, measured alternately."""
     native = report.get("native_push")
     if not native:
         return []
     sizes = native["body_bytes"]
     return [
         (
-            f"(3b) section 4 single pushes, alternated with (3c) ({sizes['beastflow_single']} B)",
+            f"(3b) BeastFlow single events, alternated with (3c) ({sizes['beastflow_single']} B)",
             fmt(native["beastflow_single"]["events_per_s"]),
             "events/s",
         ),
         (
-            f"(3b') section 4 single pushes carrying the issue as data ({sizes['beastflow_single_issue']} B)",
+            f"(3b') BeastFlow single events carrying the issue as data ({sizes['beastflow_single_issue']} B)",
             fmt(native["beastflow_single_issue"]["events_per_s"]),
             "events/s",
         ),

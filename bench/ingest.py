@@ -13,7 +13,7 @@ this measures capacity); sources through the API; the real server
 3. single-event webhooks signed with the source's secret, 32 concurrent: events/s;
 3b. native GitHub-shaped single pushes (scheme github: an `issues` delivery signed
    X-Hub-Signature-256, read by the source's push mapping, docs/push.md) against
-   section 4 single pushes (small ones, and ones carrying the same issue as
+   BeastFlow single events (small ones, and ones carrying the same issue as
    data), alternated on the same server, 32 concurrent: the rates and ratios
    (`--native-only` runs just this phase);
 4. the naive baseline (DRF CreateAPIView + ORM save, bench/_naive_urls.py) on the
@@ -210,7 +210,7 @@ def github_singles(source: Source, payload: dict[str, Any]) -> Callable[[], Requ
 
 
 def signed_issue_singles(source: Source, payload: dict[str, Any]) -> Callable[[], Request]:
-    """Section 4 single events carrying the same issue as `data`: the native shape's records, no mapping."""
+    """BeastFlow single events carrying the same issue as `data`: the native shape's records, no mapping."""
     path = f"/api/v1/sources/{source.id}/events"
     secret = source.secret.encode()
     mark = "ISSUE-KEY-MARK"
@@ -423,7 +423,7 @@ NATIVE_ROUNDS = 2
 
 
 async def phase_native(world: World, server: Server, tenant: Tenant, duration: float) -> dict[str, Any]:
-    """Section 4 single pushes and native GitHub pushes, alternated A B A B on one server, half the duration each.
+    """BeastFlow single events and native GitHub pushes, alternated A B A B on one server, half the duration each.
 
     Alternating spreads whatever else the shared machine does over both shapes.
     """
@@ -464,8 +464,8 @@ async def phase_native(world: World, server: Server, tenant: Tenant, duration: f
     say(
         "  "
         + "; ".join(f"{label} {figures[label]['events_per_s']:,.0f} ev/s ({sizes[label]} B bodies)" for label in shapes)
-        + f"; ratios native/section 4 {figures['ratio_native_vs_beastflow']}, native/section 4 with the issue as "
-        f"data {figures['ratio_native_vs_beastflow_issue']} ({origin})"
+        + f"; ratios native/small {figures['ratio_native_vs_beastflow']}, "
+        f"native/with the issue {figures['ratio_native_vs_beastflow_issue']} ({origin})"
     )
     return figures
 
@@ -644,7 +644,7 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     )
     say("phase 3: single-event webhooks")
     report["single_event"] = await phase_single(world, server, tenant_a, a["single"], duration)
-    say("phase 3b: native GitHub webhooks against section 4 single pushes, alternated")
+    say("phase 3b: native GitHub webhooks against BeastFlow single events, alternated")
     report["native_push"] = await phase_native(world, server, tenant_a, duration)
     say("phase 6: paced 1,000 events/s, latency and commit-to-websocket")
     report["paced_1000_events_per_s"] = await phase_paced(world, server, tenant_a, duration)
@@ -689,7 +689,7 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_native_only(world: World, args: argparse.Namespace) -> dict[str, Any]:
-    """Phase 3b alone: a quicker look at what native webhooks cost against section 4 pushes."""
+    """Phase 3b alone: a quicker look at what native webhooks cost against BeastFlow events."""
     report: dict[str, Any] = {
         "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -703,7 +703,7 @@ async def run_native_only(world: World, args: argparse.Namespace) -> dict[str, A
     world.create_source(server, tenant, "single-ref")
     world.create_source(server, tenant, "single-issue")
     world.create_source(server, tenant, "native-github", push=GITHUB_PUSH)
-    say("phase 3b: native GitHub webhooks against section 4 single pushes, alternated")
+    say("phase 3b: native GitHub webhooks against BeastFlow single events, alternated")
     report["native_push"] = await phase_native(world, server, tenant, args.duration)
     world.stop_server(server)
     report["integrity"] = integrity(report)
@@ -720,7 +720,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds measured per phase (default 6)")
     parser.add_argument("--no-two-workers", dest="two_workers", action="store_false", help="skip phase 7")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
-    parser.add_argument("--native-only", action="store_true", help="run phase 3b only (native webhooks vs section 4)")
+    parser.add_argument(
+        "--native-only", action="store_true", help="run phase 3b only (native webhooks vs BeastFlow events)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     world = World()

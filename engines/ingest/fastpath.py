@@ -254,7 +254,7 @@ def _prepare(
             raise service.IngestError(401, "The API key is unknown or revoked.")
         tenant = resolved.tenant
     else:
-        # No key: a signed §4 push or an upstream's own webhook, routed by the global source id.
+        # No key: signed BeastFlow events or an upstream's own webhook, routed by the global source id.
         found = tenant_for_source(source_id)
         if found is None:
             if not headers.get("x-beastflow-signature"):

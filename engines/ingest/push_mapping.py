@@ -4,7 +4,7 @@ A mapping (engines.schemas.PushMapping) is JMESPath over
 `{"headers": {lower-cased name: value}, "body": <parsed JSON>}`, and `item`
 too where `items` splits one request into several records. It is compiled
 once per source (`PushProgram`, kept in the ingest path's SourceMeta) and
-run on every request. The events it makes are the same `Event`s a §4 batch
+run on every request. The events it makes are the same `Event`s a batch of BeastFlow events
 is validated into, record hash included, so they take the same commit path.
 
 A request whose `filter` is falsy (JMESPath's falsy: null, false, "", [], {})
@@ -285,7 +285,7 @@ def _kind(value: Any) -> str:
 
 
 def event_render(event: Event) -> dict[str, Any]:
-    """An event as the mapping preview shows it (the shape of a §4 event, with its record hash)."""
+    """An event as the mapping preview shows it (the shape of a BeastFlow event, with its record hash)."""
     return {
         "id": event.id,
         "type": event.type,

@@ -5,13 +5,13 @@ The Django view (engines/ingest/views.py) and the raw ASGI fast path
 what is checked, in which order, and what is answered is decided here:
 
 1. the body's declared size (413), then who asks: an API key decides the
-   tenant, else the source's global id does (a signed §4 push, or an
+   tenant, else the source's global id does (signed BeastFlow events, or an
    upstream's own webhook, carries no key);
 2. the source (404), from the per-process SourceCache;
 3. `verify`: a key of the source's tenant, else the source's push scheme
    (X-BeastFlow-Signature for `beastflow`, the upstream's own signature for
    a native scheme: docs/push.md) -> 401;
-4. `read`: a §4 body, or the upstream's request through the source's push
+4. `read`: BeastFlow events, or the upstream's request through the source's push
    mapping -> events, or "ignored" (400/413/422 count as push errors);
 5. the tenant's quota (429), then the commit; 202 only after it.
 """
@@ -204,7 +204,7 @@ def authorize(meta: SourceMeta, *, has_key: bool, signature: str | None, body: b
 def verify(meta: SourceMeta, *, has_key: bool, headers: Mapping[str, str], body: bytes) -> bool:
     """Step 3: may this request push to the source? True when it is the upstream's own request (native).
 
-    A key of the source's tenant always may, with a §4 body, whatever the
+    A key of the source's tenant always may, with BeastFlow events, whatever the
     scheme. Without one the source's scheme decides: `beastflow` checks
     X-BeastFlow-Signature, a native scheme the upstream's own signature.
     `headers` have lower-cased names.
@@ -246,7 +246,7 @@ def read(meta: SourceMeta, *, native: bool, headers: Mapping[str, str], body: by
 
 
 def answer(taken: Taken, result: BatchResult | None) -> dict[str, int]:
-    """The 202's body: §4's keys, and `ignored` for an upstream's own request."""
+    """The 202's body: accepted and duplicates, and `ignored` for an upstream's own request."""
     body = {
         "accepted": result.accepted if result is not None else 0,
         "duplicates": result.duplicates if result is not None else 0,

@@ -41,7 +41,7 @@ SHOPIFY_SECRET = "shpss_9b8a7c6d5e4f"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 MAPPINGS: dict[str, dict[str, Any]] = {
-    # CONTRACT-exact github-issues push mapping (docs/push.md shows it).
+    # The github-issues push mapping (docs/push.md shows it).
     "github": {
         "filter": "headers.\"x-github-event\" == 'issues'",
         "id": 'headers."x-github-delivery"',
