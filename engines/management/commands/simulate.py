@@ -53,12 +53,13 @@ class Command(BaseCommand):
             "--profile",
             default="beastflow",
             choices=sorted(PROFILES),
-            help="Which upstream to be: beastflow (our own protocol, default), github, stripe.",
+            help="Which upstream to be: beastflow (our own protocol, default), github, stripe, shopify.",
         )
         one.add_argument("--owner", help="github: the repository's owner (default octo-org).")
         one.add_argument("--repo", help="github: the repository's name (default hello-world).")
-        one.add_argument("--rate-limit", type=int, help="github: requests per rate-limit window (default 5000).")
-        one.add_argument("--rate-window", type=float, help="github: the rate-limit window in seconds (default 3600).")
+        one.add_argument("--shop", help="shopify: the store's name (default demo-shop).")
+        one.add_argument("--rate-limit", type=int, help="github, shopify: requests per rate-limit window.")
+        one.add_argument("--rate-window", type=float, help="github, shopify: the rate-limit window in seconds.")
         one.add_argument("--ping-every", type=float, help="github: send a ping webhook this often (default: once).")
         many = parser.add_argument_group("demo (--demo)")
         many.add_argument(
@@ -176,6 +177,7 @@ def _stop_on_signals(stopping: threading.Event) -> dict[signal.Signals, Any]:
 _PROFILE_FLAGS = {
     "owner": "owner",
     "repo": "repo",
+    "shop": "shop",
     "rate_limit": "rate_limit",
     "rate_window": "rate_window_s",
     "ping_every": "ping_every_s",

@@ -2,7 +2,8 @@
 
 - `beastflow` (default): BeastFlow's own protocol, CONTRACT §4 pushes and §6 feed;
 - `github`: a repository's issues API and `issues` webhooks;
-- `stripe`: the Events and Customers APIs and `customer.*` webhooks.
+- `stripe`: the Events and Customers APIs and `customer.*` webhooks;
+- `shopify`: a store's orders (Admin REST API) and `orders/*` webhooks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engines.simulator.profiles.base import Profile
 from engines.simulator.profiles.beastflow import BeastflowProfile
 from engines.simulator.profiles.github import GithubProfile
+from engines.simulator.profiles.shopify import ShopifyProfile
 from engines.simulator.profiles.stripe import StripeProfile
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ PROFILES: dict[str, type[Profile]] = {
     BeastflowProfile.name: BeastflowProfile,
     GithubProfile.name: GithubProfile,
     StripeProfile.name: StripeProfile,
+    ShopifyProfile.name: ShopifyProfile,
 }
 
 
