@@ -493,3 +493,55 @@ def test_the_fast_path_answers_native_requests_like_the_django_path(
         str(reopened["issue"]["id"]): to_microseconds(parse_timestamp(reopened["issue"]["updated_at"]))
     }
     assert [live_counts(personas, django_db_blocker, s)["events"] for s in (stripe, standard, shopify)] == [1, 1, 1]
+
+
+SIGNATURE_HEADERS = {
+    "github": ("x-hub-signature-256",),
+    "stripe": ("stripe-signature",),
+    "shopify": ("x-shopify-hmac-sha256",),
+    "standard-webhooks": ("webhook-id", "webhook-timestamp", "webhook-signature"),
+}
+
+
+def signed_request(send: Upstream, scheme: str, *, secret: str | None = None) -> tuple[str, dict[str, str]]:
+    """One valid request of `scheme` (with the source's secret unless another is given)."""
+    now = int(time.time())
+    if scheme == "github":
+        return send.github("issues", {"action": "opened", "issue": {"id": 1, "updated_at": "2026-11-26T10:00:00Z"}},
+                           secret=secret or GITHUB_SECRET)  # fmt: skip
+    if scheme == "stripe":
+        return send.stripe(stripe_customer_event("evt_s", "cus_S", now), secret=secret or STRIPE_SECRET)
+    if scheme == "shopify":
+        order = {"id": 7, "updated_at": "2026-11-26T10:00:00Z"}
+        return send.shopify("orders/create", order, webhook_id="w", secret=secret or SHOPIFY_SECRET)
+    body, headers = send.standard({"type": "t", "data": {"id": "c", "revision": 1}}, message_id="m")
+    if secret is not None:  # the reference library signs with another whsec_ secret
+        stamp = int(headers["webhook-timestamp"])
+        other = send.signer.standard_webhooks_headers("whsec_" + base64.b64encode(b"x" * 24).decode(), "m", stamp, body)
+        headers = {**headers, **other}
+    return body, headers
+
+
+@pytest.mark.parametrize("scheme", ["github", "stripe", "shopify", "standard-webhooks"])
+def test_every_scheme_refuses_a_wrong_secret_a_tampered_body_and_missing_headers(
+    alice: Persona, send: Upstream, scheme: str
+) -> None:
+    # given
+    source_id = native_source(alice, scheme)
+    body, headers = signed_request(send, scheme)
+    # when
+    answers = {
+        "wrong secret": django_post(source_id, *signed_request(send, scheme, secret="whsec_" + "b" * 32)),
+        "tampered body": django_post(source_id, body.replace("}", ', "extra": 1}', 1), headers),
+        **{
+            f"no {name}": django_post(source_id, body, {k: v for k, v in headers.items() if k != name})
+            for name in SIGNATURE_HEADERS[scheme]
+        },
+    }
+    valid = django_post(source_id, body, headers)
+    # then
+    for name, response in answers.items():
+        assert response.status_code == 401, (scheme, name, response.content)
+        assert response["Content-Type"] == "application/problem+json", name
+    assert valid.status_code == 202, valid.content  # the same request, untouched, is taken
+    assert counts(alice, source_id) == (1, 1, 1)
