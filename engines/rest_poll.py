@@ -207,6 +207,8 @@ def rest_page_through(
     if memory.resume is not None:  # an unfinished pass of a listing out of since order goes on
         pending, etag = memory.resume, None
         progress.resumed, progress.ascending, progress.seen_max_us = True, False, memory.pending_us
+        # The pass goes on with the since it started with (in its params; a Link carries it in the URL).
+        progress.since = (memory.resume.params or {}).get(config.since_param or "", progress.since)
     error: UpstreamError | None = None
     try:
         while pending is not None and progress.pages < page_budget and not progress.source_gone:

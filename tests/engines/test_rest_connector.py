@@ -240,6 +240,22 @@ def test_a_listing_out_of_since_order_cut_short_resumes_where_it_stopped(
     assert Record.objects.filter(source_id=source.pk).count() == 20
 
 
+def test_a_run_of_equal_since_times_longer_than_the_budget_resumes_instead_of_asking_again(
+    github: SimulatorHandle, in_acme: object
+) -> None:
+    # given: 30 issues changed in the same second, 10 a page, 2 pages a poll
+    github.sim.dataset.seed_records(30)
+    params = {"state": "all", "sort": "updated", "direction": "asc", "per_page": "10"}
+    source = rest_source(github_config(github, params=params), poll={"page_budget": 2})
+    # when
+    first, second = poll(source), poll(source)
+    # then: equal times prove no order, so the pass went on at page 3 rather than from page 1 again
+    assert (first.pages, first.caught_up, first.details["pass_unfinished"]) == (2, False, True)
+    assert (second.pages, second.caught_up, second.details["resumed"]) == (1, True, True)
+    assert Record.objects.filter(source_id=source.pk).count() == 30
+    assert second.details["watermark_to"] is not None
+
+
 # -- watermark, overlap, ETag -----------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from engines.ingest.validation import validate
 from engines.mapping import MappingError, to_microseconds
+from engines.rest import PageRequest
 from engines.rest_paging import (
     RecordMapping,
     cursor_next,
@@ -26,6 +27,7 @@ from engines.rest_paging import (
     since_of,
     since_value,
 )
+from engines.rest_poll import RestMemory
 
 GITHUB = RecordMapping(key="to_string(id)", version="updated_at", data="@", since_field="updated_at")
 STRIPE_EVENTS = RecordMapping(
@@ -286,3 +288,21 @@ def test_a_change_from_before_the_source_existed_was_never_pushed_to_it() -> Non
 def test_a_change_without_a_since_time_cannot_be_judged() -> None:
     # when / then
     assert not is_missed(None, received_us=99_000_000, grace_s=2, watching_since_us=0)
+
+
+# --- what polls remember ------------------------------------------------------------------------
+
+
+def test_a_rest_sources_memory_survives_its_json_round_trip() -> None:
+    # given
+    memory = RestMemory(
+        watermark_us=1_700_000_000_000_000,
+        etag='W/"abc"',
+        etag_for="http://x/issues?since=2026-12-01T10%3A00%3A00Z",
+        resume=PageRequest(url="http://x/v1/events", params={"starting_after": "evt_9", "limit": "5"}, number=2),
+        pending_us=1_700_000_100_000_000,
+    )
+    # when / then
+    assert RestMemory.from_dict(memory.to_dict()) == memory
+    assert RestMemory.from_dict(None) == RestMemory()
+    assert RestMemory.from_dict({"watermark_us": True, "resume": "junk"}) == RestMemory()
