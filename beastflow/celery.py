@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import structlog
@@ -20,6 +21,10 @@ app.autodiscover_tasks()
 
 log = structlog.get_logger("beastflow.tasks")
 
+# When a message was published (epoch seconds), in its headers: how long a
+# queue made it wait is what /readyz and the queue-lag metric report.
+SENT_AT_HEADER = "bf_sent_at"
+
 
 @signals.setup_logging.connect
 def _keep_our_logging(**_: Any) -> None:
@@ -28,8 +33,11 @@ def _keep_our_logging(**_: Any) -> None:
 
 @signals.before_task_publish.connect
 def _send_correlation_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    if headers is not None and correlation.TASK_HEADER not in headers:
+    if headers is None:
+        return
+    if correlation.TASK_HEADER not in headers:
         headers[correlation.TASK_HEADER] = correlation.current() or correlation.new_id()
+    headers[SENT_AT_HEADER] = time.time()
 
 
 @signals.task_prerun.connect

@@ -60,6 +60,19 @@ def service_env() -> dict[str, str]:
     return {**os.environ, **resolved, "PYTHONUNBUFFERED": "1"}
 
 
+def worker_command() -> list[str]:
+    """One Celery worker. By default it consumes every queue (settings.CELERY_TASK_QUEUES)
+    with two pool processes, which is what a 2-core machine can take; in production run
+    one worker per queue instead (docs/scheduling.md): BEASTFLOW_WORKER_QUEUES=monitor
+    (comma-separated names) and BEASTFLOW_WORKER_CONCURRENCY=N."""
+    argv = [sys.executable, "-m", "celery", "-A", "beastflow", "worker", "-l", "INFO"]
+    argv += ["--concurrency", os.environ.get("BEASTFLOW_WORKER_CONCURRENCY", "2")]
+    queues = os.environ.get("BEASTFLOW_WORKER_QUEUES", "").strip()
+    if queues:
+        argv += ["-Q", queues, "-n", f"{queues.replace(',', '-')}@%h"]
+    return argv
+
+
 # The long-running processes of `up`, also runnable one at a time.
 def process_commands() -> dict[str, list[str]]:
     python = sys.executable
@@ -68,11 +81,9 @@ def process_commands() -> dict[str, list[str]]:
             python, "-m", "uvicorn", "beastflow.asgi:application",
             "--host", "127.0.0.1", "--port", str(port()), "--no-access-log",
         ],
-        "worker": [python, "-m", "celery", "-A", "beastflow", "worker", "-l", "INFO", "--concurrency", "2"],
-        "beat": [
-            python, "-m", "celery", "-A", "beastflow", "beat", "-l", "INFO",
-            "--schedule", str(state_dir() / "celerybeat-schedule"),
-        ],
+        "worker": worker_command(),
+        # Beat holds a leader lock (scheduling/beat.py): a second one, here or elsewhere, waits.
+        "beat": [python, "-m", "celery", "-A", "beastflow", "beat", "-l", "INFO"],
     }  # fmt: skip
 
 

@@ -46,6 +46,7 @@ SHARED_APPS = [
     "django_tenants",
     "beastflow",
     "tenants",
+    "scheduling",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -207,13 +208,60 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# The clock. One entry per periodic job, each with why it runs that often.
+# The clock and the queues (docs/scheduling.md). Beat only starts claimers
+# and dispatchers, under a leader lock, so running two beats is safe; the
+# work itself is found by deadline in the public schema, across tenants.
 BEASTFLOW_TENANT_FANOUT_STAGGER_S = env_float("BEASTFLOW_TENANT_FANOUT_STAGGER_S", 0.05)
-# How often the monitor judges every source (s): detection time is a few ticks.
+# The monitor's tick (s): a source whose stream is moving (a bad verdict, a
+# penalty, hybrid, a recovery being counted) is judged this often.
 BEASTFLOW_MONITOR_TICK_S = env_float("BEASTFLOW_MONITOR_TICK_S", 1.0)
+# In polling with the push still dead: how often to look for it coming back (s).
+BEASTFLOW_MONITOR_DORMANT_S = env_float("BEASTFLOW_MONITOR_DORMANT_S", 5.0)
+# A healthy stream that moved since its last judgement is judged again this
+# often (s), for what its silence deadline cannot show: gaps, refused pushes.
+BEASTFLOW_MONITOR_ACTIVE_S = env_float("BEASTFLOW_MONITOR_ACTIVE_S", 5.0)
+# A healthy stream that did not move: judged at its silence deadline, or after this at most (s).
+BEASTFLOW_MONITOR_IDLE_S = env_float("BEASTFLOW_MONITOR_IDLE_S", 300.0)
+# Claimer tasks beat sends per tick, each judging due sources in batches
+# for up to two ticks; more claimers use more monitor workers at once.
+BEASTFLOW_MONITOR_CLAIMERS = env_int("BEASTFLOW_MONITOR_CLAIMERS", 1)
+BEASTFLOW_MONITOR_BATCH = env_int("BEASTFLOW_MONITOR_BATCH", 200)
+# A claimed judgement lost with its worker is due again after this (s).
+BEASTFLOW_MONITOR_LEASE_S = env_float("BEASTFLOW_MONITOR_LEASE_S", 30.0)
 BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)
-# Healing (healing/): how often the failure queue, verification and escalation run (s).
+# Polls and reconciliations queued at most at once (backpressure): each
+# dispatch round fills the queue up to this, shared between tenants by tier.
+BEASTFLOW_POLLS_IN_FLIGHT = env_int("BEASTFLOW_POLLS_IN_FLIGHT", 200)
+BEASTFLOW_RECONCILES_IN_FLIGHT = env_int("BEASTFLOW_RECONCILES_IN_FLIGHT", 20)
+# Weights of the tiers in fair sharing ("tier:weight,..."): busy premium
+# tenants get four times a busy free tenant's share of a round.
+BEASTFLOW_TIER_WEIGHTS = {
+    name: float(weight)
+    for name, _, weight in (
+        item.partition(":") for item in env_list("BEASTFLOW_TIER_WEIGHTS", ["free:1", "standard:2", "premium:4"])
+    )
+}
+# Healing (healing/): a tenant with open failures or actions gets a pass this
+# often (s); one with none, after BEASTFLOW_HEALING_IDLE_S at most (a new
+# failure makes its pass due at once).
 BEASTFLOW_HEALING_TICK_S = env_float("BEASTFLOW_HEALING_TICK_S", 2.0)
+BEASTFLOW_HEALING_IDLE_S = env_float("BEASTFLOW_HEALING_IDLE_S", 300.0)
+# Callback sweeps (deliveries a wake missed): per tenant with active
+# subscriptions every BEASTFLOW_CALLBACKS_SWEEP_S, without any every
+# BEASTFLOW_CALLBACKS_IDLE_SWEEP_S (a new subscription makes it due at once).
+BEASTFLOW_CALLBACKS_SWEEP_S = env_float("BEASTFLOW_CALLBACKS_SWEEP_S", 10.0)
+BEASTFLOW_CALLBACKS_IDLE_SWEEP_S = env_float("BEASTFLOW_CALLBACKS_IDLE_SWEEP_S", 300.0)
+# One tenant's delivery run lasts at most this many seconds times its tier
+# weight, then goes to the back of the callbacks queue: tenants take turns.
+BEASTFLOW_CALLBACKS_SLICE_S = env_float("BEASTFLOW_CALLBACKS_SLICE_S", 2.0)
+# Readiness (/readyz, docs/scheduling.md): while workers are alive, the
+# oldest due-but-unjudged source and the oldest queued message may wait this
+# long (s) before the service reports itself not ready. Generous on purpose:
+# a busy machine or a restart catching up must not flap readiness.
+BEASTFLOW_READY_MONITOR_LAG_S = env_float("BEASTFLOW_READY_MONITOR_LAG_S", 60.0)
+BEASTFLOW_READY_QUEUE_LAG_S = env_float("BEASTFLOW_READY_QUEUE_LAG_S", 120.0)
+# The clock's leader lock in Redis: held for this long, renewed every beat tick.
+BEASTFLOW_LEADER_TTL_S = env_float("BEASTFLOW_LEADER_TTL_S", 10.0)
 # Unanswered approval requests: seconds at each level before the next one is told.
 BEASTFLOW_ESCALATION_TIMEOUTS_S = [
     float(v) for v in env_list("BEASTFLOW_ESCALATION_TIMEOUTS_S", ["900", "1800", "3600"])
@@ -229,37 +277,62 @@ BEASTFLOW_ESCALATION_WEBHOOK_SECRET = env_str("BEASTFLOW_ESCALATION_WEBHOOK_SECR
 EMAIL_BACKEND = env_str("BEASTFLOW_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("BEASTFLOW_FROM_EMAIL", "beastflow@localhost")
 
+# Queues per kind of work, so a backlog of one kind never delays another
+# (docs/scheduling.md). `celery` keeps the platform's own small tasks.
+BEASTFLOW_QUEUES = ("celery", "monitor", "polls", "reconcile", "healing", "callbacks")
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# A worker started without -Q consumes every one of these.
+CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in BEASTFLOW_QUEUES}
+CELERY_TASK_ROUTES = {
+    "engines.tasks.monitor_*": {"queue": "monitor"},
+    "engines.tasks.polls_*": {"queue": "polls"},
+    "engines.tasks.source_poll_task": {"queue": "polls"},
+    "engines.tasks.reconciles_*": {"queue": "reconcile"},
+    "engines.tasks.source_reconcile_task": {"queue": "reconcile"},
+    "healing.tasks.*": {"queue": "healing"},
+    "callbacks.tasks.*": {"queue": "callbacks"},
+}
+CELERY_BEAT_SCHEDULER = "scheduling.beat:LeaderScheduler"
+
+
+def _monitor_claimers() -> dict[str, dict[str, object]]:
+    # Each tick's claimers expire when the next tick's come: the work waits
+    # in the schedule table, not in the queue, so nothing is lost by it.
+    return {
+        f"monitor-claim-{n}": {
+            "task": "engines.tasks.monitor_claim_task",
+            "schedule": BEASTFLOW_MONITOR_TICK_S,
+            "options": {"expires": max(2.0, 2 * BEASTFLOW_MONITOR_TICK_S)},
+        }
+        for n in range(max(1, BEASTFLOW_MONITOR_CLAIMERS))
+    }
+
+
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Proves the worker path and keeps last-seen-worker fresh for /readyz.
     "heartbeat": {"task": "beastflow.tasks.worker_heartbeat_task", "schedule": 10.0},
-    # The monitor: every source judged each tick; a tick that waited longer
-    # than a few ticks in the queue is stale and dropped (the next one comes).
-    "monitor-tick": {
-        "task": "engines.tasks.monitor_tick_all_task",
-        "schedule": BEASTFLOW_MONITOR_TICK_S,
-        "options": {"expires": 5.0},
-    },
+    # The monitor: claimers judge the sources whose deadline passed, across tenants.
+    **_monitor_claimers(),
     # Due polls, every second, so a source's min_interval_s (default 1 s) is
-    # kept to within a tick; each tenant claims at most 500 due sources a tick.
-    "polls-dispatch": {"task": "engines.tasks.polls_dispatch_all_task", "schedule": 1.0, "options": {"expires": 5.0}},
+    # kept to within a tick; each round fills the polls queue up to
+    # BEASTFLOW_POLLS_IN_FLIGHT, shared fairly between tenants.
+    "polls-dispatch": {"task": "engines.tasks.polls_dispatch_task", "schedule": 1.0, "options": {"expires": 5.0}},
     # Health samples older than the retention period.
     "health-samples-prune": {"task": "engines.tasks.health_samples_prune_all_task", "schedule": 3600.0},
-    # Callback deliveries that a wake-up missed (a worker restart, a lost
-    # message): every subscription with pending changes gets a nudge.
-    "callbacks-sweep": {"task": "callbacks.tasks.callbacks_sweep_task", "schedule": 10.0, "options": {"expires": 10.0}},
+    # Callback sweeps due (deliveries a wake missed: a worker restart, a lost message).
+    "callbacks-sweep": {"task": "callbacks.tasks.callbacks_sweep_task", "schedule": 2.0, "options": {"expires": 10.0}},
     # Due reconciliations (each source's reconcile.interval_s, 300 s by
-    # default): a 10 s tick keeps a source within 10 s of its interval, and
-    # each tenant starts at most 20 runs a tick, spread over up to a minute.
+    # default): a 10 s round keeps a source within 10 s of its interval.
     "reconciles-dispatch": {
-        "task": "engines.tasks.reconciles_dispatch_all_task",
+        "task": "engines.tasks.reconciles_dispatch_task",
         "schedule": 10.0,
         "options": {"expires": 10.0},
     },
-    # Healing: the failure queue in priority order (RCA, then a strategy),
-    # verification of running actions, escalation timeouts, recovered
-    # failures. A short tick, because detection-to-healing time is measured.
+    # Healing passes due: the failure queue in priority order (RCA, then a
+    # strategy), verification of running actions, escalation timeouts,
+    # recovered failures. A short round, because detection-to-healing time is measured.
     "healing-tick": {
-        "task": "healing.tasks.healing_tick_all_task",
+        "task": "healing.tasks.healing_dispatch_task",
         "schedule": BEASTFLOW_HEALING_TICK_S,
         "options": {"expires": 10.0},
     },

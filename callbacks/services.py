@@ -43,6 +43,7 @@ from engines.polling_policy import BreakerState, BreakerStatus, breaker_check, b
 from healing import services as healing
 from healing.models import FailureKind
 from healing.schemas import FailureReport
+from scheduling.services import tenant_wake
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +106,8 @@ def _after_commit(schema: str, *, deliver: bool) -> None:
     # Redis hints only: a failure here delays delivery until the sweep.
     try:
         wake.subscriptions_changed(schema)
+        # Swept at the busy tenants' pace from now on, not the idle one.
+        tenant_wake(schema=schema, sweep=True)
         if deliver:
             wake.wake_deliveries(schema)
     except Exception:

@@ -2,37 +2,62 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta
+
 import structlog
+from django.conf import settings
+from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from beastflow.celery import app
 from beastflow.passes import pass_mark
-from beastflow.tasks import fan_out_to_tenants
-from beastflow.tenancy import current_schema
+from beastflow.tenancy import current_schema, current_tenant
 from callbacks import services, wake
+from scheduling.claims import tenant_schedules_fill, tenants_claim
+from scheduling.fairshare import tier_weight
+from scheduling.services import tenant_due_at
+from tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
 
 # Retries due sooner than this get a task of their own; later ones are left
 # to the sweep, so a long backoff does not park tasks in the broker.
 RETRY_TASK_MAX_S = 30.0
+# Tenants swept per round, and how long a claimed sweep stays claimed.
+SWEEP_LIMIT = 500
+SWEEP_CLAIM_S = 60.0
 
 
 @app.task(ignore_result=True)
-def callbacks_deliver_task(sweep: bool = False) -> None:
+def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> None:
     """Deliver the current tenant's due subscriptions (sent in the tenant's schema).
 
     Woken after commits (engines.publish) and by the sweep. Safe to run
-    twice at once: each subscription is delivered under a lease.
+    twice at once: each subscription is delivered under a lease. A run
+    lasts at most its tenant's slice (BEASTFLOW_CALLBACKS_SLICE_S times its
+    tier's weight) and then queues its continuation behind the other
+    tenants' runs: tenants take turns on the callbacks workers.
     """
     schema = current_schema()
+    tenant = current_tenant()
     wake.wake_taken(schema)
     generation = wake.idle_generation(schema)
-    summary = services.deliveries_run()
-    if not services.has_active_subscriptions():
+    policy = services.delivery_policy()
+    slice_s = settings.BEASTFLOW_CALLBACKS_SLICE_S * tier_weight(str(tenant.tier), settings.BEASTFLOW_TIER_WEIGHTS)
+    summary = services.deliveries_run(policy=replace(policy, run_budget_s=min(policy.run_budget_s, slice_s)))
+    active = services.has_active_subscriptions()
+    if not active:
         wake.mark_idle(schema, generation=generation)
     if sweep:
         services.deliveries_prune()
-        pass_mark("callbacks")
+        wait_s = settings.BEASTFLOW_CALLBACKS_SWEEP_S if active else settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S
+        tenant_due_at(
+            tenant.pk,
+            "next_sweep_at",
+            timezone.now() + timedelta(seconds=wait_s),
+            lease=datetime.fromisoformat(lease) if lease else None,
+        )
     if summary.more:
         callbacks_deliver_task.apply_async()
     elif summary.retry_in_s is not None and summary.retry_in_s <= RETRY_TASK_MAX_S:
@@ -41,5 +66,17 @@ def callbacks_deliver_task(sweep: bool = False) -> None:
 
 @app.task(ignore_result=True)
 def callbacks_sweep_task() -> int:
-    """The clock's entry point: every tenant delivers what is due (retries, lost wakes)."""
-    return fan_out_to_tenants(callbacks_deliver_task, sweep=True)
+    """The clock's entry point: a sweep for every tenant whose sweep is due (retries, lost wakes)."""
+    tenant_schedules_fill()
+    claims = tenants_claim("next_sweep_at", limit=SWEEP_LIMIT, lease_s=SWEEP_CLAIM_S)
+    tenants = Tenant.objects.in_bulk([claim.tenant_id for claim in claims])
+    for claim in claims:
+        tenant = tenants.get(claim.tenant_id)
+        if tenant is None:
+            continue
+        with tenant_context(tenant):
+            callbacks_deliver_task.apply_async(
+                kwargs={"sweep": True, "lease": claim.lease_until.isoformat()}, expires=claim.lease_until
+            )
+    pass_mark("callbacks")
+    return len(claims)

@@ -19,7 +19,10 @@ from typing import Any
 import structlog
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from prometheus_client import Counter
+
+from beastflow.redis_client import get_redis
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +51,31 @@ def sources_changed(
     except Exception:
         PUBLISHED.labels("failed").inc()
         log.warning("console_update_failed", schema=schema, exc_info=True)
+
+
+def watched(schemas: Iterable[str]) -> set[str]:
+    """The schemas with an open console (a member in their channel-layer group), in one round trip.
+
+    The monitor judges sources in batches many times a second; building
+    their status rows for nobody would cost more than judging them. Reads
+    channels_redis's group key (`<prefix>:group:<group>`, a sorted set of
+    channels); when the layer is another one or Redis fails, every schema
+    counts as watched, as before.
+    """
+    names = list(schemas)
+    try:
+        config: dict[str, Any] = dict(settings.CHANNEL_LAYERS["default"])
+        if config.get("BACKEND") != "channels_redis.core.RedisChannelLayer":
+            return set(names)
+        prefix = str((config.get("CONFIG") or {}).get("prefix", "asgi"))
+        with get_redis().pipeline(transaction=False) as pipe:
+            for schema in names:
+                pipe.exists(f"{prefix}:group:{group_for(schema)}")
+            found = pipe.execute()
+        return {schema for schema, present in zip(names, found, strict=True) if present}
+    except Exception:
+        log.warning("console_watch_check_failed", exc_info=True)
+        return set(names)
 
 
 def publish(schema: str, message: dict[str, Any]) -> None:

@@ -1,38 +1,35 @@
-"""StreamMonitor: each tick, judge every source's stream and let the hysteresis decide.
+"""StreamMonitor: judge a source's stream and let the hysteresis decide.
 
 The decisions are pure (engines/health.py, engines/hysteresis.py); this
-module gathers their inputs from the database and Redis and writes their
-outcomes: the health on the source, a sample for the charts, a mode switch
-with its audit row, a `flapping` failure, a targeted gap-fill poll.
+module turns a source's rows into their inputs (signals, policies, state)
+and writes the rare outcomes one source at a time: a mode switch with its
+audit row, a stream failure, a targeted gap-fill poll. engines/judge.py
+judges sources in batches with these, and engines/deadlines.py says when
+each is next due (docs/scheduling.md).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Sum
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
-from engines.health import HealthPolicy, StreamHealth, StreamSignals, score_stream
+from engines.health import HealthPolicy, StreamHealth, StreamSignals
 from engines.hysteresis import (
     Decision,
-    HysteresisPolicy,
     HysteresisState,
     Transition,
-    ValidationResult,
-    decide,
     gap_fill_request,
 )
-from engines.models import Event, HealthSample, PollRun, PollStatus, Source, StreamState
+from engines.models import HealthSample, Source, StreamState
 from engines.modes import Mode
 from engines.switching import source_switch_mode
 
@@ -57,36 +54,6 @@ class Window:
     push_errors: int
     push_total: int
     sample_due: bool
-
-
-def _window(source: Source, stream: StreamState, now: float) -> Window:
-    """Rates since the previous tick, from counters remembered in Redis.
-
-    Redis holds only this soft memory: after a flush the first tick has no
-    rate (None, which never counts against a stream) and the next one does.
-    """
-    client = get_redis()
-    name = key("monitor", current_schema(), source.pk)
-    before = {k.decode(): float(v) for k, v in client.hgetall(name).items()}  # type: ignore[union-attr]
-    rate = baseline = None
-    errors = total = 0
-    if "at" in before and now > before["at"]:
-        elapsed = now - before["at"]
-        arrived = max(0.0, stream.events_total - before.get("events", 0.0))
-        errors = int(max(0.0, stream.push_errors_total - before.get("errors", 0.0)))
-        total = int(arrived) + errors
-        rate = arrived / elapsed
-        previous = before.get("baseline")
-        baseline = rate if previous is None else (1 - RATE_BASELINE_ALPHA) * previous + RATE_BASELINE_ALPHA * rate
-    sample_due = now - before.get("sampled", 0.0) >= SAMPLE_EVERY_S
-    memory: dict[str, float] = {"at": now, "events": stream.events_total, "errors": stream.push_errors_total}
-    if baseline is not None:
-        memory["baseline"] = baseline
-    if sample_due:
-        memory["sampled"] = now
-    client.hset(name, mapping=memory)  # type: ignore[arg-type]
-    client.expire(name, 3600)
-    return Window(rate, baseline, errors, total, sample_due)
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -149,36 +116,6 @@ def signals_for(source: Source, stream: StreamState, window: Window, now: float)
     )
 
 
-def _poll_facts(source: Source, state: HysteresisState) -> tuple[bool, ValidationResult | None]:
-    """Did a poll since the current mode began reach the head; what did polls find that push missed?"""
-    since = datetime.fromtimestamp(state.since, tz=timezone.get_current_timezone())
-    runs = PollRun.objects.filter(source=source, status=PollStatus.SUCCEEDED, started_at__gte=since)
-    caught_up = runs.filter(caught_up=True).exists()
-    if state.mode is not Mode.HYBRID:
-        return caught_up, None
-    polls = runs.count()
-    if polls == 0:
-        return caught_up, None
-    if source.connector == "rest":
-        # A rest poll re-fetches records push delivered under other ids (`<key>:<version>`):
-        # only the changes it committed past the grace are misses, which each run counted.
-        missed = runs.aggregate(missed=Sum("missed"))["missed"] or 0
-        return caught_up, ValidationResult(polls=polls, missed=missed)
-    grace = timedelta(seconds=MISS_GRACE_S)
-    missed = (
-        Event.objects.filter(source_id=source.pk, received_at__gte=since)
-        .exclude(origin="push")
-        .filter(occurred_at__lt=F("received_at") - grace)
-        .count()
-    )
-    missed += (
-        Event.objects.filter(source_id=source.pk, received_at__gte=since, occurred_at__isnull=True)
-        .exclude(origin="push")
-        .count()
-    )
-    return caught_up, ValidationResult(polls=polls, missed=missed)
-
-
 def hysteresis_state(source: Source, now: float) -> HysteresisState:
     if source.hysteresis_state:
         try:
@@ -197,62 +134,13 @@ def hysteresis_state(source: Source, now: float) -> HysteresisState:
 def monitor_source(
     source: Source, *, now: float | None = None, rates: dict[int, float | None] | None = None
 ) -> StreamHealth:
-    """One tick for one source. Steps: signals -> health -> decision -> writes.
+    """Judge one source now. Steps: signals -> health -> decision -> writes (engines/judge.py).
 
-    `rates` collects the delivery rate measured this tick, for the console.
+    `rates` collects the delivery rate measured, for the console.
     """
-    now = time.time() if now is None else now
-    stream = StreamState.objects.get(source=source)
-    window = _window(source, stream, now)
-    if rates is not None:
-        rates[source.pk] = window.delivery_rate
-    signals = signals_for(source, stream, window, now)
-    health = score_stream(signals, health_policy(source))
-    TICKS.labels(verdict=health.verdict.value).inc()
-    policy = HysteresisPolicy.from_config(source.hysteresis or {})
-    state = hysteresis_state(source, now)
-    caught_up, validation = _poll_facts(source, state)
-    decision = decide(
-        state,
-        verdict=health.verdict,
-        now=now,
-        policy=policy,
-        caught_up=caught_up,
-        validation=validation,
-        silent=_silent(health),
-    )
-    evidence: dict[str, Any] = {"health": health.as_dict(), "signals": signals.as_dict()}
-    if validation is not None:
-        evidence["validation"] = {"polls": validation.polls, "missed": validation.missed}
-    with transaction.atomic():
-        stored = _store(source, decision, health, signals, evidence)
-        if decision.flapping and stored:  # a decision another writer overtook is made again next tick
-            from healing.services import failure_report
+    from engines.judge import judge_sources  # the batched judge builds on this module
 
-            failure_report(
-                kind="flapping",
-                source_id=source.pk,
-                identity={},
-                detail={
-                    "reason": decision.reason,
-                    "switches": list(decision.state.switches),
-                    "silences": list(decision.state.silences),
-                    # How long the hold contains it: healing judges its strategies after this.
-                    "held_until": datetime.fromtimestamp(decision.state.hold_until, tz=UTC).isoformat(),
-                },
-            )
-        if window.sample_due or decision.switched:
-            HealthSample.objects.create(
-                source=source,
-                at=timezone.now(),
-                score=health.score,
-                verdict=health.verdict.value,
-                mode=source.mode,
-                delivery_rate=window.delivery_rate,
-                measures=health.measures,
-            )
-    _maybe_gap_fill(source, stream)
-    return health
+    return judge_sources([source], now=now, rates=rates)[source.pk]
 
 
 def _store(
@@ -327,24 +215,19 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
 
 
 def monitor_tenant() -> int:
-    """Evaluate every unpaused source of the current tenant; returns how many."""
-    started = time.perf_counter()
-    count = 0
-    rates: dict[int, float | None] = {}
-    for source in Source.objects.filter(paused=False).order_by("pk"):
-        try:
-            monitor_source(source, rates=rates)
-            count += 1
-        except Exception:
-            # One broken source must not blind the monitor to the others.
-            log.exception("monitor_source_failed", source=source.pk)
-    TICK_SECONDS.observe(time.perf_counter() - started)
-    if rates:
-        from console.live import sources_changed  # here: console reads engines
+    """Judge every unpaused source of the current tenant at once, whatever their deadlines; returns how many.
 
-        # One message per tenant and tick to its open consoles (never raises).
-        sources_changed(current_schema(), list(rates), rates=rates)
-    return count
+    The scheduler judges sources by deadline (engines/tasks.py); this is
+    for operators and tests that want every source looked at now.
+    """
+    from engines.judge import judge_sources
+
+    started = time.perf_counter()
+    rates: dict[int, float | None] = {}
+    sources = list(Source.objects.filter(paused=False).select_related("stream").order_by("pk"))
+    judged = judge_sources(sources, rates=rates, live=True)
+    TICK_SECONDS.observe(time.perf_counter() - started)
+    return len(judged)
 
 
 def prune_samples() -> int:

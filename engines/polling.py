@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import redis
 import structlog
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
@@ -67,6 +67,7 @@ from engines.rest import host_of, rate_limit_until
 from engines.rest_poll import RestMemory, RestProgress, rest_page_through
 from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, PollConfig, RestConnectorConfig
 from healing.services import failure_report, failure_resolve
+from scheduling.services import source_polls_at
 
 log = structlog.get_logger(__name__)
 
@@ -177,7 +178,21 @@ def source_poll(*, source_id: int, trigger: str) -> PollRun | None:
         _release(source_id, lease_until)
 
 
-def audits_claim_due(*, limit: int = DISPATCH_LIMIT, claim_s: float = DISPATCH_CLAIM_S) -> list[int]:
+def _auditable() -> QuerySet[Source]:
+    """Sources an audit poll is for: rest sources in event mode with an audit interval (see audits_claim_due)."""
+    return Source.objects.filter(paused=False, mode=ModeChoices.EVENT, connector=Connector.REST.value).exclude(
+        poll__audit_interval_s=0
+    )
+
+
+def _pollable() -> QuerySet[Source]:
+    """Sources a scheduled poll is for: not paused, in hybrid or polling mode."""
+    return Source.objects.filter(paused=False, mode__in=[ModeChoices.HYBRID, ModeChoices.POLLING])
+
+
+def audits_claim_due(
+    *, limit: int = DISPATCH_LIMIT, claim_s: float = DISPATCH_CLAIM_S, source_ids: list[int] | None = None
+) -> list[int]:
     """The rest sources of this tenant in event mode due for an audit poll, claimed for `claim_s`.
 
     A rest upstream gives no seqs, so push gaps cannot be seen in the
@@ -185,47 +200,61 @@ def audits_claim_due(*, limit: int = DISPATCH_LIMIT, claim_s: float = DISPATCH_C
     changed instead. Due like a scheduled poll: `next_poll_at` unset or past
     (an audit sets it to the next audit), no live lease. `http` and
     `simulator` sources are not audited: their events carry seqs, whose gaps
-    the monitor sees and targeted gap-fill polls fill.
+    the monitor sees and targeted gap-fill polls fill. `source_ids`: only
+    among these (the cross-tenant dispatcher's claim).
     """
-    now = timezone.now()
-    with transaction.atomic():
-        due = (
-            Source.objects.filter(paused=False, mode=ModeChoices.EVENT, connector=Connector.REST.value)
-            .exclude(poll__audit_interval_s=0)
-            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
-            .filter(Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now))
-            .order_by(F("next_poll_at").asc(nulls_first=True), "pk")
-            .select_for_update(skip_locked=True)
-        )
-        ids = list(due.values_list("pk", flat=True)[:limit])
-        if ids:
-            Source.objects.filter(pk__in=ids).update(next_poll_at=now + timedelta(seconds=claim_s))
-    return ids
+    return _claim_due(_auditable(), limit=limit, claim_s=claim_s, source_ids=source_ids)
 
 
-def polls_claim_due(*, limit: int = DISPATCH_LIMIT, claim_s: float = DISPATCH_CLAIM_S) -> list[int]:
+def polls_claim_due(
+    *, limit: int = DISPATCH_LIMIT, claim_s: float = DISPATCH_CLAIM_S, source_ids: list[int] | None = None
+) -> list[int]:
     """The sources of this tenant due for a scheduled poll, claimed for `claim_s`.
 
     Due: not paused, in hybrid or polling mode, `next_poll_at` unset or
     past, no live lease. Most overdue first. Claiming pushes `next_poll_at`
     ahead, so the next scheduler tick does not send them again while their
     polls wait in the queue; each poll sets the real next time when it ends.
+    `source_ids`: only among these (the cross-tenant dispatcher's claim).
     """
+    return _claim_due(_pollable(), limit=limit, claim_s=claim_s, source_ids=source_ids)
+
+
+def _claim_due(candidates: QuerySet[Source], *, limit: int, claim_s: float, source_ids: list[int] | None) -> list[int]:
     now = timezone.now()
+    if source_ids is not None:
+        candidates = candidates.filter(pk__in=source_ids)
     with transaction.atomic():
         due = (
-            Source.objects.filter(paused=False, mode__in=[ModeChoices.HYBRID, ModeChoices.POLLING])
-            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+            candidates.filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
             .filter(Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now))
             .order_by(F("next_poll_at").asc(nulls_first=True), "pk")
-            # Two dispatchers of one tenant (a slow tick overlapping the next)
-            # split the due sources instead of both sending them.
+            # Two dispatchers (a slow round overlapping the next) split the
+            # due sources instead of both sending them.
             .select_for_update(skip_locked=True)
         )
         ids = list(due.values_list("pk", flat=True)[:limit])
         if ids:
             Source.objects.filter(pk__in=ids).update(next_poll_at=now + timedelta(seconds=claim_s))
     return ids
+
+
+def poll_deadlines(source_ids: list[int]) -> dict[int, datetime | None]:
+    """When each of these sources is next due for a poll or an audit (None: it is not polled).
+
+    What the public schedule should say (scheduling.models.SourceSchedule):
+    the later of `next_poll_at` (unset: now) and a live lease's end, for
+    sources polls_claim_due or audits_claim_due would take.
+    """
+    now = timezone.now()
+    polled = set(_pollable().filter(pk__in=source_ids).values_list("pk", flat=True))
+    polled |= set(_auditable().filter(pk__in=source_ids).values_list("pk", flat=True))
+    deadlines: dict[int, datetime | None] = dict.fromkeys(source_ids)
+    for pk, next_at, lease in Source.objects.filter(pk__in=list(polled)).values_list(
+        "pk", "next_poll_at", "poll_lease_until"
+    ):
+        deadlines[pk] = max(next_at or now, lease or now)
+    return deadlines
 
 
 # -- lease -----------------------------------------------------------------------
@@ -561,9 +590,9 @@ def _schedule(job: _Job, plan: PollPlan, *, memory: dict[str, Any] | None = None
     state: dict[str, Any] = {**(job.poll_state or {}), **plan.state.to_dict()}
     if memory is not None:
         state["rest"] = memory
-    Source.objects.filter(pk=job.source_id).update(
-        poll_state=state, next_poll_at=timezone.now() + timedelta(seconds=plan.delay_s)
-    )
+    next_at = timezone.now() + timedelta(seconds=plan.delay_s)
+    Source.objects.filter(pk=job.source_id).update(poll_state=state, next_poll_at=next_at)
+    source_polls_at([job.source_id], next_at)  # the cross-tenant schedule (docs/scheduling.md)
 
 
 def _record(

@@ -14,6 +14,7 @@ from engines.ingest.service import source_cache
 from engines.models import Source, StreamState
 from engines.presets import PresetError, preset_apply
 from engines.schemas import DataSourceConfig, PushScheme, validate_source
+from scheduling.services import source_schedule_add, source_wake
 from tenants.models import SourceRoute
 
 log = structlog.get_logger(__name__)
@@ -108,6 +109,7 @@ def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
         **_spec_fields(spec),
     )
     StreamState.objects.create(source=source)
+    source_schedule_add(source_id=source.pk, tenant_id=tenant.pk)
     log.info("source_created", source=source.pk, connector=source.connector, tenant=tenant.slug)
     return source, secret
 
@@ -136,6 +138,8 @@ def source_update(*, source: Source, changes: Any) -> Source:
         setattr(source, name, value)
     source.paused = paused
     source.save()
+    # Its thresholds, intervals or paused flag changed: every engine looks at it again now.
+    source_wake(source.pk, judge=True, poll=True, reconcile=True)
     schema = current_schema()  # now: the callback may run after the request has left the tenant's schema
     transaction.on_commit(lambda: source_cache.forget(schema, source.pk))
     log.info("source_updated", source=source.pk, fields=sorted(changes))

@@ -12,6 +12,7 @@ from beastflow import correlation
 from beastflow.tenancy import current_schema
 from engines.hysteresis import Decision, Transition
 from engines.models import ModeSwitch, Source
+from scheduling.services import source_wake
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,8 @@ def source_switch_mode(
     )
     if moved != 1:
         return False  # lost the race: the winner wrote the audit row
+    # The new mode is judged at once, and polled at once if it polls.
+    source_wake(source.pk, judge=True, poll=True)
     previous = ModeSwitch.objects.filter(source=source).order_by("-at", "-id").first()
     if previous is not None:
         if decision.rolled_back or decision.transition is Transition.ROLLBACK:

@@ -1,29 +1,28 @@
 """Celery tasks of the engines: thin wrappers, IDs in, the work in services.
 
-Each task runs in the tenant schema it was sent from (tenant-schemas-celery)
-and is safe to run twice: a poll takes the source's lease, a dispatch
-claims the due sources with a row lock, a reconciliation claims its run.
+Each task runs in the tenant schema it was sent from (tenant-schemas-celery);
+the dispatchers beat sends run in the public schema and find due work
+across tenants (engines/dispatch.py, docs/scheduling.md). Every task is
+safe to run twice: a poll takes the source's lease, a dispatch claims the
+due sources with SKIP LOCKED, a reconciliation claims its run.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from beastflow.celery import app
 from beastflow.passes import pass_mark
 from beastflow.tasks import fan_out_to_tenants
+from engines.dispatch import monitor_claim_pass, polls_dispatch, reconciles_dispatch
 from engines.models import PollTrigger
-from engines.monitor import monitor_tenant, prune_samples
-from engines.polling import DISPATCH_CLAIM_S, audits_claim_due, polls_claim_due, source_poll
+from engines.monitor import prune_samples
+from engines.polling import source_poll
 from engines.reconcile.engine import reconcile_execute
-from engines.reconcile.runs import reconciles_claim_due
 
 # A reconciliation pages through a whole snapshot when the upstream has no
 # digests: minutes for millions of records, far past the default limits.
 RECONCILE_SOFT_TIME_LIMIT_S = 1_800
-
-# Polls of one tenant tick are spread over up to a second, so a thousand
-# sources due together do not hit their upstreams in the same instant.
-DISPATCH_STAGGER_S = 0.01
-DISPATCH_STAGGER_MAX_S = 1.0
 
 
 @app.task(acks_late=True, ignore_result=True)
@@ -35,40 +34,22 @@ def source_poll_task(source_id: int, trigger: str = PollTrigger.SCHEDULE.value) 
 
 @app.task(ignore_result=True)
 def polls_dispatch_task() -> int:
-    """Send a poll for every due source of the current tenant, and an audit poll for every
-    rest source in event mode due one; returns how many."""
-    due = [(source_id, PollTrigger.SCHEDULE.value) for source_id in polls_claim_due()]
-    due += [(source_id, PollTrigger.AUDIT.value) for source_id in audits_claim_due()]
+    """Beat's entry point: send the due polls and audits of every tenant, fairly; returns how many."""
+    sent = polls_dispatch()
     pass_mark("polling")
-    for position, (source_id, trigger) in enumerate(due):
-        source_poll_task.apply_async(
-            args=(source_id, trigger),
-            countdown=min(position * DISPATCH_STAGGER_S, DISPATCH_STAGGER_MAX_S),
-            # Past its claim the source is due again and will be sent anew:
-            # a poll stuck that long in a backlogged queue is dropped, not run twice.
-            expires=DISPATCH_CLAIM_S,
-        )
-    return len(due)
+    return sent
 
 
 @app.task(ignore_result=True)
-def polls_dispatch_all_task() -> int:
-    """Beat's entry point: one polls_dispatch_task per ready tenant."""
-    return fan_out_to_tenants(polls_dispatch_task)
-
-
-@app.task(ignore_result=True, expires=5.0)
-def monitor_tick_task() -> int:
-    """Judge every unpaused source of the current tenant (one monitor tick)."""
-    judged = monitor_tenant()
+def monitor_claim_task() -> int:
+    """Beat's entry point: judge the sources whose deadline passed, across tenants, for up to two ticks."""
+    judged = monitor_claim_pass(
+        budget_s=max(1.0, 2 * settings.BEASTFLOW_MONITOR_TICK_S),
+        batch=settings.BEASTFLOW_MONITOR_BATCH,
+        lease_s=settings.BEASTFLOW_MONITOR_LEASE_S,
+    )
     pass_mark("monitor")
     return judged
-
-
-@app.task(ignore_result=True)
-def monitor_tick_all_task() -> int:
-    """Beat's entry point: one monitor tick per ready tenant."""
-    return fan_out_to_tenants(monitor_tick_task)
 
 
 @app.task(ignore_result=True)
@@ -95,13 +76,7 @@ def source_reconcile_task(run_id: int) -> None:
 
 @app.task(ignore_result=True)
 def reconciles_dispatch_task() -> int:
-    """Start every due reconciliation of the current tenant (their tasks are queued, staggered)."""
-    started = len(reconciles_claim_due())
+    """Beat's entry point: start the due reconciliations of every tenant, fairly; returns how many."""
+    started = reconciles_dispatch()
     pass_mark("reconciliation")
     return started
-
-
-@app.task(ignore_result=True)
-def reconciles_dispatch_all_task() -> int:
-    """Beat's entry point: one reconciles_dispatch_task per ready tenant."""
-    return fan_out_to_tenants(reconciles_dispatch_task)

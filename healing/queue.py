@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from healing.approvals import escalations_run
 from healing.healer import actions_verify, failure_heal
-from healing.models import FailureRecord, RCAResult
+from healing.models import FailureRecord, FailureStatus, HealingAction, HealingStatus, RCAResult
 from healing.rca.analysis import rca_analyze
 from healing.rca.context import failure_features
 from healing.recovery import failures_resolve_recovered
@@ -77,6 +77,14 @@ def healing_tick(*, now: datetime | None = None) -> dict[str, int]:
         "escalated": escalations_run(now=now),
         "recovered": failures_resolve_recovered(now=now),
     }
+
+
+def healing_has_work() -> bool:
+    """Does the current tenant need another pass soon: an open failure, or an action waiting or running?"""
+    if FailureRecord.objects.filter(status=FailureStatus.OPEN).exists():
+        return True
+    waiting = [HealingStatus.AWAITING_APPROVAL, HealingStatus.APPROVED, HealingStatus.RUNNING]
+    return HealingAction.objects.filter(status__in=waiting).exists()
 
 
 def queue_backlog_age_s(now: datetime | None = None) -> float | None:

@@ -27,6 +27,7 @@ from healing.models import (
 )
 from healing.priority import priority, severity
 from healing.schemas import FailureReport
+from scheduling.services import tenant_wake
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +49,10 @@ def failure_report(
     fingerprint = report.fingerprint()
     now = timezone.now()
     try:
-        tier = str(current_tenant().tier)
+        tenant = current_tenant()
+        tier, tenant_id = str(tenant.tier), tenant.pk
     except RuntimeError:  # on the public schema (a platform-level failure): the middle tier
-        tier = "standard"
+        tier, tenant_id = "standard", None
     for _ in range(2):  # a concurrent first report can win the insert: then fold into it
         updated = FailureRecord.objects.filter(fingerprint=fingerprint, status=FailureStatus.OPEN).update(
             occurrences=F("occurrences") + 1, last_seen=now, detail=report.detail
@@ -75,6 +77,9 @@ def failure_report(
                     priority=priority(kind, tier),
                 )
             metrics.FAILURES.labels(kind=kind).inc()
+            if tenant_id is not None:
+                # A new failure: the tenant's healing pass is due now, not at its idle deadline.
+                transaction.on_commit(partial(tenant_wake, tenant_id=tenant_id, healing=True))
             break
         except IntegrityError:
             continue

@@ -3,32 +3,62 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from beastflow.celery import app
 from beastflow.passes import pass_mark
-from beastflow.tasks import fan_out_to_tenants
-from beastflow.tenancy import current_schema
+from beastflow.tenancy import current_schema, current_tenant
 from healing import metrics
 from healing.health_checks import backlog_note
-from healing.queue import healing_tick, queue_backlog_age_s
+from healing.queue import healing_has_work, healing_tick, queue_backlog_age_s
+from scheduling.claims import tenant_schedules_fill, tenants_claim
+from scheduling.services import tenant_due_at
+from tenants.models import Tenant
+
+# Tenants given a pass per dispatch round, and how long one claimed stays claimed.
+DISPATCH_LIMIT = 500
+CLAIM_S = 60.0
 
 
 @app.task(ignore_result=True, expires=10.0)
-def healing_tick_task() -> dict[str, int]:
+def healing_tick_task(lease: str | None = None) -> dict[str, int]:
     """The current tenant's failure queue, verifications, escalations and recoveries.
 
     Safe to run twice at once: the queue is claimed with SKIP LOCKED and
-    every state change is a compare-and-set.
+    every state change is a compare-and-set. Ends by saying when the
+    tenant's next pass is due: soon while it has open failures or actions,
+    else after BEASTFLOW_HEALING_IDLE_S (a new failure wakes it sooner).
     """
     started = time.perf_counter()
     done = healing_tick()
     metrics.TICK_SECONDS.observe(time.perf_counter() - started)
     backlog_note(current_schema(), queue_backlog_age_s())
-    pass_mark("healing")
+    busy = healing_has_work()
+    wait_s = settings.BEASTFLOW_HEALING_TICK_S if busy else settings.BEASTFLOW_HEALING_IDLE_S
+    tenant_due_at(
+        current_tenant().pk,
+        "next_healing_at",
+        timezone.now() + timedelta(seconds=wait_s),
+        lease=datetime.fromisoformat(lease) if lease else None,
+    )
     return done
 
 
 @app.task(ignore_result=True)
-def healing_tick_all_task() -> int:
-    """Beat's entry point: one healing tick per ready tenant."""
-    return fan_out_to_tenants(healing_tick_task)
+def healing_dispatch_task() -> int:
+    """Beat's entry point: a healing pass for every tenant whose pass is due (docs/scheduling.md)."""
+    tenant_schedules_fill()
+    claims = tenants_claim("next_healing_at", limit=DISPATCH_LIMIT, lease_s=CLAIM_S)
+    tenants = Tenant.objects.in_bulk([claim.tenant_id for claim in claims])
+    for claim in claims:
+        tenant = tenants.get(claim.tenant_id)
+        if tenant is None:
+            continue
+        with tenant_context(tenant):
+            healing_tick_task.apply_async(kwargs={"lease": claim.lease_until.isoformat()}, expires=claim.lease_until)
+    pass_mark("healing")
+    return len(claims)

@@ -39,6 +39,8 @@ DISPATCH_LIMIT = 20
 # not all hit their upstreams and the database at once.
 DISPATCH_STAGGER_S = 2.0
 DISPATCH_STAGGER_MAX_S = 60.0
+# A source whose run is running or held is looked at again this often by the scheduler.
+BUSY_RECHECK_S = 60.0
 
 
 class ReconcileError(Exception):
@@ -73,18 +75,22 @@ def reconcile_request(
     raise ReconcileError(409, "The source's reconciliation keeps starting and finishing; try again.")
 
 
-def reconciles_claim_due(*, limit: int = DISPATCH_LIMIT) -> list[int]:
+def reconciles_claim_due(
+    *, limit: int = DISPATCH_LIMIT, source_ids: list[int] | None = None, stagger_s: float = DISPATCH_STAGGER_S
+) -> list[int]:
     """Start the runs due in this tenant now; returns their ids.
 
     Due: not paused, a snapshot (`has_snapshot`), `reconcile.interval_s` > 0, no run
     running or awaiting approval (a held source waits for its operator),
     and one interval passed since its last run began (or since it was
     created). Most overdue first, at most `limit`. Abandoned runs are
-    failed first, so their sources can start again.
+    failed first, so their sources can start again. `source_ids`: only
+    among these (the cross-tenant dispatcher's claim, which also limits how
+    many start at once and so passes no stagger).
     """
     now = timezone.now()
     runs_abandon_stale(now=now)
-    due_ids = [source.pk for source in _due(_candidates(), now)[:limit]]
+    due_ids = [source.pk for source in _due(_candidates(source_ids), now)[:limit]]
     if not due_ids:
         return []
     started: list[int] = []
@@ -95,19 +101,40 @@ def reconciles_claim_due(*, limit: int = DISPATCH_LIMIT) -> list[int]:
         # between) starts nothing twice.
         locked = _candidates().filter(pk__in=due_ids).select_for_update(skip_locked=True, of=("self",))
         for position, source in enumerate(_due(locked, now)):
-            countdown = min(position * DISPATCH_STAGGER_S, DISPATCH_STAGGER_MAX_S)
+            countdown = min(position * stagger_s, DISPATCH_STAGGER_MAX_S)
             run, created = reconcile_request(source=source, trigger=ReconcileTrigger.SCHEDULE, countdown=countdown)
             if created:
                 started.append(run.pk)
     return started
 
 
-def _candidates() -> QuerySet[Source]:
+def _candidates(source_ids: list[int] | None = None) -> QuerySet[Source]:
     last_started = ReconciliationRun.objects.filter(source=OuterRef("pk")).order_by("-started_at").values("started_at")
     busy = ReconciliationRun.objects.filter(
         status__in=[ReconcileStatus.RUNNING, ReconcileStatus.AWAITING_APPROVAL]
     ).values("source_id")
-    return Source.objects.filter(paused=False).exclude(pk__in=busy).annotate(last_started=Subquery(last_started[:1]))
+    sources = Source.objects.filter(paused=False)
+    if source_ids is not None:
+        sources = sources.filter(pk__in=source_ids)
+    return sources.exclude(pk__in=busy).annotate(last_started=Subquery(last_started[:1]))
+
+
+def reconcile_deadlines(source_ids: list[int]) -> dict[int, datetime | None]:
+    """When each of these sources is next due for a scheduled run (None: never, as it is configured).
+
+    What the public schedule should say (scheduling.models.SourceSchedule).
+    A source with a run running or awaiting approval is looked at again
+    after BUSY_RECHECK_S: its run may finish, or be abandoned, meanwhile.
+    """
+    now = timezone.now()
+    deadlines: dict[int, datetime | None] = dict.fromkeys(source_ids)
+    free = {source.pk: source for source in _candidates(source_ids)}
+    for source_id, source in free.items():
+        deadlines[source_id] = _due_at(source)
+    busy = set(Source.objects.filter(pk__in=source_ids, paused=False).values_list("pk", flat=True)) - set(free)
+    for source_id in busy:
+        deadlines[source_id] = now + timedelta(seconds=BUSY_RECHECK_S)
+    return deadlines
 
 
 def _due(sources: Iterable[Any], now: datetime) -> list[Any]:

@@ -27,8 +27,9 @@ from engines.models import Change, Event, PollRun, PollStatus, Source, StreamSta
 from engines.polling import BREAKER_POLICY, breaker_key, polls_claim_due, source_poll
 from engines.polling_policy import BreakerState, BreakerStatus
 from engines.simulator.runner import SimulatorHandle, start_in_thread
-from engines.tasks import polls_dispatch_all_task, source_poll_task
+from engines.tasks import polls_dispatch_task, source_poll_task
 from healing.models import FailureRecord, FailureStatus
+from scheduling.services import source_wake
 from tests.conftest import Persona
 from tests.factories import make_source, source_spec
 from tests.simulator.support import wait_for
@@ -311,6 +312,8 @@ def _point_at(django_db_blocker: Any, tenant: Any, source_id: int, upstream: Sim
     with django_db_blocker.unblock(), tenant_context(tenant):
         spec = source_spec(config=_config(upstream))
         Source.objects.filter(pk=source_id).update(config=spec["config"], **fields)
+        # Written behind the engines' back: the schedule must look at the source again.
+        source_wake(source_id, judge=True, poll=True)
 
 
 def test_two_concurrent_polls_of_one_source_make_one_run(
@@ -402,7 +405,7 @@ def test_the_beat_entry_dispatches_due_polls_to_a_worker_in_each_tenant(
             return list(PollRun.objects.filter(source_id=source_id))
 
     # when: what beat sends, from the public schema
-    polls_dispatch_all_task.delay()
+    polls_dispatch_task.delay()
     # then
     wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
     [run] = runs()

@@ -20,7 +20,8 @@ from engines.polling import breaker_key
 from engines.reconcile.engine import reconcile_execute
 from engines.reconcile.runs import ReconcileError, reconcile_request
 from engines.simulator.runner import SimulatorHandle, start_in_thread
-from engines.tasks import reconciles_dispatch_all_task
+from engines.tasks import reconciles_dispatch_task
+from scheduling.services import source_wake
 from tests.conftest import Persona
 from tests.engines.reconcile_support import config_for, data, mirror, push
 from tests.factories import make_source
@@ -173,13 +174,15 @@ def test_the_beat_entry_starts_due_reconciliations_on_a_worker_in_each_tenant(
         Source.objects.filter(pk=source_id).update(
             reconcile={**source.reconcile, "interval_s": 1}, created_at=source.created_at.replace(year=2020)
         )
+        # Written behind the engines' back: the schedule must look at the source again.
+        source_wake(source_id, reconcile=True)
 
     def runs() -> list[ReconciliationRun]:
         with django_db_blocker.unblock(), tenant_context(tenant):
             return list(ReconciliationRun.objects.filter(source_id=source_id, status="succeeded"))
 
     # when: what beat sends, from the public schema
-    reconciles_dispatch_all_task.delay()
+    reconciles_dispatch_task.delay()
     # then
     wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
     run = runs()[0]

@@ -1,0 +1,158 @@
+"""The engines' side of the scheduler: due work claimed across tenants, done per schema.
+
+`scheduling.claims` finds what is due in the public schedule; here it is
+handed to each tenant's schema: judged in batches (the monitor), or sent
+as tasks (polls, reconciliations) after the tenant's own rows confirm it
+is due. Whatever turns out not to be due gets its true deadline written
+back, so the schedule converges on the engines' truth.
+
+Runs in the public schema (beat sends these tasks without a tenant);
+each tenant's part runs in `tenant_context`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import structlog
+from django.conf import settings
+from django_tenants.utils import tenant_context
+from prometheus_client import Counter
+
+from engines.judge import judge_sources
+from engines.models import PollTrigger, Source
+from engines.polling import DISPATCH_CLAIM_S, audits_claim_due, poll_deadlines, polls_claim_due
+from engines.reconcile.runs import reconcile_deadlines, reconciles_claim_due
+from scheduling.claims import Claim, evals_claim, sources_claim_fair
+from scheduling.queues import queue_depth
+from scheduling.services import source_deadlines_set, source_evals_set
+from tenants.models import Tenant
+
+log = structlog.get_logger(__name__)
+
+DISPATCHED = Counter("beastflow_dispatched_total", "Work claimed by the scheduler and handed out", ["kind"])
+
+# A claimed reconciliation not started by then (its tenant's dispatch failed) is due again.
+RECONCILE_CLAIM_S = 60.0
+
+
+def _by_tenant(claims: Sequence[Claim]) -> Iterator[tuple[Tenant, list[Claim]]]:
+    """The claims grouped per ready tenant (a tenant gone or not ready keeps its claims until their lease ends)."""
+    groups: dict[int, list[Claim]] = defaultdict(list)
+    for claim in claims:
+        groups[claim.tenant_id].append(claim)
+    tenants = Tenant.objects.in_bulk(list(groups))
+    for tenant_id, group in groups.items():
+        tenant = tenants.get(tenant_id)
+        if tenant is not None and tenant.ready:
+            yield tenant, group
+
+
+def _leases(claims: Sequence[Claim]) -> dict[int, datetime]:
+    return {claim.id: claim.lease_until for claim in claims}
+
+
+# -- the monitor -------------------------------------------------------------------
+
+
+def monitor_claim_pass(*, budget_s: float, batch: int, lease_s: float) -> int:
+    """Judge due sources in batches until none is due or `budget_s` is spent; returns how many."""
+    stop_at = time.monotonic() + budget_s
+    judged = 0
+    while time.monotonic() < stop_at:
+        claims = evals_claim(limit=batch, lease_s=lease_s)
+        if not claims:
+            break
+        judged += _judge(claims)
+        if len(claims) < batch:
+            break
+    return judged
+
+
+def _judge(claims: Sequence[Claim]) -> int:
+    judged = 0
+    for tenant, group in _by_tenant(claims):
+        leases = _leases(group)
+        try:
+            with tenant_context(tenant):
+                ids = [claim.id for claim in group]
+                sources = list(Source.objects.filter(pk__in=ids).select_related("stream"))
+                # Paused sources leave the schedule; resuming one wakes it (engines.sources.source_update).
+                resting = [(s.pk, None) for s in sources if s.paused]
+                if resting:
+                    source_evals_set(resting, leases=leases)
+                active = [s for s in sources if not s.paused]
+                due = {claim.id: claim.due_at.timestamp() for claim in group}
+                judged += len(judge_sources(active, due=due, leases=leases, rates={}, live=True))
+        except Exception:
+            # The batch's sources stay claimed and are due again when the lease ends.
+            log.exception("monitor_batch_failed", tenant=tenant.slug, sources=len(group))
+    return judged
+
+
+# -- polls -----------------------------------------------------------------------
+
+
+def polls_dispatch() -> int:
+    """Send the due polls and audits, at most what the polls queue has room for, fairly between tenants."""
+    capacity = settings.BEASTFLOW_POLLS_IN_FLIGHT - queue_depth("polls")
+    claims = sources_claim_fair(
+        "next_poll_at", capacity=capacity, lease_s=DISPATCH_CLAIM_S, weights=settings.BEASTFLOW_TIER_WEIGHTS
+    )
+    triggers: dict[int, str] = {}
+    tenants: dict[int, Tenant] = {}
+    for tenant, group in _by_tenant(claims):
+        try:
+            with tenant_context(tenant):
+                ids = [claim.id for claim in group]
+                for source_id in polls_claim_due(source_ids=ids, limit=len(ids)):
+                    triggers[source_id] = PollTrigger.SCHEDULE.value
+                rest = [i for i in ids if i not in triggers]
+                for source_id in audits_claim_due(source_ids=rest, limit=len(rest)) if rest else []:
+                    triggers[source_id] = PollTrigger.AUDIT.value
+                # Not due after all (a poll ran meanwhile, the mode changed): the true time goes back.
+                idle = [i for i in ids if i not in triggers]
+                if idle:
+                    source_deadlines_set("next_poll_at", poll_deadlines(idle).items(), leases=_leases(group))
+                tenants[tenant.pk] = tenant
+        except Exception:
+            log.exception("polls_dispatch_failed", tenant=tenant.slug, sources=len(group))
+    from engines.tasks import source_poll_task
+
+    # In the claims' order, which takes tenants in turns: the queue serves them alternately.
+    sent = 0
+    for claim in claims:
+        if claim.id not in triggers or claim.tenant_id not in tenants:
+            continue
+        with tenant_context(tenants[claim.tenant_id]):
+            # Expires with the claim: from then on the source is due again and is sent anew.
+            source_poll_task.apply_async(args=(claim.id, triggers[claim.id]), expires=claim.lease_until)
+        sent += 1
+    DISPATCHED.labels("poll").inc(sent)
+    return sent
+
+
+# -- reconciliations ------------------------------------------------------------
+
+
+def reconciles_dispatch() -> int:
+    """Start the due reconciliations, at most what the reconcile queue has room for, fairly between tenants."""
+    capacity = settings.BEASTFLOW_RECONCILES_IN_FLIGHT - queue_depth("reconcile")
+    claims = sources_claim_fair(
+        "next_reconcile_at", capacity=capacity, lease_s=RECONCILE_CLAIM_S, weights=settings.BEASTFLOW_TIER_WEIGHTS
+    )
+    started = 0
+    for tenant, group in _by_tenant(claims):
+        try:
+            with tenant_context(tenant):
+                ids = [claim.id for claim in group]
+                started += len(reconciles_claim_due(source_ids=ids, limit=len(ids), stagger_s=0.0))
+                # Started ones are busy now: looked at again later; the rest get their true time.
+                source_deadlines_set("next_reconcile_at", reconcile_deadlines(ids).items(), leases=_leases(group))
+        except Exception:
+            log.exception("reconciles_dispatch_failed", tenant=tenant.slug, sources=len(group))
+    DISPATCHED.labels("reconcile").inc(started)
+    return started

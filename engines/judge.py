@@ -1,0 +1,445 @@
+"""The batched judge: many sources of one tenant judged together, in bulk.
+
+What one judgement decides is exactly what `engines.monitor` always did for
+one source (signals -> health -> hysteresis -> writes); the pure parts are
+the same functions (engines/health.py, engines/hysteresis.py). What changes
+is the I/O, per batch instead of per source:
+
+1. one query for the sources' stream state (or none, when the claimer
+   loaded it with the sources);
+2. one Redis pipeline to read the monitor's memory (rates since the last
+   judgement) and one to write it back;
+3. one GROUP BY over poll runs and events, for the sources in hybrid only
+   (the only mode whose decision reads what the polls found);
+4. one compare-and-set UPDATE of every source's state, score and verdict,
+   and one INSERT of the health samples due;
+5. one UPDATE of the sources' next deadlines (engines/deadlines.py) in
+   the public schedule;
+6. per source only what is rare: a switch with its audit row, a flapping
+   or stream failure, a gap-fill poll.
+
+The console gets one message per batch, only when somebody watches.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from prometheus_client import Histogram
+
+from beastflow.redis_client import get_redis, key
+from beastflow.tenancy import current_schema
+from engines.deadlines import Cadence, next_judgement
+from engines.health import StreamHealth, score_stream
+from engines.hysteresis import Decision, HysteresisPolicy, HysteresisState, ValidationResult, decide
+from engines.models import Event, HealthSample, PollRun, PollStatus, Source, StreamState
+from engines.modes import Mode
+from engines.monitor import (
+    MISS_GRACE_S,
+    RATE_BASELINE_ALPHA,
+    SAMPLE_EVERY_S,
+    TICKS,
+    Window,
+    _maybe_gap_fill,
+    _silent,
+    _store,
+    health_policy,
+    hysteresis_state,
+    signals_for,
+)
+from scheduling.services import source_evals_set
+
+log = structlog.get_logger(__name__)
+
+JUDGE_LAG = Histogram(
+    "beastflow_monitor_judge_lag_seconds",
+    "How long after its deadline a source was judged",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+BATCH_SECONDS = Histogram("beastflow_monitor_batch_seconds", "Time to judge one batch of one tenant's sources")
+
+MEMORY_TTL_S = 3600
+
+
+def cadence() -> Cadence:
+    return Cadence(
+        tick_s=settings.BEASTFLOW_MONITOR_TICK_S,
+        dormant_s=settings.BEASTFLOW_MONITOR_DORMANT_S,
+        active_s=settings.BEASTFLOW_MONITOR_ACTIVE_S,
+        idle_s=max(settings.BEASTFLOW_MONITOR_IDLE_S, settings.BEASTFLOW_MONITOR_TICK_S),
+    )
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """What the window read from Redis, and what to write back."""
+
+    window: Window
+    moved: bool
+    write: dict[str, float]
+
+
+@dataclass
+class _Case:
+    """One source on its way through the batch."""
+
+    source: Source
+    stream: StreamState
+    memory: _Memory
+    health: StreamHealth
+    signals: Any
+    state: HysteresisState
+    policy: HysteresisPolicy
+    decision: Decision | None = None
+    validation: ValidationResult | None = None
+    stored: bool = False
+
+
+def judge_sources(
+    sources: Sequence[Source],
+    *,
+    now: float | None = None,
+    due: Mapping[int, float] | None = None,
+    leases: Mapping[int, datetime] | None = None,
+    rates: dict[int, float | None] | None = None,
+    live: bool = False,
+) -> dict[int, StreamHealth]:
+    """Judge these sources of the current tenant now; returns each one's health.
+
+    `due`: when each became due (epoch), for the lag measure. `leases`: the
+    claim each was taken under (scheduling.claims), so a wake that came in
+    meanwhile is not overwritten. `rates` collects the delivery rates
+    measured. `live`: tell the tenant's open consoles.
+    """
+    now = time.time() if now is None else now
+    started = time.perf_counter()
+    if not sources:
+        return {}
+    schema = current_schema()
+    streams = _streams(sources)
+    judged = [s for s in sources if s.pk in streams]
+    for missing in (s for s in sources if s.pk not in streams):
+        log.warning("monitor_stream_missing", source=missing.pk)
+    memories = _read_memories(schema, judged, streams, now, due or {})
+    cases: list[_Case] = []
+    for source in judged:
+        stream, memory = streams[source.pk], memories[source.pk]
+        signals = signals_for(source, stream, memory.window, now)
+        health = score_stream(signals, health_policy(source))
+        TICKS.labels(verdict=health.verdict.value).inc()
+        state = hysteresis_state(source, now)
+        cases.append(
+            _Case(source, stream, memory, health, signals, state, HysteresisPolicy.from_config(source.hysteresis or {}))
+        )
+        if rates is not None:
+            rates[source.pk] = memory.window.delivery_rate
+    facts = poll_facts([(c.source, c.state) for c in cases if c.state.mode is Mode.HYBRID])
+    for case in cases:
+        caught_up, validation = facts.get(case.source.pk, (False, None))
+        case.validation = validation
+        case.decision = decide(
+            case.state,
+            verdict=case.health.verdict,
+            now=now,
+            policy=case.policy,
+            caught_up=caught_up,
+            validation=validation,
+            silent=_silent(case.health),
+        )
+    _write(cases)
+    _schedule(cases, now=now, leases=leases)
+    for case in cases:
+        try:
+            _maybe_gap_fill(case.source, case.stream)
+        except Exception:
+            log.exception("gap_fill_failed", source=case.source.pk)
+    for due_at in (due or {}).values():
+        JUDGE_LAG.observe(max(0.0, now - due_at))
+    BATCH_SECONDS.observe(time.perf_counter() - started)
+    if live and cases:
+        _tell_consoles(schema, [c.source.pk for c in cases], rates)
+    return {case.source.pk: case.health for case in cases}
+
+
+def _streams(sources: Sequence[Source]) -> dict[int, StreamState]:
+    """The sources' stream rows: those loaded with them (select_related), the rest in one query."""
+    found: dict[int, StreamState] = {}
+    for source in sources:
+        if "stream" in source._state.fields_cache:
+            found[source.pk] = source.stream
+    missing = [s.pk for s in sources if s.pk not in found]
+    if missing:
+        found.update({row.source_id: row for row in StreamState.objects.filter(source_id__in=missing)})
+    return found
+
+
+# -- the monitor's memory (Redis) ------------------------------------------------
+
+
+def memory_key(schema: str, source_id: int) -> str:
+    return key("monitor", schema, source_id)
+
+
+def _read_memories(
+    schema: str,
+    sources: Sequence[Source],
+    streams: Mapping[int, StreamState],
+    now: float,
+    due: Mapping[int, float],
+) -> dict[int, _Memory]:
+    """Rates since each source's previous judgement, from counters remembered in Redis.
+
+    Redis holds only this soft memory: after a flush the first judgement has
+    no rate (None, which never counts against a stream) and the next one
+    does. The baseline's smoothing is scaled by the time since the previous
+    judgement, so a source judged every tick learns it as before and one
+    judged once a minute does not learn sixty times slower.
+    """
+    client = get_redis()
+    with client.pipeline(transaction=False) as pipe:
+        for source in sources:
+            pipe.hgetall(memory_key(schema, source.pk))
+        raws = pipe.execute()
+    memories: dict[int, _Memory] = {}
+    tick = max(settings.BEASTFLOW_MONITOR_TICK_S, 1e-3)
+    for source, raw in zip(sources, raws, strict=True):
+        stream = streams[source.pk]
+        before = {k.decode(): float(v) for k, v in (raw or {}).items()}
+        rate = baseline = None
+        errors = total = 0
+        arrived = 0.0
+        if "at" in before and now > before["at"]:
+            elapsed = now - before["at"]
+            arrived = max(0.0, stream.events_total - before.get("events", 0.0))
+            errors = int(max(0.0, stream.push_errors_total - before.get("errors", 0.0)))
+            total = int(arrived) + errors
+            rate = arrived / elapsed
+            previous = before.get("baseline")
+            alpha = 1 - (1 - RATE_BASELINE_ALPHA) ** (elapsed / tick)
+            baseline = rate if previous is None else (1 - alpha) * previous + alpha * rate
+        heartbeat = stream.last_heartbeat_at.timestamp() if stream.last_heartbeat_at else 0.0
+        moved = "at" not in before or arrived > 0 or errors > 0 or heartbeat != before.get("hb", 0.0)
+        sample_due = now - before.get("sampled", 0.0) >= SAMPLE_EVERY_S
+        write: dict[str, float] = {
+            "at": now,
+            "events": stream.events_total,
+            "errors": stream.push_errors_total,
+            "hb": heartbeat,
+        }
+        if baseline is not None:
+            write["baseline"] = baseline
+        if sample_due:
+            write["sampled"] = now
+        if source.pk in due:
+            write["due"] = due[source.pk]  # what the bench reads to measure lag per judgement
+        memories[source.pk] = _Memory(Window(rate, baseline, errors, total, sample_due), moved, write)
+    with client.pipeline(transaction=False) as pipe:
+        for source in sources:
+            name = memory_key(schema, source.pk)
+            pipe.hset(name, mapping=memories[source.pk].write)  # type: ignore[arg-type]
+            pipe.expire(name, MEMORY_TTL_S)
+        pipe.execute()
+    return memories
+
+
+# -- what the polls found (hybrid only) -------------------------------------------
+
+
+def poll_facts(pairs: Sequence[tuple[Source, HysteresisState]]) -> dict[int, tuple[bool, ValidationResult | None]]:
+    """For sources in hybrid: did a poll since the mode began reach the head; what did polls find push missed?
+
+    One statement for the batch. Since the mode began (`state.since`):
+    succeeded poll runs, whether one caught up, and the events push
+    missed: for `rest` sources the changes their polls counted past the
+    grace (PollRun.missed, engines/rest_poll.py: a rest poll re-fetches
+    records push delivered under other ids), for the others the events
+    polls brought that push had had `MISS_GRACE_S` to deliver.
+    """
+    if not pairs:
+        return {}
+    rows = [
+        {
+            "id": source.pk,
+            "since": datetime.fromtimestamp(state.since, tz=UTC).isoformat(),
+            "rest": source.connector == "rest",
+        }
+        for source, state in pairs
+    ]
+    sql = f"""
+        WITH v AS (
+            SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, since timestamptz, rest boolean)
+        ),
+        p AS (
+            SELECT v.id, bool_or(p.caught_up) AS caught_up, count(*) AS polls, coalesce(sum(p.missed), 0) AS missed
+            FROM v JOIN {PollRun._meta.db_table} AS p
+              ON p.source_id = v.id AND p.status = %(succeeded)s AND p.started_at >= v.since
+            GROUP BY v.id
+        ),
+        e AS (
+            SELECT v.id, count(*) AS missed
+            FROM v JOIN {Event._meta.db_table} AS e
+              ON e.source_id = v.id AND e.received_at >= v.since AND e.origin <> 'push'
+             AND (e.occurred_at IS NULL OR e.occurred_at < e.received_at - make_interval(secs => %(grace)s))
+            WHERE NOT v.rest
+            GROUP BY v.id
+        )
+        SELECT v.id, coalesce(p.caught_up, false), coalesce(p.polls, 0),
+               CASE WHEN v.rest THEN coalesce(p.missed, 0) ELSE coalesce(e.missed, 0) END
+        FROM v LEFT JOIN p ON p.id = v.id LEFT JOIN e ON e.id = v.id
+    """  # noqa: S608 (fixed names)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"rows": json.dumps(rows), "succeeded": PollStatus.SUCCEEDED.value, "grace": MISS_GRACE_S})
+        found = {row[0]: (bool(row[1]), int(row[2]), int(row[3])) for row in cursor.fetchall()}
+    facts: dict[int, tuple[bool, ValidationResult | None]] = {}
+    for source, _ in pairs:
+        caught_up, polls, missed = found.get(source.pk, (False, 0, 0))
+        facts[source.pk] = (caught_up, ValidationResult(polls=polls, missed=missed) if polls else None)
+    return facts
+
+
+# -- writes -----------------------------------------------------------------------
+
+
+def _write(cases: list[_Case]) -> None:
+    staying = [c for c in cases if c.decision is not None and not c.decision.switched]
+    switching = [c for c in cases if c.decision is not None and c.decision.switched]
+    at = timezone.now()
+    with transaction.atomic():
+        stored = _store_states(staying)
+        for case in staying:
+            case.stored = case.source.pk in stored
+            assert case.decision is not None
+            if case.decision.flapping and case.stored:  # one another writer overtook is decided again
+                _report_flapping(case)
+        HealthSample.objects.bulk_create([_sample(c, at) for c in staying if c.memory.window.sample_due])
+    for case in switching:
+        # Rare, and each its own transaction: a switch, its audit row, its failure, its sample.
+        try:
+            with transaction.atomic():
+                assert case.decision is not None
+                evidence: dict[str, Any] = {"health": case.health.as_dict(), "signals": case.signals.as_dict()}
+                if case.validation is not None:
+                    evidence["validation"] = {"polls": case.validation.polls, "missed": case.validation.missed}
+                case.stored = _store(case.source, case.decision, case.health, case.signals, evidence)
+                if case.decision.flapping and case.stored:
+                    _report_flapping(case)
+                HealthSample.objects.create(**_sample_fields(case, timezone.now()))
+        except Exception:
+            # One broken source must not blind the monitor to the others.
+            log.exception("monitor_source_failed", source=case.source.pk)
+
+
+def _store_states(cases: list[_Case]) -> set[int]:
+    """Compare-and-set every staying source's state, score and verdict in one statement; the ids stored.
+
+    Only where mode and state are still what this batch read (unlocked): a
+    hold an operator or a healing action wrote meanwhile wins, and the next
+    judgement decides from it.
+    """
+    if not cases:
+        return set()
+    rows = []
+    for case in cases:
+        assert case.decision is not None
+        rows.append(
+            {
+                "id": case.source.pk,
+                "mode": case.source.mode,
+                "old": case.source.hysteresis_state,
+                "new": case.decision.state.to_dict(),
+                "score": case.health.score,
+                "verdict": case.health.verdict.value,
+            }
+        )
+    table = Source._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS s SET hysteresis_state = v.new, health_score = v.score, verdict = v.verdict
+            FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, mode text, old jsonb, new jsonb, score int, verdict text)
+            WHERE s.id = v.id AND s.mode = v.mode AND s.hysteresis_state = v.old
+            RETURNING s.id
+            """,  # noqa: S608 (fixed names)
+            [json.dumps(rows)],
+        )
+        stored = {row[0] for row in cursor.fetchall()}
+    for case in cases:
+        if case.source.pk in stored:
+            assert case.decision is not None
+            case.source.hysteresis_state = case.decision.state.to_dict()
+            case.source.health_score = case.health.score
+            case.source.verdict = case.health.verdict.value
+    return stored
+
+
+def _report_flapping(case: _Case) -> None:
+    from healing.services import failure_report  # here: healing builds on engines
+
+    decision = case.decision
+    assert decision is not None
+    failure_report(
+        kind="flapping",
+        source_id=case.source.pk,
+        identity={},
+        detail={
+            "reason": decision.reason,
+            "switches": list(decision.state.switches),
+            "silences": list(decision.state.silences),
+            # How long the hold contains it: healing judges its strategies after this.
+            "held_until": datetime.fromtimestamp(decision.state.hold_until, tz=UTC).isoformat(),
+        },
+    )
+
+
+def _sample_fields(case: _Case, at: datetime) -> dict[str, Any]:
+    return {
+        "source_id": case.source.pk,
+        "at": at,
+        "score": case.health.score,
+        "verdict": case.health.verdict.value,
+        "mode": case.source.mode,
+        "delivery_rate": case.memory.window.delivery_rate,
+        "measures": case.health.measures,
+    }
+
+
+def _sample(case: _Case, at: datetime) -> HealthSample:
+    return HealthSample(**_sample_fields(case, at))
+
+
+def _schedule(cases: list[_Case], *, now: float, leases: Mapping[int, datetime] | None) -> None:
+    """Each source's next deadline; a decision another writer overtook is made again next tick."""
+    plan = cadence()
+    rows: list[tuple[int, datetime | None]] = []
+    for case in cases:
+        assert case.decision is not None
+        if case.stored:
+            at = next_judgement(
+                now=now,
+                cadence=plan,
+                health=case.health,
+                state=case.decision.state,
+                switched=case.decision.switched,
+                moved=case.memory.moved,
+            )
+        else:
+            at = now + plan.tick_s
+        rows.append((case.source.pk, datetime.fromtimestamp(at, tz=UTC)))
+    source_evals_set(rows, leases=dict(leases) if leases else None)
+
+
+def _tell_consoles(schema: str, source_ids: list[int], rates: Mapping[int, float | None] | None) -> None:
+    from console.live import sources_changed, watched  # here: console reads engines
+
+    # One message per batch to the tenant's open consoles; nobody watching, no work.
+    if schema in watched([schema]):
+        sources_changed(schema, source_ids, rates=rates)

@@ -1,0 +1,126 @@
+"""Claiming due work across tenants, and keeping deadlines: the public schedule tables."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from scheduling.claims import evals_claim, sources_claim_fair, tenant_schedules_fill, tenants_claim
+from scheduling.models import SourceSchedule, TenantSchedule
+from scheduling.services import source_evals_set, source_wake, tenant_due_at, tenant_wake
+from tests.conftest import Persona
+from tests.factories import make_source
+
+
+@pytest.fixture
+def quiet(db: None) -> datetime:
+    """Nothing else in the (reused) test database is due: only what the test schedules."""
+    SourceSchedule.objects.update(next_eval_at=None, next_poll_at=None, next_reconcile_at=None)
+    TenantSchedule.objects.update(next_healing_at=None, next_sweep_at=None)
+    return timezone.now()
+
+
+def test_a_new_source_is_scheduled_for_everything_at_once(alice: Persona, quiet: datetime) -> None:
+    with tenant_context(alice.tenant):
+        source, _ = make_source("fresh")
+    row = SourceSchedule.objects.get(pk=source.pk)
+    assert row.tenant_id == alice.tenant.pk
+    assert row.next_eval_at and row.next_poll_at and row.next_reconcile_at
+    assert row.next_eval_at <= timezone.now()
+
+
+def test_due_judgements_are_claimed_once_oldest_first_and_leased(alice: Persona, quiet: datetime) -> None:
+    with tenant_context(alice.tenant):
+        old, _ = make_source("old")
+        new, _ = make_source("new")
+        later, _ = make_source("later")
+    now = quiet
+    SourceSchedule.objects.filter(pk=old.pk).update(next_eval_at=now - timedelta(seconds=9))
+    SourceSchedule.objects.filter(pk=new.pk).update(next_eval_at=now - timedelta(seconds=1))
+    SourceSchedule.objects.filter(pk=later.pk).update(next_eval_at=now + timedelta(seconds=60))
+    # when
+    claims = evals_claim(limit=10, lease_s=30, now=now)
+    # then
+    assert [c.id for c in claims] == [old.pk, new.pk]
+    assert claims[0].due_at == now - timedelta(seconds=9)
+    assert SourceSchedule.objects.get(pk=old.pk).next_eval_at == now + timedelta(seconds=30)
+    assert evals_claim(limit=10, lease_s=30, now=now) == []  # leased: nobody takes them again
+    assert [c.id for c in evals_claim(limit=10, lease_s=30, now=now + timedelta(seconds=31))] == [old.pk, new.pk]
+
+
+def test_one_tenants_backlog_does_not_delay_another_tenants_due_poll(
+    alice: Persona, charlie: Persona, quiet: datetime
+) -> None:
+    # given: acme has 30 polls overdue for a while, globex one that just became due
+    with tenant_context(alice.tenant):
+        busy = [make_source(f"busy-{n}")[0].pk for n in range(30)]
+    with tenant_context(charlie.tenant):
+        single = make_source("single")[0].pk
+    SourceSchedule.objects.filter(pk__in=busy).update(next_poll_at=quiet - timedelta(seconds=60))
+    SourceSchedule.objects.filter(pk=single).update(next_poll_at=quiet - timedelta(seconds=1))
+    # when: a round with room for five
+    claims = sources_claim_fair("next_poll_at", capacity=5, lease_s=30, now=quiet)
+    # then: globex's poll goes in this round, among the first two sent
+    ids = [c.id for c in claims]
+    assert len(ids) == 5
+    assert single in ids[:2]
+    assert set(ids) - {single} <= set(busy)
+
+
+def test_a_wake_only_ever_makes_work_due_sooner(alice: Persona, quiet: datetime) -> None:
+    with tenant_context(alice.tenant):
+        source, _ = make_source("woken")
+    soon = quiet - timedelta(seconds=5)
+    SourceSchedule.objects.filter(pk=source.pk).update(next_eval_at=soon, next_poll_at=quiet + timedelta(hours=1))
+    source_wake(source.pk, judge=True, poll=True)
+    row = SourceSchedule.objects.get(pk=source.pk)
+    assert row.next_eval_at == soon  # already due sooner: kept
+    assert row.next_poll_at is not None and row.next_poll_at <= timezone.now()
+
+
+def test_a_judgement_does_not_overwrite_a_wake_that_came_while_it_worked(alice: Persona, quiet: datetime) -> None:
+    # given: a source claimed (leased), then woken (an operator forced its mode) before its judge wrote back
+    with tenant_context(alice.tenant):
+        source, other = make_source("claimed")[0], make_source("also-claimed")[0]
+    SourceSchedule.objects.filter(pk__in=[source.pk, other.pk]).update(next_eval_at=quiet - timedelta(seconds=1))
+    claims = {c.id: c for c in evals_claim(limit=10, lease_s=30, now=quiet)}
+    source_wake(source.pk)
+    woken_at = SourceSchedule.objects.get(pk=source.pk).next_eval_at
+    # when: the judge writes deadlines five minutes out
+    far = quiet + timedelta(minutes=5)
+    source_evals_set([(source.pk, far), (other.pk, far)], leases={k: c.lease_until for k, c in claims.items()})
+    # then: the wake survives, the untouched one takes the judge's deadline
+    assert SourceSchedule.objects.get(pk=source.pk).next_eval_at == woken_at
+    assert SourceSchedule.objects.get(pk=other.pk).next_eval_at == far
+
+
+def test_tenant_work_is_claimed_when_due_and_rescheduled_by_the_pass(
+    alice: Persona, charlie: Persona, quiet: datetime
+) -> None:
+    tenant_schedules_fill()
+    tenant_wake(tenant_id=alice.tenant.pk, healing=True)
+    claims = tenants_claim("next_healing_at", limit=10, lease_s=60)
+    assert [c.tenant_id for c in claims] == [alice.tenant.pk]  # globex has nothing due
+    assert tenants_claim("next_healing_at", limit=10, lease_s=60) == []
+    later = timezone.now() + timedelta(seconds=300)
+    tenant_due_at(alice.tenant.pk, "next_healing_at", later, lease=claims[0].lease_until)
+    assert TenantSchedule.objects.get(pk=alice.tenant.pk).next_healing_at == later
+    tenant_wake(schema="t_globex", sweep=True)
+    assert [c.tenant_id for c in tenants_claim("next_sweep_at", limit=10, lease_s=60)] == [charlie.tenant.pk]
+
+
+def test_a_new_failure_makes_its_tenants_healing_pass_due(
+    alice: Persona, quiet: datetime, django_capture_on_commit_callbacks: Any
+) -> None:
+    from healing.services import failure_report
+
+    tenant_schedules_fill()
+    with tenant_context(alice.tenant), django_capture_on_commit_callbacks(execute=True):
+        source, _ = make_source("failing")
+        failure_report(kind="upstream_unavailable", source_id=source.pk, detail={"host": "h"})
+    row = TenantSchedule.objects.get(pk=alice.tenant.pk)
+    assert row.next_healing_at is not None and row.next_healing_at <= timezone.now()
