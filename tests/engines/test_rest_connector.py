@@ -256,6 +256,34 @@ def test_a_run_of_equal_since_times_longer_than_the_budget_resumes_instead_of_as
     assert second.details["watermark_to"] is not None
 
 
+def test_shopifys_page_info_links_are_followed_as_they_come(in_acme: object) -> None:
+    # given: the shopify-orders preset's listing, 10 orders a page, ordered by updated_at
+    with serving("shopify", rate_limit=None) as handle:
+        handle.sim.dataset.seed_records(25)
+        config = {
+            "base_url": handle.base_url,
+            "list_path": "/admin/api/2024-01/orders.json",
+            "params": {"status": "any", "limit": "10", "order": "updated_at asc"},
+            "records": "orders",
+            "pagination": {"style": "link"},
+            "since_param": "updated_at_min",
+            "since_field": "updated_at",
+            "key": "to_string(id)",
+            "version": "updated_at",
+            "timeout_s": 2.0,
+        }
+        source = rest_source(config, "orders")
+        # when
+        first = poll(source)
+        handle.sim.mutate(count=1)
+        second = poll(source)
+        # then: the Link targets (page_info only, no other filter) were followed unchanged
+        assert (first.status, first.pages, first.events, first.caught_up) == (PollStatus.SUCCEEDED, 3, 25, True)
+        assert (second.status, second.changes) == (PollStatus.SUCCEEDED, 1)
+        assert second.details["since"] is not None
+        assert Record.objects.filter(source_id=source.pk).count() == len(handle.sim.dataset)
+
+
 # -- watermark, overlap, ETag -----------------------------------------------------------------------
 
 
