@@ -63,6 +63,7 @@ TENANT_APPS = [
     "callbacks",
     "healing",
     "console",
+    "retention",  # no models: partitions and retention across the tenant apps' tables
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -229,6 +230,9 @@ BEASTFLOW_MONITOR_BATCH = env_int("BEASTFLOW_MONITOR_BATCH", 200)
 # A claimed judgement lost with its worker is due again after this (s).
 BEASTFLOW_MONITOR_LEASE_S = env_float("BEASTFLOW_MONITOR_LEASE_S", 30.0)
 BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)
+# Per tenant and pass, how long deleting events past retention may take (s);
+# a longer backlog is finished by the next passes (docs/scaling.md).
+BEASTFLOW_RETENTION_EVENTS_BUDGET_S = env_float("BEASTFLOW_RETENTION_EVENTS_BUDGET_S", 20.0)
 # Polls and reconciliations queued at most at once (backpressure): each
 # dispatch round fills the queue up to this, shared between tenants by tier.
 BEASTFLOW_POLLS_IN_FLIGHT = env_int("BEASTFLOW_POLLS_IN_FLIGHT", 200)
@@ -317,8 +321,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # kept to within a tick; each round fills the polls queue up to
     # BEASTFLOW_POLLS_IN_FLIGHT, shared fairly between tenants.
     "polls-dispatch": {"task": "engines.tasks.polls_dispatch_task", "schedule": 1.0, "options": {"expires": 5.0}},
-    # Health samples older than the retention period.
-    "health-samples-prune": {"task": "engines.tasks.health_samples_prune_all_task", "schedule": 3600.0},
+    # Retention, per tenant (docs/scaling.md): partitions made a few spans
+    # ahead; health samples, changes and events past retention removed.
+    "retention": {"task": "retention.tasks.retention_all_task", "schedule": 3600.0},
     # Callback sweeps due (deliveries a wake missed: a worker restart, a lost message).
     "callbacks-sweep": {"task": "callbacks.tasks.callbacks_sweep_task", "schedule": 2.0, "options": {"expires": 10.0}},
     # Due reconciliations (each source's reconcile.interval_s, 300 s by

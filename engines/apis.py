@@ -13,6 +13,7 @@ from beastflow.pagination import paginate_desc, parse_limit
 from beastflow.problems import ProblemError
 from engines import selectors, sources
 from engines.models import ModeSwitch, PollRun, ReconcileTrigger, Source
+from engines.partitions import changes_floor
 from engines.reconcile import runs as reconcile_runs
 from engines.schemas import DataSourceConfig
 
@@ -112,7 +113,24 @@ class ChangeFeedApi(APIView):
             source_id = source_or_404(params.get("source")).pk
         limit = parse_limit(params.get("limit"), default=100)
         results = selectors.changes_after(after, source_id=source_id, limit=limit)
+        # Read after the page: retention raises the floor before it drops
+        # changes, so a page read after a drop always finds the new floor.
+        floor = changes_floor()
+        if after < floor:
+            raise changes_gone(after=after, floor=floor)
         return Response({"results": results, "next_after": results[-1]["seq"] if results else after})
+
+
+def changes_gone(*, after: int, floor: int) -> ProblemError:
+    """410: the changes after `after` up to the floor were removed by retention (docs/scaling.md)."""
+    problem = ProblemError(
+        410,
+        f"Changes up to seq {floor} are no longer kept (retention); resume with after >= {floor}, "
+        "after re-reading the records for the state.",
+        errors=[{"field": "after", "message": f"must be at least {floor}"}],
+    )
+    problem.problem["floor"] = floor
+    return problem
 
 
 def _int_param(raw: str | None, name: str, *, default: int) -> int:

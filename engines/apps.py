@@ -12,3 +12,16 @@ class EnginesConfig(AppConfig):
         from engines.presets import registry
 
         registry()  # read once (~20 ms); a broken preset file stops the process here, naming the file
+
+        from tenants.schema_template import after_clone
+
+        # A new tenant's schema is cloned without the template's dated
+        # partitions: its current ones are made in the same transaction.
+        if _ensure_partitions not in after_clone:
+            after_clone.append(_ensure_partitions)
+
+
+def _ensure_partitions(schema: str) -> None:
+    from engines.partitions import partitions_ensure
+
+    partitions_ensure(schema=schema)

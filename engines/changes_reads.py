@@ -13,6 +13,7 @@ from django.db.models import Max
 from django_tenants.utils import schema_context
 
 from engines.models import Change, SeqCounter, Source
+from engines.partitions import changes_floor
 from engines.selectors import change_render
 
 
@@ -36,6 +37,14 @@ def committed_head() -> int:
     return int(Change.objects.aggregate(head=Max("seq"))["head"] or 0)
 
 
+class ChangesGoneError(Exception):
+    """The changes after a reader's cursor were removed by retention up to `floor`."""
+
+    def __init__(self, floor: int) -> None:
+        super().__init__(f"changes up to seq {floor} are no longer kept; resume with after >= {floor}")
+        self.floor = floor
+
+
 def changes_page(
     schema: str, *, after: int, source_id: int | None, limit: int, below: int | None = None
 ) -> tuple[list[dict[str, Any]], int]:
@@ -45,12 +54,18 @@ def changes_page(
     the changes, so that every change up to it is visible to the second
     query. Returns the rendered changes and the bound: when fewer than
     `limit` came back, nothing matching is left at or below the bound.
+    Raises ChangesGoneError when `after` is below the retention floor, read
+    after the changes (retention raises the floor before dropping any).
     """
     with schema_context(schema):
         bound = below - 1 if below is not None else committed_head()
-        if bound <= after:
-            return [], bound
-        queryset = Change.objects.filter(seq__gt=after, seq__lte=bound)
-        if source_id is not None:
-            queryset = queryset.filter(source_id=source_id)
-        return [change_render(change) for change in queryset.order_by("seq")[:limit]], bound
+        changes: list[dict[str, Any]] = []
+        if bound > after:
+            queryset = Change.objects.filter(seq__gt=after, seq__lte=bound)
+            if source_id is not None:
+                queryset = queryset.filter(source_id=source_id)
+            changes = [change_render(change) for change in queryset.order_by("seq")[:limit]]
+        floor = changes_floor()
+        if after < floor:
+            raise ChangesGoneError(floor)
+        return changes, bound

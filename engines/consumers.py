@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_GONE = 4410  # the changes after the client's seq were removed by retention
 CLOSE_INTERNAL_ERROR = 1011
 
 # Backlog reads run on threads of their own: one client's long backlog must not
@@ -140,6 +141,10 @@ class ChangesConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     await self._send_live(batch)
         except asyncio.CancelledError:
             raise
+        except changes_reads.ChangesGoneError as exc:
+            # Said, not skipped: the client must re-read the records and resume from the floor.
+            log.info("changes_stream_gone", schema=self.schema, cursor=self.cursor, floor=exc.floor)
+            await self.close(code=CLOSE_GONE, reason=f"gone: resume with after >= {exc.floor}")
         except Exception:
             log.exception("changes_stream_failed", schema=self.schema, cursor=self.cursor)
             await self.close(code=CLOSE_INTERNAL_ERROR)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
 from engines.modes import Mode
@@ -111,7 +112,12 @@ class Event(models.Model):
             # Partial, so the push hot path never maintains it.
             models.Index(
                 fields=["source", "received_at"], name="event_polled_received", condition=~models.Q(origin="push")
-            )
+            ),
+            # Retention finds old events by it (engines/partitions.py). A BRIN
+            # index keeps one summary per 128 pages, so an insert almost never
+            # writes to it, where a B-tree would take one more entry per event
+            # (docs/scaling.md: why the event log is not partitioned).
+            BrinIndex(fields=["received_at"], name="event_received_brin", autosummarize=True),
         ]
 
 
@@ -141,6 +147,11 @@ class Change(models.Model):
 
     Seqs come from SeqCounter under its row lock, held until commit, so a
     reader paging with `seq > after` never misses a change committed later.
+
+    The table is partitioned by `committed_at`, a week a partition (migration
+    0009; engines/partitioning.py), so its primary key in the database is
+    (seq, committed_at); `seq` stays unique by construction. Retention drops
+    whole partitions and raises SeqCounter.floor.
     """
 
     seq = models.BigIntegerField(primary_key=True)
@@ -159,10 +170,16 @@ class Change(models.Model):
 
 
 class SeqCounter(models.Model):
-    """One row per tenant schema: the last change seq handed out."""
+    """One row per tenant schema: the last change seq handed out, and the retention floor.
+
+    Every change with floor < seq <= last is kept; those at or below the
+    floor may have been dropped by retention, so a resume from before it is
+    answered 410 (docs/scaling.md).
+    """
 
     id = models.SmallIntegerField(primary_key=True, default=1)
     last = models.BigIntegerField(default=0)
+    floor = models.BigIntegerField(default=0)
 
 
 class StreamState(models.Model):
@@ -216,7 +233,11 @@ class ModeSwitch(models.Model):
 
 
 class HealthSample(models.Model):
-    """One StreamMonitor evaluation, kept for charts for a retention period."""
+    """One StreamMonitor evaluation, kept for charts for a retention period.
+
+    Partitioned by `at`, a day a partition (migration 0009): retention drops
+    whole days. The database's primary key is (id, at).
+    """
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="health_samples")
     at = models.DateTimeField()

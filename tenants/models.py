@@ -30,6 +30,18 @@ class Tenant(TenantMixin):  # type: ignore[misc]
         default=40_000, help_text="Events that may arrive at once above the sustained rate."
     )
     max_sources = models.PositiveIntegerField(default=500)
+    # Retention (docs/scaling.md); 0 keeps forever.
+    event_retention_days = models.PositiveIntegerField(
+        default=30,
+        help_text="Events older than this are deleted; a repeated event id is recognised while its first copy is kept.",
+    )
+    change_retention_days = models.PositiveIntegerField(
+        default=7,
+        help_text=(
+            "Changes older than this are dropped, a week at a time, unless a callback subscription still needs them; "
+            "a resume from before what is kept answers 410."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
