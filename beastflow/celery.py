@@ -11,7 +11,7 @@ import structlog
 from celery import signals
 from tenant_schemas_celery.app import CeleryApp
 
-from beastflow import correlation
+from beastflow import correlation, task_metrics  # noqa: F401  (task_metrics: counts tasks on their signals)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beastflow.settings")
 

@@ -60,6 +60,21 @@ def service_env() -> dict[str, str]:
     return {**os.environ, **resolved, "PYTHONUNBUFFERED": "1"}
 
 
+def metrics_env(env: dict[str, str], *, wipe: bool) -> dict[str, str]:
+    """`env` with PROMETHEUS_MULTIPROC_DIR: web, workers and beat write their metrics there, /metrics sums them.
+
+    Default .beastflow/metrics, or the variable as given. `wipe` (for `up`)
+    removes what earlier runs left: their processes are gone, and stale
+    files would be counted in forever (docs/observability.md).
+    """
+    folder = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or state_dir() / "metrics")
+    if wipe and folder.is_dir():
+        for stale in folder.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
+
 def worker_command() -> list[str]:
     """One Celery worker. By default it consumes every queue (settings.CELERY_TASK_QUEUES)
     with two pool processes, which is what a 2-core machine can take; in production run
@@ -171,12 +186,12 @@ def cmd_up(_: list[str]) -> int:
     if subprocess.run(bootstrap, cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603 (fixed argv)
         log("bootstrap failed, not starting")
         return 1
-    return Supervisor(process_commands(), env, after_web=after_web_commands()).run()
+    return Supervisor(process_commands(), metrics_env(env, wipe=True), after_web=after_web_commands()).run()
 
 
 def _single(name: str) -> Callable[[list[str]], int]:
     def run(args: list[str]) -> int:
-        _exec([*process_commands()[name], *args], service_env())
+        _exec([*process_commands()[name], *args], metrics_env(service_env(), wipe=False))
 
     return run
 

@@ -64,6 +64,7 @@ TENANT_APPS = [
     "healing",
     "console",
     "retention",  # no models: partitions and retention across the tenant apps' tables
+    "observability",  # no models: scrape-time gauges, diagnostics (docs/observability.md)
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -348,6 +349,11 @@ LOG_FORMAT = env_str("BEASTFLOW_LOG_FORMAT", "json")
 LOGGING_CONFIG = None  # configured by beastflow.logging at startup
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# Per-source series on /metrics (health score, mode age, silence) for at most
+# this many unpaused sources, those most in need of attention first; per
+# subscription backlog for at most this many subscriptions (docs/observability.md).
+BEASTFLOW_METRICS_SOURCE_LIMIT = env_int("BEASTFLOW_METRICS_SOURCE_LIMIT", 200)
+BEASTFLOW_METRICS_SUBSCRIPTION_LIMIT = env_int("BEASTFLOW_METRICS_SUBSCRIPTION_LIMIT", 200)
 
 from beastflow.logging import configure_logging  # noqa: E402
 

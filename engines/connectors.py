@@ -28,6 +28,7 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import msgspec
+from prometheus_client import Counter
 
 from engines.polling_policy import parse_retry_after
 from engines.rest_paging import rate_limit_wait
@@ -37,6 +38,13 @@ USER_AGENT = "BeastFlow/1 (+connector http)"
 # How much of an error body goes into the failure's detail: enough for the
 # upstream's own explanation (problem+json), not a whole HTML error page.
 ERROR_BODY_EXCERPT = 300
+
+# Every upstream request of polls and reconciliations, by what came of it:
+# ok, not_modified (304), or the ErrorKind it raised (a 2xx whose body has the
+# wrong shape is counted ok here and as schema_invalid by the poll).
+POLL_REQUESTS = Counter(
+    "beastflow_poll_requests_total", "Requests to upstreams by polls and reconciliations", ["outcome"]
+)
 
 
 class ErrorKind(StrEnum):
@@ -238,17 +246,23 @@ def http_get(
     try:
         response = _client.get().get(url, params=params, headers=headers, timeout=timeout_s)
     except httpx.TimeoutException as exc:
+        POLL_REQUESTS.labels(ErrorKind.UPSTREAM_TIMEOUT.value).inc()
         raise UpstreamError(
             ErrorKind.UPSTREAM_TIMEOUT, f"GET {url}: no answer within {timeout_s:g}s", host=host
         ) from exc
     except httpx.TransportError as exc:  # refused, reset, DNS, a connection closed mid-response
+        POLL_REQUESTS.labels(ErrorKind.UPSTREAM_UNAVAILABLE.value).inc()
         raise UpstreamError(
             ErrorKind.UPSTREAM_UNAVAILABLE, f"GET {url}: {type(exc).__name__}: {exc}", host=host
         ) from exc
     if response.status_code == 304 and not_modified_ok:
+        POLL_REQUESTS.labels("not_modified").inc()
         return response
     if not response.is_success:
-        raise _status_error(response, url, host)
+        error = _status_error(response, url, host)
+        POLL_REQUESTS.labels(error.kind.value).inc()
+        raise error
+    POLL_REQUESTS.labels("ok").inc()
     return response
 
 

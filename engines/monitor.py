@@ -36,8 +36,9 @@ from engines.switching import source_switch_mode
 log = structlog.get_logger(__name__)
 
 TICKS = Counter("beastflow_monitor_evaluations_total", "Sources evaluated by the monitor", ["verdict"])
-SWITCHES = Counter("beastflow_mode_switches_total", "Mode switches", ["from_mode", "to_mode"])
-TICK_SECONDS = Histogram("beastflow_monitor_tick_seconds", "Time to evaluate one tenant's sources")
+TICK_SECONDS = Histogram(
+    "beastflow_monitor_tick_seconds", "Time of one monitor pass (a claimer's run, or all of a tenant's sources)"
+)
 
 # A poll-found event counts as "missed by push" only when push had this long
 # to deliver it: a poll racing a push that is merely in flight is not a miss.
@@ -158,7 +159,6 @@ def _store(
                 hysteresis_state=decision.state.to_dict(), health_score=health.score, verdict=health.verdict.value
             )
         )
-    from_mode = source.mode
     if not source_switch_mode(
         source=source,
         decision=decision,
@@ -167,7 +167,6 @@ def _store(
         if_state=source.hysteresis_state,
     ):
         return False
-    SWITCHES.labels(from_mode=from_mode, to_mode=source.mode).inc()
     if decision.transition is Transition.DEGRADE:
         # A degraded stream is a failure for RCA (silence, gaps or refused pushes).
         from healing.services import stream_failure_report

@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 from django.db import transaction
 from django.utils import timezone
+from prometheus_client import Counter
 
 from beastflow import correlation
 from beastflow.tenancy import current_schema
@@ -15,6 +16,13 @@ from engines.models import ModeSwitch, Source
 from scheduling.services import source_wake
 
 log = structlog.get_logger(__name__)
+
+# Every switch, the monitor's, an operator's or a healing action's. reason_kind
+# is the decision's transition (degrade, caught_up, recover, validated,
+# rollback, flap_hold, forced): a handful of values, unlike the free-text reason.
+# Until observability these were counted by the monitor only, labelled
+# from_mode/to_mode (docs/observability.md).
+SWITCHES = Counter("beastflow_mode_switches_total", "Mode switches", ["from", "to", "reason_kind"])
 
 
 @transaction.atomic
@@ -70,6 +78,8 @@ def source_switch_mode(
         actor=actor,
         correlation_id=correlation.current() or "",
     )
+    labels = (source.mode, decision.switch_to.value, decision.transition.value if decision.transition else "unknown")
+    transaction.on_commit(lambda: SWITCHES.labels(*labels).inc())  # a switch rolled back never happened
     log.info(
         "mode_switched",
         source=source.pk,

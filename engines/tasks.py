@@ -14,9 +14,10 @@ from django.conf import settings
 from beastflow.celery import app
 from beastflow.passes import pass_mark
 from beastflow.tasks import fan_out_to_tenants
+from beastflow.tracing import stage
 from engines.dispatch import monitor_claim_pass, polls_dispatch, reconciles_dispatch
 from engines.models import PollTrigger
-from engines.monitor import prune_samples
+from engines.monitor import TICK_SECONDS, prune_samples
 from engines.polling import source_poll
 from engines.reconcile.engine import reconcile_execute
 
@@ -43,11 +44,12 @@ def polls_dispatch_task() -> int:
 @app.task(ignore_result=True)
 def monitor_claim_task() -> int:
     """Beat's entry point: judge the sources whose deadline passed, across tenants, for up to two ticks."""
-    judged = monitor_claim_pass(
-        budget_s=max(1.0, 2 * settings.BEASTFLOW_MONITOR_TICK_S),
-        batch=settings.BEASTFLOW_MONITOR_BATCH,
-        lease_s=settings.BEASTFLOW_MONITOR_LEASE_S,
-    )
+    with stage("monitor.tick", TICK_SECONDS):
+        judged = monitor_claim_pass(
+            budget_s=max(1.0, 2 * settings.BEASTFLOW_MONITOR_TICK_S),
+            batch=settings.BEASTFLOW_MONITOR_BATCH,
+            lease_s=settings.BEASTFLOW_MONITOR_LEASE_S,
+        )
     pass_mark("monitor")
     return judged
 

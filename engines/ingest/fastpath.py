@@ -44,6 +44,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from beastflow import correlation
 from beastflow.problems import CONTENT_TYPE, problem_body
+from beastflow.tracing import stage
 from engines.ingest import service
 from engines.ingest.commit import BatchResult, CommitPlan, PendingBatch, Statement
 from engines.publish import changes_committed, changes_committed_async
@@ -247,28 +248,30 @@ def _prepare(
     if not on_loop:
         close_old_connections()
     authorization = headers.get("authorization")
-    if authorization:
-        token = bearer_token(authorization)
-        resolved = apikey_resolve(token) if token else None
-        if resolved is None:
-            raise service.IngestError(401, "The API key is unknown or revoked.")
-        tenant = resolved.tenant
-    else:
-        # No key: signed BeastFlow events or an upstream's own webhook, routed by the global source id.
-        found = tenant_for_source(source_id)
-        if found is None:
-            if not headers.get("x-beastflow-signature"):
-                raise service.IngestError(401, "Send an API key or a signed body.")
+    with stage("ingest.auth", service.STAGE_AUTH):
+        if authorization:
+            token = bearer_token(authorization)
+            resolved = apikey_resolve(token) if token else None
+            if resolved is None:
+                raise service.IngestError(401, "The API key is unknown or revoked.")
+            tenant = resolved.tenant
+        else:
+            # No key: signed BeastFlow events or an upstream's own webhook, routed by the global source id.
+            found = tenant_for_source(source_id)
+            if found is None:
+                if not headers.get("x-beastflow-signature"):
+                    raise service.IngestError(401, "Send an API key or a signed body.")
+                raise service.IngestError(404, "No such source.")
+            tenant = found
+        meta = service.source_cache.get(tenant.schema_name, source_id, lambda: _load_meta(tenant, source_id))
+        if meta is None:
             raise service.IngestError(404, "No such source.")
-        tenant = found
-    meta = service.source_cache.get(tenant.schema_name, source_id, lambda: _load_meta(tenant, source_id))
-    if meta is None:
-        raise service.IngestError(404, "No such source.")
-    native = service.verify(meta, has_key=bool(authorization), headers=headers, body=raw)
+        native = service.verify(meta, has_key=bool(authorization), headers=headers, body=raw)
     try:
-        taken = service.read(
-            meta, native=native, headers=headers, body=raw, content_type=headers.get("content-type", "")
-        )
+        with stage("ingest.validate", service.STAGE_VALIDATE):
+            taken = service.read(
+                meta, native=native, headers=headers, body=raw, content_type=headers.get("content-type", "")
+            )
     except service.IngestError:
         with schema_context(meta.schema), connection.cursor() as cursor:
             service.count_push_error(cursor, source_id, scheme=meta.push_scheme if native else None)
@@ -383,7 +386,8 @@ async def _commit_group_async(
     results = [refusal if refusal is not None else next(committed) for refusal in refusals]
     changes = [change for result in results if isinstance(result, BatchResult) for change in result.changes]
     if changes:
-        await changes_committed_async(schema, changes)
+        with stage("ingest.publish", service.STAGE_PUBLISH):
+            await changes_committed_async(schema, changes)
     return results
 
 
@@ -404,7 +408,9 @@ async def _commit_pipelined_async(schema: str, batches: list[PendingBatch]) -> l
             with contextlib.suppress(Exception):
                 await conn.execute("ROLLBACK")
             raise
-    service.COMMIT_SECONDS.observe(time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    service.COMMIT_SECONDS.observe(elapsed)
+    service.STAGE_COMMIT.observe(elapsed)
     return commit.results(second)
 
 
@@ -428,7 +434,8 @@ def _commit_group(
     results = [refusal if refusal is not None else next(committed) for refusal in refusals]
     changes = [change for result in results if isinstance(result, BatchResult) for change in result.changes]
     if changes:
-        changes_committed(schema, changes)
+        with stage("ingest.publish", service.STAGE_PUBLISH):
+            changes_committed(schema, changes)
     log.debug("ingest_group_committed", schema=schema, requests=len(batches), ms=(time.perf_counter() - started) * 1000)
     return results
 
@@ -451,7 +458,9 @@ def _commit_pipelined(schema: str, batches: list[PendingBatch]) -> list[BatchRes
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
             raise
-    service.COMMIT_SECONDS.observe(time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    service.COMMIT_SECONDS.observe(elapsed)
+    service.STAGE_COMMIT.observe(elapsed)
     return commit.results(second)
 
 

@@ -1,0 +1,76 @@
+"""/metrics for every process: the web's own, each worker's and beat's, summed.
+
+Celery's workers (the monitor, polls, reconciliation, healing, callbacks)
+and beat are separate processes; a counter incremented there lives in their
+memory, which the web process serving /metrics never sees. With
+prometheus_client's multiprocess mode every process writes its values to
+memory-mapped files in one shared folder, PROMETHEUS_MULTIPROC_DIR, and
+/metrics reads them all (MultiProcessCollector): counters and histograms are
+summed across processes, each gauge by its `multiprocess_mode`.
+
+The launcher sets the folder for web, worker and beat and empties it when
+`up` starts (docs/observability.md). The variable must be set before
+prometheus_client is first imported: it picks its storage at import.
+Without it, every process keeps its own values and /metrics shows the web
+process only, as before.
+
+Scrape-time collectors (gauges read from the database or the broker when
+/metrics is asked, such as the queue depths and the sources per mode) are
+registered on the default registry by their apps; this view serves them
+next to the aggregated files, once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class _ScrapeTimeCollectors(Collector):
+    """The default registry's collectors that compute at scrape time, without its in-process metrics.
+
+    In multiprocess mode the in-process Counter/Histogram/Gauge objects
+    (MetricWrapperBase) are exported from the files, every process's values
+    summed; collecting them from the registry too would report this process's
+    share a second time. Everything else (custom collectors, the Python and
+    process info of the web process) comes from the registry as is.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        # prometheus_client has no public list of a registry's collectors;
+        # this attribute has held them since its first multiprocess release.
+        with REGISTRY._lock:
+            collectors = list(REGISTRY._collector_to_names)
+        for collector in collectors:
+            if isinstance(collector, MetricWrapperBase):
+                continue
+            yield from collector.collect()
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What /metrics serves: every process's metrics in multiprocess mode, else this process's."""
+    if multiprocess_dir() is None:
+        return REGISTRY
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_ScrapeTimeCollectors())
+    return registry
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)

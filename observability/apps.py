@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ObservabilityConfig(AppConfig):
+    name = "observability"
+    verbose_name = "Observability"
+
+    def ready(self) -> None:
+        from observability.collectors import register
+
+        register()  # sources per mode, per-source health, callback backlog on /metrics
