@@ -9,6 +9,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beastflow.settings")
 # The web process pools its database connections (see DATABASES in settings).
 os.environ.setdefault("BEASTFLOW_DB_POOL_SIZE", "20")
+# Tracing, when OTEL_* asks for it (docs/observability.md): before Django builds its middleware chain.
+from beastflow import otel
+
+otel.configure("web")
 django_http = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

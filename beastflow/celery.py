@@ -26,6 +26,21 @@ log = structlog.get_logger("beastflow.tasks")
 SENT_AT_HEADER = "bf_sent_at"
 
 
+@signals.worker_process_init.connect
+def _tracing_in_pool_process(**_: Any) -> None:
+    # In each pool process, after the fork: a span exporter's thread does not survive one.
+    from beastflow import otel
+
+    otel.configure("worker")
+
+
+@signals.beat_init.connect
+def _tracing_in_beat(**_: Any) -> None:
+    from beastflow import otel
+
+    otel.configure("beat")
+
+
 @signals.setup_logging.connect
 def _keep_our_logging(**_: Any) -> None:
     """Connected so Celery does not replace the structured logging of settings."""

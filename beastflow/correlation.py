@@ -16,6 +16,8 @@ import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
+from beastflow import tracing
+
 HEADER = "X-Request-ID"
 TASK_HEADER = "beastflow_correlation_id"  # Celery has its own "correlation_id"
 # Accept what a client sends only when it is plainly an id: it lands in logs.
@@ -42,6 +44,9 @@ def current() -> str | None:
 def bind(correlation_id: str, **extra: Any) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=correlation_id, **extra)
+    if tracing.tag_span is not None:
+        # The request's span started before the id was known (tracing on only).
+        tracing.tag_span(correlation_id)
 
 
 class CorrelationIdMiddleware:

@@ -8,8 +8,11 @@ import sys
 
 import structlog
 
+from beastflow.tracing import add_trace_ids
+
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
+    add_trace_ids,  # trace_id / span_id when tracing is on (docs/observability.md)
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -10,6 +10,7 @@ tracer, so it stays importable without OpenTelemetry installed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -20,6 +21,19 @@ class _Observer(Protocol):
 
 # Set by beastflow.otel.configure() when tracing is enabled; None keeps stages to their histogram.
 tracer: Any = None
+# The current span's (trace id, span id) in hex, or None outside a span; set with `tracer`.
+span_ids: Callable[[], tuple[str, str] | None] | None = None
+# Puts a correlation id on the current span; set with `tracer` (beastflow.correlation.bind calls it).
+tag_span: Callable[[str], None] | None = None
+
+
+def add_trace_ids(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: `trace_id` and `span_id` on every line written inside a span (tracing on)."""
+    if span_ids is not None:
+        ids = span_ids()
+        if ids is not None:
+            event_dict["trace_id"], event_dict["span_id"] = ids
+    return event_dict
 
 
 class stage:  # noqa: N801 (used like a function: `with stage(...)`)

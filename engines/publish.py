@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 
+from beastflow import otel
 from engines import changes_bus
 
 log = structlog.get_logger(__name__)
@@ -98,6 +99,9 @@ class _Waker:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._due: dict[str, float] = {}  # schema -> when to wake it
+        # schema -> trace context of the commit that made the wake due (tracing on only):
+        # the delivery task it queues continues that trace (docs/observability.md).
+        self._traces: dict[str, Any] = {}
         self._busy = False
         self._pid = 0
 
@@ -108,6 +112,7 @@ class _Waker:
                 threading.Thread(target=self._loop, name="beastflow-wake", daemon=True).start()
             if schema not in self._due:
                 self._due[schema] = time.monotonic() + WAKE_WINDOW_S
+                self._traces[schema] = otel.current_context()
                 self._cond.notify_all()
 
     def flush(self, timeout_s: float) -> bool:
@@ -132,12 +137,14 @@ class _Waker:
                 if not ready:
                     self._cond.wait(min(self._due.values()) - now)
                     continue
+                traces = {schema: self._traces.pop(schema, None) for schema in ready}
                 for schema in ready:
                     del self._due[schema]
                 self._busy = True
             try:
                 for schema in ready:
-                    _wake_callbacks(schema)
+                    with otel.attached(traces[schema]):
+                        _wake_callbacks(schema)
             finally:
                 with self._cond:
                     self._busy = False

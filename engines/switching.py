@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from beastflow import correlation
+from beastflow import correlation, otel
 from beastflow.tenancy import current_schema
 from engines.hysteresis import Decision, Transition
 from engines.models import ModeSwitch, Source
@@ -23,6 +23,11 @@ log = structlog.get_logger(__name__)
 # Until observability these were counted by the monitor only, labelled
 # from_mode/to_mode (docs/observability.md).
 SWITCHES = Counter("beastflow_mode_switches_total", "Mode switches", ["from", "to", "reason_kind"])
+
+
+def switch_trace_name(schema: str, source_id: int) -> str:
+    """Where a switch leaves its trace context for the poll it makes due (beastflow.otel.remember)."""
+    return f"switch:{schema}:{source_id}"
 
 
 @transaction.atomic
@@ -80,6 +85,9 @@ def source_switch_mode(
     )
     labels = (source.mode, decision.switch_to.value, decision.transition.value if decision.transition else "unknown")
     transaction.on_commit(lambda: SWITCHES.labels(*labels).inc())  # a switch rolled back never happened
+    attributes = {"beastflow.source": source.pk, "beastflow.from": labels[0], "beastflow.to": labels[1]}
+    with otel.span("mode.switch", attributes=attributes | {"beastflow.reason_kind": labels[2]}):
+        otel.remember(switch_trace_name(current_schema(), source.pk))
     log.info(
         "mode_switched",
         source=source.pk,

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from beastflow import otel
 from beastflow.celery import app
 from beastflow.passes import pass_mark
 from beastflow.tasks import fan_out_to_tenants
+from beastflow.tenancy import current_schema
 from beastflow.tracing import stage
 from engines.dispatch import monitor_claim_pass, polls_dispatch, reconciles_dispatch
 from engines.models import PollTrigger
 from engines.monitor import TICK_SECONDS, prune_samples
 from engines.polling import source_poll
 from engines.reconcile.engine import reconcile_execute
+from engines.switching import switch_trace_name
 
 # A reconciliation pages through a whole snapshot when the upstream has no
 # digests: minutes for millions of records, far past the default limits.
@@ -29,8 +32,11 @@ RECONCILE_SOFT_TIME_LIMIT_S = 1_800
 @app.task(acks_late=True, ignore_result=True)
 def source_poll_task(source_id: int, trigger: str = PollTrigger.SCHEDULE.value) -> None:
     # A deleted source, a live lease (a duplicate delivery) or a paused
-    # source make this a no-op inside source_poll.
-    source_poll(source_id=source_id, trigger=trigger)
+    # source make this a no-op inside source_poll. The poll is linked to the
+    # switch that made it due, if one did lately (tracing on only).
+    links = otel.links_to(switch_trace_name(current_schema(), source_id))
+    with otel.span("poll", links=links, attributes={"beastflow.source": source_id, "beastflow.trigger": trigger}):
+        source_poll(source_id=source_id, trigger=trigger)
 
 
 @app.task(ignore_result=True)
