@@ -153,6 +153,16 @@ def cmd_run(args: list[str]) -> int:
     _exec(args, service_env())
 
 
+def local_upstreams_env(env: dict[str, str]) -> dict[str, str]:
+    """`up` and `bench` call simulators on 127.0.0.1: allow loopback past the outbound URL guard, and say so.
+
+    Production keeps the default (refuse loopback and private ranges; see docs/security.md).
+    """
+    allow = env.get("BEASTFLOW_UPSTREAM_ALLOW") or "127.0.0.0/8,::1/128"
+    log(f"outbound URL guard: BEASTFLOW_UPSTREAM_ALLOW={allow} (loopback allowed for the local simulators)")
+    return {**env, "BEASTFLOW_UPSTREAM_ALLOW": allow}
+
+
 def cmd_migrate(args: list[str]) -> int:
     _exec(manage("migrate_tenants", *args), service_env())
 
@@ -163,7 +173,7 @@ def cmd_bench(args: list[str]) -> int:
     if not scripts:
         log("no benchmarks: bench/*.py is empty")
         return 0
-    env = service_env()
+    env = local_upstreams_env(service_env())
     failed = []
     for script in scripts:
         print(f"== {script.relative_to(ROOT)}", flush=True)
@@ -176,7 +186,7 @@ def cmd_bench(args: list[str]) -> int:
 
 
 def cmd_up(_: list[str]) -> int:
-    env = service_env()
+    env = local_upstreams_env(service_env())
     if not _port_free(port()):
         log(f"port {port()} is in use: stop what holds it or set BEASTFLOW_PORT")
         return 1

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beastflow.netguard import literal_problem
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError, flatten_errors
 from callbacks import selectors, services
@@ -33,8 +34,11 @@ def _http_url(value: str) -> str:
         raise serializers.ValidationError("not a URL")
     if parts.scheme not in ("http", "https"):
         raise serializers.ValidationError("must be an http or https URL")
-    if not parts.hostname or any(char.isspace() for char in value):
+    if not parts.hostname or any(char.isspace() or char == "\x00" for char in value):
         raise serializers.ValidationError("must be an absolute URL with a host")
+    problem = literal_problem(value)  # names are checked when resolved, at delivery
+    if problem:
+        raise serializers.ValidationError(problem)
     return value
 
 

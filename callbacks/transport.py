@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from beastflow.netguard import ForbiddenAddressError, guarded_client
 from callbacks.metrics import DELIVERIES, DELIVERY_SECONDS
 from callbacks.policy import DeliveryPolicy
 from callbacks.signing import SUBSCRIPTION_HEADER, Scheme, signed_headers
@@ -41,8 +42,9 @@ def _client() -> httpx.Client:
         with _clients_lock:
             client = _clients.get(pid)
             if client is None:
-                client = httpx.Client(
-                    follow_redirects=False,  # a redirected POST is the endpoint's mistake: report it
+                # Guarded (beastflow/netguard.py): a subscription URL never reaches our own
+                # network. Redirects are not followed: a redirected POST is the endpoint's mistake.
+                client = guarded_client(
                     headers={"User-Agent": USER_AGENT},
                     limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                 )
@@ -90,6 +92,8 @@ def _post(*, url: str, body: bytes, headers: dict[str, str], policy: DeliveryPol
         with _client().stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
             status = response.status_code
             head = b"" if 200 <= status < 300 else _read_at_most(response, _SNIPPET_BYTES)
+    except ForbiddenAddressError as exc:
+        return _no_answer(f"forbidden: {exc}", started)
     except httpx.TimeoutException as exc:
         return _no_answer(f"timeout: {type(exc).__name__}", started)
     except httpx.HTTPError as exc:

@@ -30,6 +30,7 @@ import httpx
 import msgspec
 from prometheus_client import Counter
 
+from beastflow.netguard import ForbiddenAddressError, guarded_client
 from engines.polling_policy import parse_retry_after
 from engines.rest_paging import rate_limit_wait
 from engines.schemas import HttpConnectorConfig
@@ -58,6 +59,10 @@ class ErrorKind(StrEnum):
     # Any other non-2xx (404 from a wrong URL, 400, a redirect): the request
     # itself is wrong. RCA has no category for it: it lands in `unknown`.
     REQUEST_REJECTED = "poll_error"
+    # The URL's host resolves to an address the outbound guard refuses
+    # (loopback, private, link-local, ...; see docs/security.md). The
+    # configuration is wrong, not the upstream: RCA files it under `unknown`.
+    UPSTREAM_FORBIDDEN = "upstream_forbidden"
 
 
 # Failures that say the host is down (they count for its circuit breaker);
@@ -212,9 +217,10 @@ class _Client:
             return self.client
         with self.lock:
             if self.client is None or self.pid != os.getpid():
-                self.client = httpx.Client(
+                # Guarded (beastflow/netguard.py): a tenant's URL never reaches our own network.
+                # Redirects are not followed: a redirect is a misconfigured URL, reported.
+                self.client = guarded_client(
                     headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                    follow_redirects=False,  # a redirect is a misconfigured URL: reported, not followed
                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                 )
                 self.pid = os.getpid()
@@ -245,6 +251,9 @@ def http_get(
     host = upstream_host(url)
     try:
         response = _client.get().get(url, params=params, headers=headers, timeout=timeout_s)
+    except ForbiddenAddressError as exc:
+        POLL_REQUESTS.labels(ErrorKind.UPSTREAM_FORBIDDEN.value).inc()
+        raise UpstreamError(ErrorKind.UPSTREAM_FORBIDDEN, f"GET {url}: {exc}", host=host) from exc
     except httpx.TimeoutException as exc:
         POLL_REQUESTS.labels(ErrorKind.UPSTREAM_TIMEOUT.value).inc()
         raise UpstreamError(

@@ -17,6 +17,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from beastflow.netguard import header_problems, literal_problem
 from engines.modes import Mode
 
 DataFlowMode = Mode
@@ -44,6 +45,26 @@ def check_jmespath(value: str | None) -> str | None:
 Expression = Annotated[str, Field(min_length=1, max_length=2_000)]
 
 
+def check_upstream_url(value: Any) -> Any:
+    """A URL whose host is literally a forbidden address (loopback, private, ...) is refused here.
+
+    Names are judged when they are resolved, at request time (see docs/security.md).
+    """
+    if value is not None:
+        problem = literal_problem(str(value))
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+def check_headers(value: dict[str, str]) -> dict[str, str]:
+    """No Host, hop-by-hop or framing header, no CR/LF/NUL: the connection is ours to shape."""
+    problems = header_problems(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,6 +79,9 @@ class HttpConnectorConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     page_limit: int = Field(default=500, ge=1, le=5_000)
     digests: bool = Field(default=True, description="Use ?digest=1 bucket digests when reconciling.")
+
+    _check_urls = field_validator("poll_url", "snapshot_url")(check_upstream_url)
+    _check_headers = field_validator("headers")(check_headers)
 
 
 class SimulatorConnectorConfig(HttpConnectorConfig):
@@ -143,6 +167,8 @@ class RestConnectorConfig(_Strict):
     digests: Literal[False] = False
 
     _check_expressions = field_validator("records", "since_field", "key", "version", "op", "data")(check_jmespath)
+    _check_url = field_validator("base_url")(check_upstream_url)
+    _check_headers = field_validator("headers")(check_headers)
 
     @model_validator(mode="after")
     def _template_vars(self) -> RestConnectorConfig:

@@ -17,6 +17,7 @@ class FailureKind(models.TextChoices):
     RECONCILIATION_DRIFT = "reconciliation_drift", "Reconciliation drift"
     FLAPPING = "flapping", "Flapping"
     CALLBACK_FAILING = "callback_failing", "Callback endpoint failing"
+    UPSTREAM_FORBIDDEN = "upstream_forbidden", "Upstream address forbidden"
 
 
 class FailureStatus(models.TextChoices):

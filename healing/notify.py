@@ -19,6 +19,7 @@ import structlog
 from django.conf import settings
 from django.core.mail import send_mail
 
+from beastflow.netguard import guarded_client
 from beastflow.tenancy import current_schema
 from callbacks.signing import signature_header
 from healing.models import HealingAction
@@ -70,7 +71,10 @@ def escalation_notify(*, action_id: int, level: int) -> dict[str, int]:
                 settings.BEASTFLOW_ESCALATION_WEBHOOK_SECRET, body_bytes, timestamp=int(time.time())
             )
         try:
-            response = httpx.post(url, content=body_bytes, headers=headers, timeout=5.0)
+            # Guarded like every outbound URL (beastflow/netguard.py): an internal
+            # receiver is allowed with BEASTFLOW_UPSTREAM_ALLOW.
+            with guarded_client() as client:
+                response = client.post(url, content=body_bytes, headers=headers, timeout=5.0)
             sent["webhooks"] += int(response.is_success)
         except httpx.HTTPError as exc:
             log.warning("escalation_webhook_failed", action=action_id, level=level, url=url, error=str(exc))

@@ -15,6 +15,7 @@ SEVERITY = {
     "flapping": 3,
     "poll_error": 3,
     "callback_failing": 3,
+    "upstream_forbidden": 3,
     "stream_gaps": 2,
     "rate_limited": 2,
 }

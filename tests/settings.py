@@ -9,6 +9,10 @@ import os
 # two runs on one machine never consume each other's Celery tasks.
 os.environ.setdefault("BEASTFLOW_REDIS_PREFIX", f"bftest{os.getpid()}")
 os.environ.setdefault("BEASTFLOW_LOG_LEVEL", "WARNING")
+# The simulators and fake endpoints of the suite listen on 127.0.0.1: the
+# outbound URL guard (beastflow/netguard.py) refuses loopback unless allowed.
+# Tests of the guard itself set their own allow list.
+os.environ.setdefault("BEASTFLOW_UPSTREAM_ALLOW", "127.0.0.0/8,::1/128")
 
 from beastflow.settings import *  # noqa: F403
 

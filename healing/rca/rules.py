@@ -20,7 +20,7 @@ from healing.schemas import RCACategory as C
 
 Op = Literal["eq", "ne", "in", "gte", "lte", "true", "false", "mentions"]
 
-RULES_VERSION = "2026.11.5"
+RULES_VERSION = "2026.12.6"
 
 
 @dataclass(frozen=True)
@@ -226,6 +226,15 @@ RULES: tuple[Rule, ...] = (
         (_kind("poll_error"),),
         0.5,
         "{host} rejected the request itself (HTTP {http_status}): check the source's URLs",
+    ),
+    Rule(
+        "request.forbidden",
+        1,
+        C.UNKNOWN,
+        (_kind("upstream_forbidden"),),
+        0.9,
+        "{host} resolves to an address the outbound guard refuses: fix the source's URL or allow it "
+        "in BEASTFLOW_UPSTREAM_ALLOW (see docs/security.md)",
     ),
     Rule(
         "callback.failing",

@@ -48,6 +48,7 @@ RULE_CASES: dict[str, dict[str, Any]] = {
     "silent.direct": {"kind": "stream_silent"},
     "gaps.direct": {"kind": "stream_gaps", "missing": 4},
     "request.rejected": {"kind": "poll_error", "http_status": 404},
+    "request.forbidden": {"kind": "upstream_forbidden", "host": "http://10.0.0.1:80"},
     "callback.failing": {"kind": "callback_failing"},
 }
 
