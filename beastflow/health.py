@@ -9,7 +9,7 @@ its own when it lands (in its AppConfig.ready()).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -82,9 +82,14 @@ def _run(item: Component) -> dict[str, Any]:
     }
 
 
-def readiness() -> tuple[bool, dict[str, dict[str, Any]]]:
-    """Run every component (in parallel, each bounded in time)."""
-    components = dict(_registry)
+def readiness(only: Collection[str] | None = None) -> tuple[bool, dict[str, dict[str, Any]]]:
+    """Run every component, or the ones named in `only` (in parallel, each bounded in time).
+
+    `only` serves a probe that asks about one process, e.g. a Kubernetes
+    readiness probe on a web pod (docs/deploy.md): whether this pod can serve
+    (database, Redis, migrations), not whether the workers keep up.
+    """
+    components = {name: item for name, item in _registry.items() if only is None or name in only}
     report: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(components))) as pool:
         futures = {name: pool.submit(_run_with_db_cleanup, item) for name, item in components.items()}

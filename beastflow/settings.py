@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from beastflow.env import env_bool, env_float, env_int, env_list, env_str
 
@@ -23,6 +24,10 @@ def _secret_key() -> str:
     configured = env_str("DJANGO_SECRET_KEY")
     if configured:
         return configured
+    if env_bool("BEASTFLOW_REQUIRE_SECRET_KEY", False):
+        # The production image sets this: replicas each generating a key of
+        # their own would not read each other's sessions and signatures.
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required (BEASTFLOW_REQUIRE_SECRET_KEY=1)")
     path = STATE_DIR / "secret_key"
     if path.exists():
         return path.read_text().strip()

@@ -16,7 +16,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    ready, report = health.readiness()
+    """Every component, or `?only=a,b` (a probe about one process: docs/deploy.md)."""
+    only = None
+    if request.GET.get("only"):
+        only = {name.strip() for name in request.GET["only"].split(",") if name.strip()}
+        unknown = sorted(only - set(health.registered()))
+        if unknown:
+            body = problem_body(400, f"unknown components: {', '.join(unknown)}")
+            body["errors"] = [{"field": "only", "message": f"unknown component {name!r}"} for name in unknown]
+            return JsonResponse(body, status=400, content_type=CONTENT_TYPE)
+    ready, report = health.readiness(only)
     if ready:
         return JsonResponse({"status": "ready", "components": report})
     failing = sorted(name for name, entry in report.items() if not entry["ok"] and entry["critical"])
