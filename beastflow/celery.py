@@ -41,6 +41,21 @@ def _tracing_in_beat(**_: Any) -> None:
     otel.configure("beat")
 
 
+@signals.worker_init.connect
+def _worker_metrics_port(**_: Any) -> None:
+    # In the main worker process, once: the pool's processes write to its folder (docs/observability.md).
+    from beastflow.metrics import serve_process_metrics
+
+    serve_process_metrics("worker")
+
+
+@signals.beat_init.connect
+def _beat_metrics_port(**_: Any) -> None:
+    from beastflow.metrics import serve_process_metrics
+
+    serve_process_metrics("beat")
+
+
 @signals.setup_logging.connect
 def _keep_our_logging(**_: Any) -> None:
     """Connected so Celery does not replace the structured logging of settings."""

@@ -74,3 +74,29 @@ def scrape_registry() -> CollectorRegistry:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+PORT_ENV = "BEASTFLOW_METRICS_PORT"
+
+
+def serve_process_metrics(role: str) -> int | None:
+    """With BEASTFLOW_METRICS_PORT set, serve this process group's folder on that port; the port, or None.
+
+    For workers and beat in containers of their own (docker compose, Kubernetes),
+    where the web's /metrics cannot read their folder: each serves what its own
+    processes wrote (the Celery pool's processes summed), and Prometheus sums the
+    containers. Only the folder: the scrape-time gauges come from the web's /metrics.
+    """
+    raw = os.environ.get(PORT_ENV, "").strip()
+    if not raw or multiprocess_dir() is None:
+        return None
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    port = int(raw)
+    start_http_server(port, addr=os.environ.get("BEASTFLOW_METRICS_ADDR", "0.0.0.0"), registry=registry)  # noqa: S104 (scraped from other containers)
+    import structlog
+
+    structlog.get_logger(__name__).info("metrics_served", role=role, port=port)
+    return port

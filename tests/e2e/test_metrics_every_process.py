@@ -10,6 +10,7 @@ the web's /metrics.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -48,15 +49,25 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
+def _forget_namespace(prefix: str) -> None:
+    """The Redis keys of a namespace of our own (the session's own are removed by conftest)."""
+    from beastflow.redis_client import get_redis
+
+    client = get_redis()
+    for name in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(name)
+
+
 @pytest.fixture
 def stack(personas: dict[str, Persona], tmp_path: Path) -> Iterator[str]:
     """web + worker + beat sharing a metrics folder; yields the web's URL."""
     folder = tmp_path / "metrics"
     folder.mkdir()
     port = _free_port()
+    prefix = f"bfobs{uuid.uuid4().hex[:8]}"
     env = subprocess_env() | {
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
-        "BEASTFLOW_REDIS_PREFIX": f"bfobs{uuid.uuid4().hex[:8]}",
+        "BEASTFLOW_REDIS_PREFIX": prefix,
         "BEASTFLOW_MONITOR_TICK_S": "0.5",
         "BEASTFLOW_MONITOR_ACTIVE_S": "1",
     }
@@ -82,6 +93,7 @@ def stack(personas: dict[str, Persona], tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         _stop(processes)
+        _forget_namespace(prefix)
 
 
 def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -177,3 +189,50 @@ def test_metrics_of_worker_and_beat_show_on_the_webs_metrics(
             found = Source.objects.filter(pk=source.pk).first()
             if found is not None:
                 sources.source_delete(source=found)
+
+
+@pytest.mark.e2e
+def test_beat_in_a_container_of_its_own_serves_its_metrics_on_a_port(
+    personas: dict[str, Persona], tmp_path: Path
+) -> None:
+    # given: beat alone, with its own folder and BEASTFLOW_METRICS_PORT (as in docker compose)
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    port = _free_port()
+    prefix = f"bfobs{uuid.uuid4().hex[:8]}"
+    env = subprocess_env() | {
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "BEASTFLOW_METRICS_PORT": str(port),
+        "BEASTFLOW_METRICS_ADDR": "127.0.0.1",
+        "BEASTFLOW_REDIS_PREFIX": prefix,
+        "BEASTFLOW_MONITOR_TICK_S": "0.5",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "beastflow",
+        "beat",
+        "-l",
+        "WARNING",
+        "--schedule",
+        str(tmp_path / "b"),
+    ]
+    beat = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        # when: its clock ticks
+        deadline = time.monotonic() + 30
+        sent = 0.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                sent = _total(_scrape(f"http://127.0.0.1:{port}"), "beastflow_tasks_sent_total")
+            if sent > 0:
+                break
+            assert beat.poll() is None, "beat exited"
+            time.sleep(0.25)
+        # then: what it published is counted on its own port
+        assert sent > 0
+    finally:
+        _stop([beat])
+        _forget_namespace(prefix)
