@@ -13,7 +13,10 @@ clock:
 - Dormant: in polling with the push still bad and no good verdict yet.
   Another bad verdict changes nothing (the machine only counts it), so
   the source is looked at every `dormant_s` to notice the push coming back.
-- Settled: in event mode, every penalty zero, no bad verdict. The next
+- Settled: in event mode, no bad verdict, no penalty but the delivery
+  rate's (capped below the verdict line in engines/health.py, it never
+  turns a verdict bad alone, and a sparse stream carries it between two
+  pushes; with any other penalty the source is moving anyway). The next
   thing that can happen on its own is silence, which starts at the last
   event or heartbeat plus the allowed silence: that is the deadline. A
   stream that moved since the last judgement (events, errors, heartbeats)
@@ -35,6 +38,10 @@ from dataclasses import dataclass
 from engines.health import StreamHealth
 from engines.hysteresis import HysteresisState
 from engines.modes import Mode, Verdict
+
+# Penalties a settled stream may carry: the delivery rate's is capped below the
+# verdict line (HealthPolicy.rate_max_penalty), so it only matters with another one.
+QUIET_PENALTIES = frozenset({"delivery_rate"})
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ def next_judgement(
         if health.verdict is Verdict.BAD and state.good == 0:
             return now + cadence.dormant_s
         return soonest
-    if state.bad > 0 or any(penalty > 0 for penalty in health.penalties.values()):
+    if state.bad > 0 or any(penalty > 0 for name, penalty in health.penalties.items() if name not in QUIET_PENALTIES):
         return soonest
     later = now + (cadence.active_s if moved else cadence.idle_s)
     silence, allowed = health.measures.get("silence_s"), health.measures.get("allowed_silence_s")

@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 from prometheus_client import Counter
 
@@ -58,12 +59,19 @@ def _leases(claims: Sequence[Claim]) -> dict[int, datetime]:
 # -- the monitor -------------------------------------------------------------------
 
 
-def monitor_claim_pass(*, budget_s: float, batch: int, lease_s: float) -> int:
-    """Judge due sources in batches until none is due or `budget_s` is spent; returns how many."""
+def monitor_claim_pass(*, budget_s: float, batch: int, lease_s: float, horizon_s: float = 0.0) -> int:
+    """Judge due sources in batches until none is due or `budget_s` is spent; returns how many.
+
+    `horizon_s`: also what falls due that much later than the pass began
+    (half a tick: each source is then judged within half a tick of its
+    deadline, either side). Fixed at the start, so a source judged in this
+    pass, whose next deadline is at least a tick away, is not taken again.
+    """
     stop_at = time.monotonic() + budget_s
+    due_by = timezone.now() + timedelta(seconds=horizon_s)
     judged = 0
     while time.monotonic() < stop_at:
-        claims = evals_claim(limit=batch, lease_s=lease_s)
+        claims = evals_claim(limit=batch, lease_s=lease_s, due_by=due_by)
         if not claims:
             break
         judged += _judge(claims)

@@ -55,6 +55,7 @@ def monitor_claim_task() -> int:
             budget_s=max(1.0, 2 * settings.BEASTFLOW_MONITOR_TICK_S),
             batch=settings.BEASTFLOW_MONITOR_BATCH,
             lease_s=settings.BEASTFLOW_MONITOR_LEASE_S,
+            horizon_s=settings.BEASTFLOW_MONITOR_TICK_S / 2,
         )
     pass_mark("monitor")
     return judged

@@ -44,9 +44,17 @@ class Claim:
     lease_until: datetime
 
 
-def evals_claim(*, limit: int, lease_s: float, now: datetime | None = None) -> list[Claim]:
-    """Up to `limit` due judgements, most overdue first."""
+def evals_claim(
+    *, limit: int, lease_s: float, due_by: datetime | None = None, now: datetime | None = None
+) -> list[Claim]:
+    """Up to `limit` judgements due by `due_by` (default now), most overdue first.
+
+    A `due_by` a little ahead lets a pass that runs once a tick take what
+    falls due before the next pass: without it a source judged every tick
+    would meet its deadline a hair after each pass and always wait one tick more.
+    """
     now = now or timezone.now()
+    due_by = due_by or now
     lease = now + timedelta(seconds=lease_s)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -62,7 +70,7 @@ def evals_claim(*, limit: int, lease_s: float, now: datetime | None = None) -> l
             FROM due WHERE s.source_id = due.source_id
             RETURNING s.source_id, due.tenant_id, due.next_eval_at
             """,  # noqa: S608 (fixed names)
-            {"now": now, "limit": limit, "lease": lease},
+            {"now": due_by, "limit": limit, "lease": lease},
         )
         rows = cursor.fetchall()
     return sorted((Claim(row[0], row[1], row[2], lease) for row in rows), key=lambda c: c.due_at)

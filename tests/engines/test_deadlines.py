@@ -45,6 +45,11 @@ def test_a_settled_stream_that_moved_is_looked_at_after_active_s() -> None:
     assert at(health(silent_s=0.2, allowed_s=60.0), state(), moved=True) == pytest.approx(5.0)
 
 
+def test_a_sparse_stream_between_two_pushes_stays_settled_with_only_a_rate_penalty() -> None:
+    # the delivery rate's penalty is capped below the verdict line: alone it never moves the machine
+    assert at(health(silent_s=4.0, allowed_s=30.0, delivery_rate=40), state(), moved=True) == pytest.approx(5.0)
+
+
 def test_never_sooner_than_a_tick() -> None:
     assert at(health(silent_s=14.9, allowed_s=15.0), state()) == pytest.approx(1.0)
 
