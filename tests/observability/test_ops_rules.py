@@ -1,4 +1,4 @@
-"""The alert rules under ops/prometheus: promtool checks them and runs their unit tests; every alert has a runbook section."""
+"""The alert rules under ops/prometheus: promtool checks and unit-tests them; each alert has a runbook section."""
 
 from __future__ import annotations
 
