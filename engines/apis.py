@@ -90,7 +90,8 @@ class RecordDetailApi(APIView):
     @extend_schema(summary="One record by key (404 when absent or deleted)")
     def get(self, request: Request, source_id: str, key: str) -> Response:
         source = source_or_404(source_id)
-        record = selectors.record_get(source.pk, key)
+        # A NUL cannot be in a stored key (PostgreSQL refuses it): no such record, not a 500.
+        record = None if "\x00" in key else selectors.record_get(source.pk, key)
         if record is None:
             raise ProblemError(404, "No such record.")
         return Response(selectors.record_render(record))

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import string
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import jmespath
+import jsonschema
 from jmespath.exceptions import JMESPathError
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from beastflow.netguard import header_problems, literal_problem
+from engines.ingest.validation import content_problem
 from engines.modes import Mode
 
 DataFlowMode = Mode
@@ -311,6 +314,11 @@ class ReconcileConfig(_Strict):
     )
 
 
+DATA_SCHEMA_MAX_BYTES = 64 * 1024
+DATA_SCHEMA_MAX_DEPTH = 32
+DEFINITION_MAX_DEPTH = 64  # a whole source definition, data_schema included
+
+
 class DataSourceConfig(_Strict):
     """A whole source definition as the API accepts it.
 
@@ -328,8 +336,38 @@ class DataSourceConfig(_Strict):
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     data_schema: dict[str, Any] | None = Field(
-        default=None, description="Optional JSON Schema that every upsert's `data` must match."
+        default=None,
+        description=(
+            f"Optional JSON Schema (draft 2020-12) that every upsert's `data` must match; at most "
+            f"{DATA_SCHEMA_MAX_BYTES} bytes as JSON, nested at most {DATA_SCHEMA_MAX_DEPTH} levels."
+        ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, body: Any) -> Any:
+        """No NUL character anywhere (PostgreSQL refuses it), no absurd nesting: 422, never a 500."""
+        found = content_problem(body, max_depth=DEFINITION_MAX_DEPTH)
+        if found is not None:
+            path, message = found
+            raise ValueError(f"{path or 'body'}: {message}")
+        return body
+
+    @field_validator("data_schema")
+    @classmethod
+    def _a_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if len(json.dumps(value, separators=(",", ":"))) > DATA_SCHEMA_MAX_BYTES:
+            raise ValueError(f"larger than {DATA_SCHEMA_MAX_BYTES} bytes")
+        if content_problem(value, max_depth=DATA_SCHEMA_MAX_DEPTH) is not None:
+            raise ValueError(f"nested deeper than {DATA_SCHEMA_MAX_DEPTH} levels")
+        try:
+            jsonschema.Draft202012Validator.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(part) for part in exc.absolute_path)
+            raise ValueError(f"not a JSON Schema: {exc.message}" + (f" (at {where})" if where else "")) from exc
+        return value
 
     def connector_config(self) -> ConnectorConfig:
         return CONNECTOR_CONFIGS[self.connector].model_validate(self.config)

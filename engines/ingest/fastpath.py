@@ -37,11 +37,12 @@ from typing import Any
 
 import psycopg
 import structlog
+from django import db as django_db
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from beastflow import correlation, otel
 from beastflow.problems import CONTENT_TYPE, problem_body
@@ -69,6 +70,9 @@ SMALL_GROUP_EVENTS = 64
 # Bodies up to this size are parsed on the event loop when no query is needed.
 INLINE_BODY_BYTES = 16 * 1024
 COMMIT_CONNECTIONS = int(os.environ.get("BEASTFLOW_INGEST_COMMIT_CONNECTIONS", "4"))
+# What a database that cannot be reached looks like, from the commit pool or Django's connection.
+DATABASE_DOWN = (psycopg.OperationalError, PoolTimeout, django_db.OperationalError, django_db.InterfaceError)
+DATABASE_RETRY_AFTER_S = 5
 
 
 # The cyclic garbage collector, tuned for a process that allocates a lot
@@ -161,6 +165,14 @@ class IngestFastPath:
             body = json.dumps(problem_body(exc.status, exc.detail, errors=exc.errors)).encode()
             content_type = CONTENT_TYPE
             log.info("ingest_refused", status=status, source=source_id, correlation_id=request_id, detail=exc.detail)
+        except DATABASE_DOWN as exc:
+            # PostgreSQL unreachable or restarting: nothing was acknowledged, the
+            # client retries (see docs/reliability.md). Never a 500.
+            service.record_outcome(503)
+            status, extra = 503, {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+            body = json.dumps(problem_body(503, "The database is unavailable; retry shortly.")).encode()
+            content_type = CONTENT_TYPE
+            log.warning("ingest_database_down", source=source_id, correlation_id=request_id, error=str(exc)[:200])
         except Exception:
             log.exception("ingest_failed", source=source_id, correlation_id=request_id)
             service.record_outcome(500)
@@ -401,13 +413,75 @@ async def _commit_group_async(
     """`_commit_group` on the event loop, for small groups."""
     refusals = await service.check_quota_each_async(metas, [len(batch.events) for batch in batches])
     admitted = [batch for batch, refusal in zip(batches, refusals, strict=True) if refusal is None]
-    committed = iter(await _commit_pipelined_async(schema, admitted) if admitted else [])
+    committed = iter(await _commit_isolating_async(schema, admitted) if admitted else [])
     results = [refusal if refusal is not None else next(committed) for refusal in refusals]
     changes = [change for result in results if isinstance(result, BatchResult) for change in result.changes]
     if changes:
         with stage("ingest.publish", service.STAGE_PUBLISH):
             await changes_committed_async(schema, changes)
     return results
+
+
+# -- one batch's failure stays its own -------------------------------------------------
+#
+# A group commits in one transaction, so one batch the database refuses (data
+# validation let through) would roll back every batch of the group. On such a
+# refusal each batch of the group is committed again on its own: the others
+# commit, only the offender gets its error. A lost connection or a database
+# that is down is no batch's fault: it fails the group (503 to each request).
+
+
+def _refused(exc: psycopg.Error) -> service.IngestError | psycopg.Error:
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        log.warning("ingest_batch_refused_by_database", error=str(exc).splitlines()[0] if str(exc) else "")
+        return service.IngestError(422, "The database refused this batch's data; nothing of it was stored.")
+    return exc
+
+
+def _commit_isolating(schema: str, batches: list[PendingBatch]) -> list[BatchResult | service.IngestError]:
+    try:
+        return list(_commit_pipelined(schema, batches))
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        if len(batches) == 1:
+            return [_as_result(_refused(exc))]
+    results: list[BatchResult | service.IngestError] = []
+    for batch in batches:
+        try:
+            results.extend(_commit_pipelined(schema, [batch]))
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            results.append(_as_result(_refused(exc)))
+    return results
+
+
+async def _commit_isolating_async(schema: str, batches: list[PendingBatch]) -> list[BatchResult | service.IngestError]:
+    try:
+        return list(await _commit_pipelined_async(schema, batches))
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        if len(batches) == 1:
+            return [_as_result(_refused(exc))]
+    results: list[BatchResult | service.IngestError] = []
+    for batch in batches:
+        try:
+            results.extend(await _commit_pipelined_async(schema, [batch]))
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            results.append(_as_result(_refused(exc)))
+    return results
+
+
+def _as_result(refusal: service.IngestError | psycopg.Error) -> service.IngestError:
+    if isinstance(refusal, service.IngestError):
+        return refusal
+    # Not the data's fault as far as we can tell: this request alone answers 500, logged.
+    log.error("ingest_batch_failed", error=str(refusal))
+    return service.IngestError(500, "An internal error; it has been logged with the request id.")
 
 
 async def _commit_pipelined_async(schema: str, batches: list[PendingBatch]) -> list[BatchResult]:
@@ -449,7 +523,7 @@ def _commit_group(
     started = time.perf_counter()
     refusals = service.check_quota_each(metas, [len(batch.events) for batch in batches])
     admitted = [batch for batch, refusal in zip(batches, refusals, strict=True) if refusal is None]
-    committed = iter(_commit_pipelined(schema, admitted) if admitted else [])
+    committed = iter(_commit_isolating(schema, admitted) if admitted else [])
     results = [refusal if refusal is not None else next(committed) for refusal in refusals]
     changes = [change for result in results if isinstance(result, BatchResult) for change in result.changes]
     if changes:

@@ -29,7 +29,18 @@ from jmespath.parser import ParsedResult
 
 from engines import mapping as jm
 from engines.ingest.hashing import record_hash, record_hash_of_decoded, record_hash_without_floats
-from engines.ingest.validation import MAX_EVENTS, MAX_ID_LEN, MAX_KEY_LEN, BodyError, DataCheck, Event, Hasher
+from engines.ingest.validation import (
+    MAX_DEPTH,
+    MAX_EVENTS,
+    MAX_ID_LEN,
+    MAX_KEY_LEN,
+    BodyError,
+    DataCheck,
+    Event,
+    Hasher,
+    event_content_problems,
+    needs_scan,
+)
 from engines.schemas import PushMapping
 
 FIELD = "push.mapping"
@@ -81,6 +92,9 @@ class Body:
     value: Any
     decoded: bool = True
     floats: bool = True
+    # Whether events need the look for NUL, deep nesting and infinite numbers
+    # (engines.ingest.validation.needs_scan); True when unknown.
+    scan: bool = True
 
 
 def parse_body(raw: bytes, content_type: str = "") -> Body:
@@ -97,9 +111,14 @@ def parse_body(raw: bytes, content_type: str = "") -> Body:
     seen, infinite = _floats.seen, _floats.infinite
     try:
         value = _decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 is not JSON either
         raise BodyError(400, f"The body is not JSON: {exc}", _not_json()) from exc
-    return Body(value, decoded=_floats.infinite == infinite, floats=_floats.seen != seen)
+    except RecursionError as exc:
+        raise BodyError(
+            422, f"The body nests deeper than {MAX_DEPTH} levels.", [{"field": "body", "message": "too deep"}]
+        ) from exc
+    finite = _floats.infinite == infinite
+    return Body(value, decoded=finite, floats=_floats.seen != seen, scan=not finite or needs_scan(raw))
 
 
 def _not_json() -> list[dict[str, Any]]:
@@ -155,7 +174,7 @@ class PushProgram:
             return Mapped(errors=[{"field": f"{FIELD}.{exc.field}", "message": exc.message}])
         hasher = self._hasher(parsed)
         if self.items is None:
-            event, errors = self._event(document, parsed.value, hasher, index=None)
+            event, errors = self._event(document, parsed.value, hasher, index=None, scan=parsed.scan)
             return Mapped(events=[event] if event is not None else [], errors=errors)
         if not isinstance(found, list):
             problem = "found nothing" if found is None else f"must give a list, gave a {_kind(found)}"
@@ -169,7 +188,7 @@ class PushProgram:
         first_index: dict[str, int] = {}
         for index, item in enumerate(found):
             document["item"] = item
-            event, errors = self._event(document, item, hasher, index=index)
+            event, errors = self._event(document, item, hasher, index=index, scan=parsed.scan)
             if errors:
                 mapped.errors.extend(errors)
                 continue
@@ -191,7 +210,7 @@ class PushProgram:
         return record_hash_of_decoded if body.floats else record_hash_without_floats
 
     def _event(
-        self, document: dict[str, Any], default_data: Any, hasher: Hasher, *, index: int | None
+        self, document: dict[str, Any], default_data: Any, hasher: Hasher, *, index: int | None, scan: bool = True
     ) -> tuple[Event | None, list[dict[str, Any]]]:
         errors: list[dict[str, Any]] = []
 
@@ -234,10 +253,15 @@ class PushProgram:
                 return None, errors
             if not isinstance(data, dict):
                 problem(jm.MappingError("data", "found nothing" if data is None else f"a {_kind(data)}, not an object"))
+            elif scan and (hostile := event_content_problems(None, None, data)):
+                problem(jm.MappingError("data", hostile[0].removeprefix("data").lstrip(".:").strip()))
             elif self.data_check is not None:
                 message = self.data_check(data)
                 if message:
                     problem(jm.MappingError("data", f"does not match the source's schema: {message}"))
+        for message in event_content_problems(event_id, key, None) if scan else []:
+            field_name, _, text = message.partition(" ")
+            problem(jm.MappingError(field_name, text))
         if errors:
             return None, errors
         return (

@@ -39,7 +39,7 @@ from engines.ingest import schemes
 from engines.ingest.commit import BatchResult, Cursor, PendingBatch, commit_batches
 from engines.ingest.push_mapping import PushProgram, parse_body
 from engines.ingest.quota import AsyncTokenBucket, TokenBucket
-from engines.ingest.validation import BodyError, Event, decode_and_validate, split_body, validate
+from engines.ingest.validation import BodyError, Event, decode_and_validate, needs_scan, split_body, validate
 from engines.schemas import PushMapping
 
 log = structlog.get_logger(__name__)
@@ -326,7 +326,7 @@ def parse(meta: SourceMeta, body: bytes, content_type: str) -> list[Event]:
             items = split_body(body, content_type)
         except BodyError as exc:
             raise IngestError(exc.status, exc.detail, exc.errors) from exc
-        batch = validate(items, data_check=meta.data_check)
+        batch = validate(items, data_check=meta.data_check, scan=needs_scan(body))
     if batch.errors:
         raise IngestError(422, "The batch has invalid events; nothing was stored.", batch.errors)
     return batch.events

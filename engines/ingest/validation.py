@@ -6,6 +6,7 @@ rejects the whole batch; every error names the event's index.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,61 @@ MAX_ID_LEN = 255
 MAX_KEY_LEN = 512
 BIGINT_MAX = 2**63 - 1
 TYPES = ("upsert", "delete", "heartbeat")
+# Objects and lists nested deeper than this inside `data` are refused (see
+# docs/security.md): deep enough for any real webhook, far from the limits
+# of the JSON decoder, PostgreSQL's jsonb and the recursive hashing.
+MAX_DEPTH = 64
+_NUL_ESCAPE = b"\\u0000"
+
+
+def needs_scan(body: bytes) -> bool:
+    """Whether a body may hold what PostgreSQL or the hashing cannot take (NUL, deep nesting).
+
+    Two C-speed looks at the raw bytes: JSON writes a NUL only as the escape
+    \\u0000, and nesting deeper than MAX_DEPTH needs more brackets than that.
+    Most single-event webhooks need no walk of their values at all.
+    """
+    return _NUL_ESCAPE in body or body.count(b"{") + body.count(b"[") > MAX_DEPTH
+
+
+def content_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
+    """(path, message) of the first value that cannot be stored: a NUL in a string or a key,
+    nesting deeper than `max_depth`, a number beyond a double. None when all is well."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return path, "contains a NUL character (\\u0000)"
+        elif isinstance(node, dict):
+            if depth > max_depth:
+                return path, f"nested deeper than {max_depth} levels"
+            for name, child in node.items():
+                if isinstance(name, str) and "\x00" in name:
+                    return path, "a field name contains a NUL character (\\u0000)"
+                stack.append((child, f"{path}.{name}" if path else str(name), depth + 1))
+        elif isinstance(node, list):
+            if depth > max_depth:
+                return path, f"nested deeper than {max_depth} levels"
+            stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(node))
+        elif isinstance(node, float) and not math.isfinite(node):
+            return path, "a number out of range"
+    return None
+
+
+def event_content_problems(event_id: Any, key: Any, data: Any) -> list[str]:
+    """Messages for an event's id, key and data that PostgreSQL would refuse."""
+    problems = []
+    if isinstance(event_id, str) and "\x00" in event_id:
+        problems.append("id contains a NUL character (\\u0000)")
+    if isinstance(key, str) and "\x00" in key:
+        problems.append("key contains a NUL character (\\u0000)")
+    if data is not None:
+        found = content_problem(data)
+        if found is not None:
+            path, message = found
+            problems.append(f"data{'.' + path if path and not path.startswith('[') else path}: {message}")
+    return problems
 
 
 class EventIn(msgspec.Struct, forbid_unknown_fields=False):
@@ -76,15 +132,19 @@ def split_body(body: bytes, content_type: str) -> list[Any]:
                 continue
             try:
                 items.append(_decoder.decode(line))
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise BodyError(
                     400, f"line {line_no + 1} is not JSON: {exc}", [{"index": len(items), "message": "not JSON"}]
                 ) from exc
+            except RecursionError as exc:
+                raise _too_deep(len(items)) from exc
     else:
         try:
             parsed = _decoder.decode(body)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 is not JSON either
             raise BodyError(400, f"The body is not JSON: {exc}", [{"field": "body", "message": "not JSON"}]) from exc
+        except RecursionError as exc:
+            raise _too_deep(None) from exc
         if isinstance(parsed, dict) and "events" in parsed:
             items = parsed["events"]
             if not isinstance(items, list):
@@ -102,6 +162,13 @@ def split_body(body: bytes, content_type: str) -> list[Any]:
     return items
 
 
+def _too_deep(index: int | None) -> BodyError:
+    where: dict[str, Any] = {"field": "body"} if index is None else {"index": index}
+    return BodyError(
+        422, f"The body nests deeper than {MAX_DEPTH} levels.", [{**where, "message": f"deeper than {MAX_DEPTH}"}]
+    )
+
+
 DataCheck = Callable[[dict[str, Any]], str | None]
 Hasher = Callable[[Any], str]
 
@@ -114,20 +181,24 @@ _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _decode_single = msgspec.json.Decoder(EventIn).decode
 
 
-def _check(index: int, raw: Any, data_check: DataCheck | None) -> tuple[Event | None, list[dict[str, Any]]]:
+def _check(
+    index: int, raw: Any, data_check: DataCheck | None, scan: bool = True
+) -> tuple[Event | None, list[dict[str, Any]]]:
     if not isinstance(raw, dict):
         return None, [{"index": index, "message": "an event must be a JSON object"}]
     try:
         item = msgspec.convert(raw, EventIn)
     except msgspec.ValidationError as exc:
         return None, [{"index": index, "message": str(exc)}]
-    return _finish(index, item, data_check, record_hash)
+    return _finish(index, item, data_check, record_hash, scan)
 
 
 def _finish(
-    index: int, item: EventIn, data_check: DataCheck | None, hasher: Hasher
+    index: int, item: EventIn, data_check: DataCheck | None, hasher: Hasher, scan: bool = True
 ) -> tuple[Event | None, list[dict[str, Any]]]:
-    problems: list[str] = []
+    problems: list[str] = event_content_problems(item.id, item.key, item.data) if scan else []
+    if problems:  # nothing else is safe to look at (a schema check would walk the same depth)
+        return None, [{"index": index, "message": message} for message in problems]
     if not 1 <= len(item.id) <= MAX_ID_LEN:
         problems.append(f"id must be 1..{MAX_ID_LEN} characters")
     if item.type not in TYPES:
@@ -172,9 +243,13 @@ def _finish(
     )
 
 
-def validate(items: list[Any], *, data_check: DataCheck | None = None) -> Batch:
-    """Every event checked; duplicates of an id inside the batch are errors too."""
-    return _collect(_check(index, raw, data_check) for index, raw in enumerate(items))
+def validate(items: list[Any], *, data_check: DataCheck | None = None, scan: bool = True) -> Batch:
+    """Every event checked; duplicates of an id inside the batch are errors too.
+
+    `scan`: look for NUL characters, deep nesting and numbers out of range
+    (False only when `needs_scan` said the raw body cannot hold any).
+    """
+    return _collect(_check(index, raw, data_check, scan) for index, raw in enumerate(items))
 
 
 def decode_and_validate(body: bytes, content_type: str, *, data_check: DataCheck | None = None) -> Batch | None:
@@ -189,17 +264,18 @@ def decode_and_validate(body: bytes, content_type: str, *, data_check: DataCheck
         return None
     try:
         items = _decode_envelope(body).events
-    except msgspec.DecodeError:  # ValidationError included: no "events", or a badly typed one
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError included
         if b'"events"' in body:  # an envelope, badly typed: the slow path says how
             return None
         try:
             items = [_decode_single(body)]
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
     if not items or len(items) > MAX_EVENTS:
         return None
+    scan = needs_scan(body)
     # msgspec decoded the data: its own sorted encoding gives the same hash, cheaper.
-    return _collect(_finish(index, item, data_check, record_hash_of_decoded) for index, item in enumerate(items))
+    return _collect(_finish(index, item, data_check, record_hash_of_decoded, scan) for index, item in enumerate(items))
 
 
 def _collect(checked: Iterable[tuple[Event | None, list[dict[str, Any]]]]) -> Batch:
