@@ -241,6 +241,10 @@ class PushConfig(_Strict):
     scheme: PushScheme = PushScheme.BEASTFLOW
     secret: Annotated[str, Field(min_length=1, max_length=1_000)] | None = None
     tolerance_s: float = Field(default=300.0, ge=1, le=86_400, description="Replay window of timestamped schemes.")
+    require_timestamp: bool = Field(
+        default=False,
+        description="Scheme beastflow: refuse the untimed `sha256=` signature, accept only `t=<unix>,v1=<hex>`.",
+    )
     mapping: PushMapping | None = None
 
     @model_validator(mode="after")

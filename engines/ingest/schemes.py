@@ -132,10 +132,37 @@ def _check_beastflow(verifier: Verifier, headers: Mapping[str, str], body: bytes
     signature = headers.get("x-beastflow-signature")
     if not signature:
         raise SignatureError(f"Send an API key or an {BEASTFLOW_HEADER} header.")
+    check_beastflow_signature(verifier.key, signature, body, tolerance_s=verifier.tolerance_s, now=now)
+
+
+def check_beastflow_signature(
+    key: bytes,
+    signature: str,
+    body: bytes,
+    *,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    require_timestamp: bool = False,
+    now: float | None = None,
+) -> None:
+    """`t=<unix>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>` within the replay window, or the
+    untimed `sha256=<hex HMAC-SHA256(key, body)>` unless `require_timestamp`. Raises SignatureError."""
+    parts = dict(part.strip().partition("=")[::2] for part in signature.split(","))
+    if "t" in parts or "v1" in parts:
+        stamp, given = parts.get("t", ""), parts.get("v1", "")
+        if not stamp or not given:
+            raise SignatureError(f"{BEASTFLOW_HEADER} must be 't=<unix>,v1=<hex>'.")
+        signed_stamp = _timestamp(
+            stamp, f"{BEASTFLOW_HEADER} timestamp", tolerance_s, time.time() if now is None else now
+        )
+        if not _hex_matches(_hmac(key, signed_stamp, b".", body).hexdigest(), given):
+            raise SignatureError("The signature does not match the timestamp and body.")
+        return
+    if require_timestamp:
+        raise SignatureError(f"This source requires the timed form {BEASTFLOW_HEADER}: t=<unix>,v1=<hex>.")
     algorithm, _, given = signature.partition("=")
     if algorithm.strip().lower() != "sha256" or not given:
-        raise SignatureError(f"{BEASTFLOW_HEADER} must be 'sha256=<hex>'.")
-    if not _hex_matches(_hmac(verifier.key, body).hexdigest(), given):
+        raise SignatureError(f"{BEASTFLOW_HEADER} must be 't=<unix>,v1=<hex>' or 'sha256=<hex>'.")
+    if not _hex_matches(_hmac(key, body).hexdigest(), given):
         raise SignatureError("The signature does not match the body.")
 
 

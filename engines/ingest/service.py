@@ -106,6 +106,10 @@ class SourceMeta:
     push_scheme: str = schemes.BEASTFLOW
     push_verifier: schemes.Verifier | None = field(default=None, repr=False)
     push_mapping: PushProgram | None = None
+    # The `beastflow` scheme's replay window (t=<unix>,v1=<hex>) and whether the untimed
+    # sha256= form is refused (push.require_timestamp; see docs/security.md).
+    push_tolerance_s: float = schemes.DEFAULT_TOLERANCE_S
+    require_timestamp: bool = False
 
     @property
     def native(self) -> bool:
@@ -198,6 +202,8 @@ def source_meta_from_row(
         push_scheme=scheme,
         push_verifier=verifier,
         push_mapping=program,
+        push_tolerance_s=float((push or {}).get("tolerance_s") or schemes.DEFAULT_TOLERANCE_S),
+        require_timestamp=bool((push or {}).get("require_timestamp", False)),
     )
 
 
@@ -207,11 +213,16 @@ def authorize(meta: SourceMeta, *, has_key: bool, signature: str | None, body: b
         return
     if not signature:
         raise IngestError(401, f"Send an API key or an {SIGNATURE_HEADER} header.")
-    scheme, _, given = signature.partition("=")
-    if scheme.strip().lower() != "sha256" or not given:
-        raise IngestError(401, f"{SIGNATURE_HEADER} must be 'sha256=<hex>'.")
-    if not crypto.signatures_match(crypto.hmac_sha256_hex(meta.secret, body), given):
-        raise IngestError(401, "The signature does not match the body.")
+    try:
+        schemes.check_beastflow_signature(
+            meta.secret.encode(),
+            signature,
+            body,
+            tolerance_s=meta.push_tolerance_s,
+            require_timestamp=meta.require_timestamp,
+        )
+    except schemes.SignatureError as exc:
+        raise IngestError(401, exc.detail) from exc
 
 
 def verify(meta: SourceMeta, *, has_key: bool, headers: Mapping[str, str], body: bytes) -> bool:

@@ -17,7 +17,13 @@ def test_a_minimal_source_gets_documented_defaults_and_a_secret_once(alice: Pers
     assert body["mode"] == "event"
     assert body["hysteresis"]["fail_threshold"] == 3
     assert body["poll"] == {"min_interval_s": 1.0, "max_interval_s": 60.0, "page_budget": 20, "audit_interval_s": 60.0}
-    assert body["push"] == {"scheme": "beastflow", "tolerance_s": 300.0, "mapping": None, "secret_set": False}
+    assert body["push"] == {
+        "scheme": "beastflow",
+        "tolerance_s": 300.0,
+        "require_timestamp": False,
+        "mapping": None,
+        "secret_set": False,
+    }
     assert body["ingest_url"].endswith(f"/api/v1/sources/{body['id']}/events")
     assert body["webhook_secret"].startswith("whsec_")
     fetched = alice.client().get(f"/api/v1/sources/{body['id']}").json()
