@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("engines.urls")),
     path("api/v1/", include("callbacks.urls")),
     path("api/v1/", include("healing.urls")),
+    path("api/v1/", include("console.api_urls")),  # diagnostics and the audit timeline
     path("admin/", admin.site.urls),
     # Static files are served by the app itself (no CDN, no extra server): the
     # console's few small files, cached by the browser.

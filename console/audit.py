@@ -62,6 +62,8 @@ class AuditFilter:
     kinds: tuple[str, ...] = ()
     correlation_id: str = ""
     window: str = "24h"
+    # Only entries older than this (the API's cursor: the last entry of the previous page).
+    until: datetime | None = None
 
     @classmethod
     def from_query(cls, query: Mapping[str, Any]) -> AuditFilter:
@@ -92,6 +94,8 @@ def _bounded(qs: QuerySet[Any], flt: AuditFilter, *, at: str, source: str = "sou
     since = flt.since(timezone.now())
     if since is not None:
         qs = qs.filter(**{f"{at}__gte": since})
+    if flt.until is not None:
+        qs = qs.filter(**{f"{at}__lt": flt.until})
     if flt.source_id is not None:
         qs = qs.filter(**{source: flt.source_id})
     return qs.order_by(f"-{at}")
