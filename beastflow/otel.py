@@ -87,6 +87,7 @@ def configure(role: str, *, exporter: Any = None, set_global: bool = True) -> bo
     tracing.tracer = provider.get_tracer("beastflow")
     tracing.span_ids = _span_ids
     tracing.tag_span = _tag_span
+    tracing.recording = _recording
     log.info(
         "tracing_on",
         role=role,
@@ -108,6 +109,7 @@ def shutdown() -> None:
     tracing.tracer = None
     tracing.span_ids = None
     tracing.tag_span = None
+    tracing.recording = lambda: False
 
 
 def _exporters_from_env() -> list[Any]:
@@ -169,6 +171,12 @@ def _context_attributes() -> Any:
                 span.set_attribute(SCHEMA_ATTRIBUTE, str(schema))
 
     return ContextAttributes()
+
+
+def _recording() -> bool:
+    from opentelemetry import trace
+
+    return bool(trace.get_current_span().is_recording())
 
 
 def _tag_span(correlation_id: str) -> None:

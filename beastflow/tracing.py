@@ -25,6 +25,10 @@ tracer: Any = None
 span_ids: Callable[[], tuple[str, str] | None] | None = None
 # Puts a correlation id on the current span; set with `tracer` (beastflow.correlation.bind calls it).
 tag_span: Callable[[str], None] | None = None
+# Whether the current span is recorded (sampled); set with `tracer`. A stage
+# inside a trace the sampler dropped opens no span: most of tracing's cost
+# per push is in making spans, recorded or not.
+recording: Callable[[], bool] = lambda: False  # noqa: E731
 
 
 def add_trace_ids(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -48,7 +52,7 @@ class stage:  # noqa: N801 (used like a function: `with stage(...)`)
         self._started = 0.0
 
     def __enter__(self) -> stage:
-        if tracer is not None:
+        if tracer is not None and recording():
             self._span = tracer.start_as_current_span(self._name)
             self._span.__enter__()
         self._started = time.perf_counter()
