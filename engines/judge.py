@@ -132,14 +132,18 @@ def judge_sources(
     memories = _read_memories(schema, judged, streams, now, due or {})
     cases: list[_Case] = []
     for source in judged:
-        stream, memory = streams[source.pk], memories[source.pk]
-        signals = signals_for(source, stream, memory.window, now)
-        health = score_stream(signals, health_policy(source))
+        try:
+            stream, memory = streams[source.pk], memories[source.pk]
+            signals = signals_for(source, stream, memory.window, now)
+            health = score_stream(signals, health_policy(source))
+            policy = HysteresisPolicy.from_config(source.hysteresis or {})
+            cases.append(_Case(source, stream, memory, health, signals, hysteresis_state(source, now), policy))
+        except Exception:
+            # One broken source must not blind the monitor to the others; it stays
+            # claimed and is tried again when its lease ends.
+            log.exception("monitor_source_failed", source=source.pk)
+            continue
         TICKS.labels(verdict=health.verdict.value).inc()
-        state = hysteresis_state(source, now)
-        cases.append(
-            _Case(source, stream, memory, health, signals, state, HysteresisPolicy.from_config(source.hysteresis or {}))
-        )
         if rates is not None:
             rates[source.pk] = memory.window.delivery_rate
     facts = poll_facts([(c.source, c.state) for c in cases if c.state.mode is Mode.HYBRID])

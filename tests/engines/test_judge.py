@@ -163,3 +163,17 @@ def test_consoles_are_told_only_when_somebody_watches() -> None:
         assert watched(["t_watched_here", "t_nobody_here"]) == {"t_watched_here"}
     finally:
         get_redis().delete(name)
+
+
+def test_one_broken_source_does_not_blind_the_batch(quiet: None) -> None:
+    # given: a source whose stored hysteresis config no longer reads (written behind the API's back)
+    broken = _source("broken", expected_interval_s=3600)
+    fine = _source("fine", expected_interval_s=3600)
+    Source.objects.filter(pk=broken.pk).update(hysteresis={"fail_threshold": 0})
+    # when
+    judged = judge_sources(list(Source.objects.filter(pk__in=[broken.pk, fine.pk])), now=T0)
+    # then: the other one is judged and scheduled; the broken one's deadline is left alone (a claim's lease)
+    assert list(judged) == [fine.pk]
+    assert Source.objects.get(pk=fine.pk).hysteresis_state["good"] == 1
+    assert _deadline(fine) > time.time()
+    assert _deadline(broken) <= time.time()
