@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -51,7 +52,8 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
         wake.mark_idle(schema, generation=generation)
     if sweep:
         services.deliveries_prune()
-        wait_s = settings.BEASTFLOW_CALLBACKS_SWEEP_S if active else settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S
+        idle_s = settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S * random.uniform(0.8, 1.0)  # spread, like healing's
+        wait_s = settings.BEASTFLOW_CALLBACKS_SWEEP_S if active else idle_s
         tenant_due_at(
             tenant.pk,
             "next_sweep_at",

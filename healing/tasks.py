@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import datetime, timedelta
 
@@ -38,7 +39,8 @@ def healing_tick_task(lease: str | None = None) -> dict[str, int]:
     metrics.TICK_SECONDS.observe(time.perf_counter() - started)
     backlog_note(current_schema(), queue_backlog_age_s())
     busy = healing_has_work()
-    wait_s = settings.BEASTFLOW_HEALING_TICK_S if busy else settings.BEASTFLOW_HEALING_IDLE_S
+    # An idle tenant's next pass is jittered: tenants made together do not all come due together.
+    wait_s = settings.BEASTFLOW_HEALING_TICK_S if busy else settings.BEASTFLOW_HEALING_IDLE_S * random.uniform(0.8, 1.0)
     tenant_due_at(
         current_tenant().pk,
         "next_healing_at",
