@@ -151,12 +151,16 @@ def changes_drop_before(*, schema: str, cutoff: datetime, keep_after: int | None
         plan = changes_to_drop(existing, cutoff=cutoff, max_seq=max_seq, min_subscription_cursor=keep_after)
         result.held_by_subscriptions = plan.held_by_subscriptions
         highest = max((seq for p in plan.drop if (seq := max_seq[p.name]) is not None), default=0)
-        cursor.execute(
-            f"UPDATE {_q(schema)}.engines_seqcounter SET floor = GREATEST(floor, %s) WHERE id = 1 RETURNING floor",  # noqa: S608
-            [highest],
-        )
-        row = cursor.fetchone()
-        result.floor = int(row[0]) if row else 0
+        if highest:
+            # The counter row is the one every commit of the tenant locks: touched only when the floor moves.
+            cursor.execute(
+                f"UPDATE {_q(schema)}.engines_seqcounter SET floor = GREATEST(floor, %s) WHERE id = 1 RETURNING floor",  # noqa: S608
+                [highest],
+            )
+            row = cursor.fetchone()
+            result.floor = int(row[0]) if row else 0
+        else:
+            result.floor = changes_floor(schema)
     for partition in plan.drop:
         if _drop_changes_partition(schema, partition, result.floor):
             result.dropped.append(partition.name)
