@@ -39,6 +39,7 @@ from prometheus_client import Histogram
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
 from engines.deadlines import Cadence, next_judgement
+from engines.forecasts import forecasts_observe
 from engines.health import StreamHealth, score_stream
 from engines.hysteresis import Decision, HysteresisPolicy, HysteresisState, ValidationResult, decide
 from engines.models import Event, HealthSample, PollRun, PollStatus, Source, StreamState
@@ -161,6 +162,12 @@ def judge_sources(
         )
     _write(cases)
     _schedule(cases, now=now, leases=leases)
+    try:
+        # Predictive health (engines/forecasts.py): a failure ahead of the hysteresis, never a switch.
+        judged_now = [(c.source.pk, c.source.mode, c.health.score, c.memory.window.delivery_rate) for c in cases]
+        forecasts_observe(schema, judged_now, now=now)
+    except Exception:
+        log.exception("forecasts_failed", schema=schema)
     for case in cases:
         try:
             _maybe_gap_fill(case.source, case.stream)

@@ -18,6 +18,8 @@ class FailureKind(models.TextChoices):
     FLAPPING = "flapping", "Flapping"
     CALLBACK_FAILING = "callback_failing", "Callback endpoint failing"
     UPSTREAM_FORBIDDEN = "upstream_forbidden", "Upstream address forbidden"
+    # Raised ahead of the hysteresis by engines/forecasts.py: the trend or the rate says it will degrade.
+    PREDICTED_DEGRADATION = "predicted_degradation", "Predicted degradation"
 
 
 class FailureStatus(models.TextChoices):
