@@ -10,10 +10,11 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from beastflow import correlation, otel
-from beastflow.tenancy import current_schema
+from beastflow.tenancy import current_schema, current_tenant
 from engines.hysteresis import Decision, Transition
 from engines.models import ModeSwitch, Source
-from scheduling.services import source_wake
+from engines.modes import Mode
+from scheduling.services import source_wake, tenant_wake
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +65,9 @@ def source_switch_mode(
         return False  # lost the race: the winner wrote the audit row
     # The new mode is judged at once, and polled at once if it polls.
     source_wake(source.pk, judge=True, poll=True)
+    if decision.switch_to is Mode.EVENT:
+        # Back on push: the tenant's open stream failures can recover; its healing pass looks now.
+        tenant_wake(tenant_id=current_tenant().pk, healing=True)
     previous = ModeSwitch.objects.filter(source=source).order_by("-at", "-id").first()
     if previous is not None:
         if decision.rolled_back or decision.transition is Transition.ROLLBACK:

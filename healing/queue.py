@@ -10,7 +10,7 @@ two ticks never take the same one. Resolved failures are still analysed
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from django.db import transaction
@@ -22,6 +22,7 @@ from healing.models import FailureRecord, FailureStatus, HealingAction, HealingS
 from healing.rca.analysis import rca_analyze
 from healing.rca.context import failure_features
 from healing.recovery import failures_resolve_recovered
+from healing.services import WAITING
 
 log = structlog.get_logger(__name__)
 
@@ -79,12 +80,37 @@ def healing_tick(*, now: datetime | None = None) -> dict[str, int]:
     }
 
 
-def healing_has_work() -> bool:
-    """Does the current tenant need another pass soon: an open failure, or an action waiting or running?"""
-    if FailureRecord.objects.filter(status=FailureStatus.OPEN).exists():
-        return True
-    waiting = [HealingStatus.AWAITING_APPROVAL, HealingStatus.APPROVED, HealingStatus.RUNNING]
-    return HealingAction.objects.filter(status__in=waiting).exists()
+def healing_next_due(*, now: datetime, tick_s: float, idle_s: float) -> datetime:
+    """When the current tenant next needs a healing pass (docs/scheduling.md).
+
+    Soon (a tick) while something can happen at any moment: a failure to
+    analyse, an action between states, an open failure whose source is back
+    on push with a good verdict (the recovery sweep's countdown). Otherwise
+    at the first time something falls due: a running action's verification
+    (`verify_after` still ahead, else its deadline) or a waiting action's
+    escalation, and at `idle_s` at most. What changes outside a pass (a new
+    failure, an engine resolving one, an operator's decision, a source
+    switching back to push) wakes the tenant (healing.services.healing_wake).
+    """
+    soon = now + timedelta(seconds=tick_s)
+    if FailureRecord.objects.filter(analysis_due=True).exists():
+        return soon
+    if HealingAction.objects.filter(status__in=[HealingStatus.PROPOSED, HealingStatus.APPROVED]).exists():
+        return soon
+    recoverable = FailureRecord.objects.filter(
+        status=FailureStatus.OPEN, source__paused=False, source__mode="event", source__verdict="good"
+    )
+    if recoverable.exists():
+        return soon
+    due = [now + timedelta(seconds=idle_s)]
+    running = HealingAction.objects.filter(status=HealingStatus.RUNNING, verify_deadline__isnull=False)
+    for verify_after, deadline in running.values_list("verify_after", "verify_deadline"):
+        at = verify_after if verify_after is not None and verify_after > now else deadline
+        if at is not None:
+            due.append(at)
+    waiting = HealingAction.objects.filter(status__in=WAITING, next_escalation_at__isnull=False)
+    due.extend(at for at in waiting.values_list("next_escalation_at", flat=True) if at is not None)
+    return max(soon, min(due))
 
 
 def queue_backlog_age_s(now: datetime | None = None) -> float | None:

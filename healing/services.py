@@ -49,10 +49,9 @@ def failure_report(
     fingerprint = report.fingerprint()
     now = timezone.now()
     try:
-        tenant = current_tenant()
-        tier, tenant_id = str(tenant.tier), tenant.pk
+        tier = str(current_tenant().tier)
     except RuntimeError:  # on the public schema (a platform-level failure): the middle tier
-        tier, tenant_id = "standard", None
+        tier = "standard"
     for _ in range(2):  # a concurrent first report can win the insert: then fold into it
         updated = FailureRecord.objects.filter(fingerprint=fingerprint, status=FailureStatus.OPEN).update(
             occurrences=F("occurrences") + 1, last_seen=now, detail=report.detail
@@ -77,9 +76,7 @@ def failure_report(
                     priority=priority(kind, tier),
                 )
             metrics.FAILURES.labels(kind=kind).inc()
-            if tenant_id is not None:
-                # A new failure: the tenant's healing pass is due now, not at its idle deadline.
-                transaction.on_commit(partial(tenant_wake, tenant_id=tenant_id, healing=True))
+            healing_wake()  # a new failure: the tenant's healing pass is due now, not at its next deadline
             break
         except IntegrityError:
             continue
@@ -114,7 +111,21 @@ def failure_resolve(*, source_id: int | None, kind: str, identity: dict[str, Any
     closed = open_failures.update(status=FailureStatus.RESOLVED, last_seen=timezone.now(), resolved_by="engine")
     if closed:
         log.info("failure_resolved", kind=kind, source=source_id, count=closed)
+        healing_wake()  # an action verifying on this failure can be judged now
     return closed
+
+
+def healing_wake() -> None:
+    """After commit, make the current tenant's healing pass due now (docs/scheduling.md).
+
+    Passes run when something is due (a failure to analyse, a verification
+    window, an escalation) and when something changed; this is the change.
+    """
+    try:
+        tenant_id = current_tenant().pk
+    except RuntimeError:  # the public schema: no tenant to heal
+        return
+    transaction.on_commit(partial(tenant_wake, tenant_id=tenant_id, healing=True))
 
 
 # -- healing actions ---------------------------------------------------------------
@@ -208,6 +219,7 @@ def healing_action_request(
 
         action_id = action.pk
         transaction.on_commit(partial(escalation_notify, action_id=action_id, level=0))
+        healing_wake()  # its escalation timer is new
         return action, True
     raise RuntimeError("could neither create nor find the waiting healing action")
 
@@ -247,6 +259,7 @@ def _decide(action: HealingAction, *, status: HealingStatus, actor: str, reason:
         action.refresh_from_db()
         raise HealingActionError(409, f"The action is {action.status}, not awaiting approval.")
     action.refresh_from_db()
+    healing_wake()  # what was approved runs now and is verified from here
 
 
 def healing_action_progress(*, action_id: int, status: HealingStatus, outcome: dict[str, Any] | None = None) -> bool:

@@ -15,7 +15,7 @@ from beastflow.passes import pass_mark
 from beastflow.tenancy import current_schema, current_tenant
 from healing import metrics
 from healing.health_checks import backlog_note
-from healing.queue import healing_has_work, healing_tick, queue_backlog_age_s
+from healing.queue import healing_next_due, healing_tick, queue_backlog_age_s
 from scheduling.claims import tenant_schedules_fill, tenants_claim
 from scheduling.services import tenant_due_at
 from tenants.models import Tenant
@@ -31,22 +31,20 @@ def healing_tick_task(lease: str | None = None) -> dict[str, int]:
 
     Safe to run twice at once: the queue is claimed with SKIP LOCKED and
     every state change is a compare-and-set. Ends by saying when the
-    tenant's next pass is due: soon while it has open failures or actions,
-    else after BEASTFLOW_HEALING_IDLE_S (a new failure wakes it sooner).
+    tenant's next pass is due (healing.queue.healing_next_due).
     """
     started = time.perf_counter()
     done = healing_tick()
     metrics.TICK_SECONDS.observe(time.perf_counter() - started)
     backlog_note(current_schema(), queue_backlog_age_s())
-    busy = healing_has_work()
-    # An idle tenant's next pass is jittered: tenants made together do not all come due together.
-    wait_s = settings.BEASTFLOW_HEALING_TICK_S if busy else settings.BEASTFLOW_HEALING_IDLE_S * random.uniform(0.8, 1.0)
-    tenant_due_at(
-        current_tenant().pk,
-        "next_healing_at",
-        timezone.now() + timedelta(seconds=wait_s),
-        lease=datetime.fromisoformat(lease) if lease else None,
-    )
+    now = timezone.now()
+    if any(done.values()):
+        at = now + timedelta(seconds=settings.BEASTFLOW_HEALING_TICK_S)  # it moved: look again soon
+    else:
+        # An idle tenant's pass is jittered: tenants made together do not all come due together.
+        idle_s = settings.BEASTFLOW_HEALING_IDLE_S * random.uniform(0.8, 1.0)
+        at = healing_next_due(now=now, tick_s=settings.BEASTFLOW_HEALING_TICK_S, idle_s=idle_s)
+    tenant_due_at(current_tenant().pk, "next_healing_at", at, lease=datetime.fromisoformat(lease) if lease else None)
     return done
 
 
