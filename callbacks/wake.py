@@ -25,9 +25,11 @@ from beastflow.redis_client import get_redis, key
 # A queued task that never started (lost with its broker message) stops
 # blocking wakes after this.
 WAKE_TTL_MS = 10_000
-# The idle mark is a cache of "no active subscription"; short-lived so a
-# stale one heals quickly even if the invalidation was lost.
-IDLE_TTL_S = 60
+# The idle mark is a cache of "no active subscription", dropped explicitly when
+# a subscription becomes active (subscriptions_changed); the TTL only bounds a
+# lost invalidation. Each expiry costs every idle tenant that pushes one
+# delivery task: at 1,000 tenants a 60 s TTL was 17 tasks/s doing nothing.
+IDLE_TTL_S = 300
 
 _WAKE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -70,7 +72,9 @@ def wake_deliveries(schema: str) -> bool:
     if not _wake_script()(keys=[idle_key(schema), wake_key(schema)], args=[WAKE_TTL_MS]):
         return False
     try:
-        _enqueue(schema)
+        # Expires with its wake key: past that a later commit queues a fresh one, so a
+        # backlogged queue drops the stale copy on receipt instead of running duplicates.
+        _enqueue(schema, expires=WAKE_TTL_MS / 1000)
     except Exception:
         get_redis().delete(wake_key(schema))  # let the next commit try again
         raise
