@@ -199,8 +199,9 @@ def test_the_github_demo_simulator_pushes_webhooks_that_ingest_accepts(
             return set(Record.objects.filter(source_id=github.source_id).values_list("key", flat=True))
 
     try:
-        # when: the issues seeded at start arrive as signed `issues` webhooks (after a ping)
-        wait_for(lambda: len(stored()) >= demo.INITIAL_RECORDS, timeout=15)
+        # when: the issues seeded at start arrive as signed `issues` webhooks, and the
+        # pusher's first ping (posted after that first batch) has been answered
+        wait_for(lambda: len(stored()) >= demo.INITIAL_RECORDS and handle.sim.push.heartbeats >= 1, timeout=15)
     finally:
         handle.stop()
     # then: every delivery was accepted, each record keyed by its issue's id
