@@ -39,6 +39,7 @@ from callbacks.signing import Scheme, delivery_message_id, new_standard_webhooks
 from callbacks.transport import Outcome
 from engines.changes_reads import committed_head
 from engines.models import Source
+from engines.partitions import changes_floor
 from engines.polling_policy import BreakerState, BreakerStatus, breaker_check, breaker_record
 from healing import services as healing
 from healing.models import FailureKind
@@ -88,7 +89,17 @@ def _cursor_for(from_seq: int | None, head: int) -> int:
             f"from_seq is past the newest change ({head}).",
             [{"field": "from_seq", "message": f"must be at most {head + 1}"}],
         )
-    return max(0, from_seq - 1)
+    cursor = max(0, from_seq - 1)
+    floor = changes_floor()
+    if cursor < floor:
+        # Retention dropped changes up to the floor: starting below it would
+        # skip them silently (the same 410 as the changes feed answers).
+        raise SubscriptionError(
+            410,
+            f"Changes up to seq {floor} are no longer kept (retention); from_seq must be at least {floor + 1}.",
+            [{"field": "from_seq", "message": f"must be at least {floor + 1}"}],
+        )
+    return cursor
 
 
 def _check_sources(sources: list[int]) -> None:

@@ -10,7 +10,7 @@ from callbacks import services
 from callbacks.models import Delivery, DeliveryStatus, Subscription, SubscriptionStatus
 from callbacks.policy import DeliveryPolicy
 from callbacks.signing import verify_signature
-from engines.models import Source
+from engines.models import SeqCounter, Source
 from engines.polling_policy import BreakerPolicy
 from healing.models import FailureKind, FailureRecord, FailureStatus
 from tests.callbacks.support import Receiver, Reply, call_api, insert_changes
@@ -232,3 +232,20 @@ def test_a_replay_delivers_again_from_the_given_seq(alice: Persona, orders: Sour
     assert replayed.status_code == 202
     assert replayed.json()["cursor"] == seqs[1]
     assert [request.seqs for request in receiver.requests] == [seqs, seqs[2:]]
+
+
+def test_a_replay_from_below_the_retention_floor_is_refused_not_shortened(
+    alice: Persona, orders: Source, receiver: Receiver
+) -> None:
+    # given: retention dropped the changes up to the third one
+    subscription, _ = _subscribe(receiver.url, orders)
+    seqs = [change["seq"] for change in insert_changes(orders.pk, 5)]
+    _run(subscription, timezone.now())
+    SeqCounter.objects.filter(pk=1).update(floor=seqs[2])
+    # when
+    below = call_api(alice, "post", f"/api/v1/subscriptions/{subscription.pk}/replay", {"from_seq": seqs[1]})
+    at_floor = call_api(alice, "post", f"/api/v1/subscriptions/{subscription.pk}/replay", {"from_seq": seqs[3]})
+    # then
+    assert below.status_code == 410
+    assert below.json()["errors"] == [{"field": "from_seq", "message": f"must be at least {seqs[2] + 1}"}]
+    assert at_floor.status_code == 202 and at_floor.json()["cursor"] == seqs[2]
