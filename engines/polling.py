@@ -67,7 +67,7 @@ from engines.rest import host_of, rate_limit_until
 from engines.rest_poll import RestMemory, RestProgress, rest_page_through
 from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, PollConfig, RestConnectorConfig
 from healing.services import failure_report, failure_resolve
-from scheduling.services import source_polls_at
+from scheduling.services import source_polls_at, source_wake
 
 log = structlog.get_logger(__name__)
 
@@ -414,6 +414,11 @@ def _stream_audited(job: _Job, rest: RestProgress) -> None:
     if job.trigger == PollTrigger.AUDIT:
         fields["last_audit_at"] = now
     StreamState.objects.filter(pk=job.source_id).update(**fields)
+    # The finding is the signal of a stream without seqs: judge it now. A
+    # settled stream's next judgement may be minutes away (its silence
+    # deadline), and misses found meanwhile would be judged only once the
+    # next audit had already cleared them.
+    source_wake(job.source_id, judge=True)
     POLL_MISSED.inc(rest.missed)
     REST_RESPONSES.labels("not_modified").inc(rest.not_modified)
     REST_RESPONSES.labels("rate_limit_wait").inc(rest.rate_limit_waits)

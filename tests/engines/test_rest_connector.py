@@ -39,6 +39,7 @@ from engines.polling import audits_claim_due, breaker_key, polls_claim_due, sour
 from engines.simulator.dataset import Dataset
 from engines.simulator.runner import SimulatorHandle, start_in_thread
 from healing.models import FailureRecord
+from scheduling.models import SourceSchedule
 from tests.conftest import Persona
 from tests.engines.reconcile_support import run_now
 from tests.factories import make_source
@@ -350,6 +351,22 @@ def test_a_poll_counts_as_missed_only_the_changes_push_had_not_delivered(
     # and a later poll that finds nothing new clears the signal
     assert poll(source).missed == 0
     assert stream(source).polled_missed == 0
+
+
+def test_what_a_poll_finds_is_judged_at_once_not_at_a_settled_streams_far_deadline(
+    github: SimulatorHandle, in_acme: object
+) -> None:
+    # given: a settled stream whose next judgement is far away
+    github.sim.dataset.seed_records(3)
+    source = rest_source(github_config(github))
+    far = timezone.now() + timedelta(minutes=5)
+    SourceSchedule.objects.filter(source_id=source.pk).update(next_eval_at=far)
+    # when: an audit finds what push missed
+    run = poll(source, "audit")
+    # then: the judge is due now
+    assert run.missed == 3
+    due = SourceSchedule.objects.get(source_id=source.pk).next_eval_at
+    assert due is not None and due <= timezone.now()
 
 
 def test_a_change_that_just_happened_is_not_a_miss_yet(github: SimulatorHandle, in_acme: object) -> None:
