@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from beastflow.redis_client import get_redis, key
 from engines.dispatch import monitor_claim_pass
 from engines.hysteresis import HysteresisState, Phase
 from engines.judge import judge_sources, poll_facts
-from engines.models import Event, PollRun, Source, StreamState
+from engines.models import Event, HealthSample, PollRun, Source, StreamState
 from engines.modes import Mode
 from scheduling.models import SourceSchedule
+from tests.conftest import Persona
 from tests.factories import make_source
 
 T0 = time.time()
@@ -177,3 +179,25 @@ def test_one_broken_source_does_not_blind_the_batch(quiet: None) -> None:
     assert Source.objects.get(pk=fine.pk).hysteresis_state["good"] == 1
     assert _deadline(fine) > time.time()
     assert _deadline(broken) <= time.time()
+
+
+def test_one_batch_judges_the_sources_of_several_tenants_in_their_own_schemas(quiet: None, charlie: Persona) -> None:
+    # given: due sources in acme (the test's schema) and globex, one batch
+    mine = [_source(f"acme-{n}", expected_interval_s=3600) for n in range(3)]
+    with tenant_context(charlie.tenant):
+        theirs = [_source(f"globex-{n}", expected_interval_s=3600) for n in range(2)]
+    past = timezone.now() - timedelta(seconds=2)
+    SourceSchedule.objects.filter(pk__in=[s.pk for s in [*mine, *theirs]]).update(next_eval_at=past)
+    # when
+    judged = monitor_claim_pass(budget_s=10, batch=10, lease_s=30)
+    # then: each judged in its own schema, with its own sample and deadline
+    assert judged == 5
+    for source in mine:
+        assert Source.objects.get(pk=source.pk).hysteresis_state["good"] == 1
+        assert HealthSample.objects.filter(source_id=source.pk).count() == 1
+    with tenant_context(charlie.tenant):
+        for source in theirs:
+            assert Source.objects.get(pk=source.pk).hysteresis_state["good"] == 1
+            assert HealthSample.objects.filter(source_id=source.pk).count() == 1
+    assert all(_deadline(s) > time.time() for s in [*mine, *theirs])
+    assert get_redis().exists(key("monitor", "t_globex", theirs[0].pk))
