@@ -86,4 +86,4 @@ def test_a_source_of_beastflow_events_says_it_has_no_mapping(in_acme: Tenant, ac
     body = _page(acme_console, source)
     assert 'data-upstream="scheme">beastflow<' in body
     assert "No mapping" in body
-    assert "Preset: <span class=\"muted\">none</span>" in body
+    assert 'Preset: <span class="muted">none</span>' in body
