@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 from prometheus_client import Counter
@@ -81,13 +82,37 @@ def monitor_claim_pass(*, budget_s: float, batch: int, lease_s: float, horizon_s
 
 
 def _judge(claims: Sequence[Claim]) -> int:
-    """One batch, whatever the number of tenants in it (engines/judge.py names each schema's tables)."""
+    """One batch, whatever the number of tenants in it (engines/judge.py names each schema's tables).
+
+    A batch that fails as a whole (one schema or one row the batched
+    statements cannot take) is judged again tenant by tenant, and a tenant
+    that fails again source by source: a poisoned source blinds the monitor
+    to itself only, never to the batch it was claimed with (its claim is
+    retried when the lease ends).
+    """
+    groups = list(_by_tenant(claims))
     try:
-        return judge_claims(list(_by_tenant(claims)))
+        # Each attempt is a transaction of its own: a statement that fails
+        # leaves nothing half written for the next attempt to trip on.
+        with transaction.atomic():
+            return judge_claims(groups)
     except Exception:
-        # The batch's sources stay claimed and are due again when the lease ends.
-        log.exception("monitor_batch_failed", sources=len(claims))
-        return 0
+        log.exception("monitor_batch_failed", sources=len(claims), tenants=len(groups))
+    judged = 0
+    for tenant, group in groups:
+        try:
+            with transaction.atomic():
+                judged += judge_claims([(tenant, group)])
+            continue
+        except Exception:
+            log.exception("monitor_tenant_batch_failed", tenant=tenant.slug, sources=len(group))
+        for claim in group:
+            try:
+                with transaction.atomic():
+                    judged += judge_claims([(tenant, [claim])])
+            except Exception:
+                log.exception("monitor_source_failed", tenant=tenant.slug, source=claim.id)
+    return judged
 
 
 # -- polls -----------------------------------------------------------------------

@@ -107,7 +107,15 @@ def test_an_operator_action_is_audited_and_shown_in_the_audit_view(
     console_users: dict[str, User],
     django_db_blocker: Any,
 ) -> None:
-    # given
+    # given: a source in event mode whose silence judgement tolerates a loaded machine's
+    # hiccups (this test is about the operator's switch, not the monitor's)
+    from engines import sources
+    from engines.models import Source
+
+    with django_db_blocker.unblock(), tenant_context(personas["alice"].tenant):
+        source = Source.objects.get(pk=world.source_id)
+        sources.source_update(source=source, changes={"health": {"min_silence_s": 60}})
+    assert world.mode() == "event"
     base = console_url(live_server_url, personas["alice"])
     page = page_factory()
     sign_in(page, base, console_users["alice"])
