@@ -233,6 +233,9 @@ BEASTFLOW_MONITOR_IDLE_S = env_float("BEASTFLOW_MONITOR_IDLE_S", 300.0)
 # for up to two ticks; more claimers use more monitor workers at once.
 BEASTFLOW_MONITOR_CLAIMERS = env_int("BEASTFLOW_MONITOR_CLAIMERS", 1)
 BEASTFLOW_MONITOR_BATCH = env_int("BEASTFLOW_MONITOR_BATCH", 200)
+# A tenant with a source due has its sources due within this much later judged
+# with it (s): one visit to its schema for several sources (docs/scheduling.md).
+BEASTFLOW_MONITOR_COALESCE_S = env_float("BEASTFLOW_MONITOR_COALESCE_S", 2.5)
 # A claimed judgement lost with its worker is due again after this (s).
 BEASTFLOW_MONITOR_LEASE_S = env_float("BEASTFLOW_MONITOR_LEASE_S", 30.0)
 BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)

@@ -60,19 +60,22 @@ def _leases(claims: Sequence[Claim]) -> dict[int, datetime]:
 # -- the monitor -------------------------------------------------------------------
 
 
-def monitor_claim_pass(*, budget_s: float, batch: int, lease_s: float, horizon_s: float = 0.0) -> int:
+def monitor_claim_pass(
+    *, budget_s: float, batch: int, lease_s: float, horizon_s: float = 0.0, coalesce_s: float = 0.0
+) -> int:
     """Judge due sources in batches until none is due or `budget_s` is spent; returns how many.
 
     `horizon_s`: also what falls due that much later than the pass began
     (half a tick: each source is then judged within half a tick of its
     deadline, either side). Fixed at the start, so a source judged in this
     pass, whose next deadline is at least a tick away, is not taken again.
+    `coalesce_s`: see scheduling.claims.evals_claim.
     """
     stop_at = time.monotonic() + budget_s
     due_by = timezone.now() + timedelta(seconds=horizon_s)
     judged = 0
     while time.monotonic() < stop_at:
-        claims = evals_claim(limit=batch, lease_s=lease_s, due_by=due_by)
+        claims = evals_claim(limit=batch, lease_s=lease_s, due_by=due_by, coalesce_s=coalesce_s)
         if not claims:
             break
         judged += _judge(claims)

@@ -56,6 +56,7 @@ def monitor_claim_task() -> int:
             batch=settings.BEASTFLOW_MONITOR_BATCH,
             lease_s=settings.BEASTFLOW_MONITOR_LEASE_S,
             horizon_s=settings.BEASTFLOW_MONITOR_TICK_S / 2,
+            coalesce_s=settings.BEASTFLOW_MONITOR_COALESCE_S,
         )
     pass_mark("monitor")
     return judged

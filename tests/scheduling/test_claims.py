@@ -124,3 +124,19 @@ def test_a_new_failure_makes_its_tenants_healing_pass_due(
         failure_report(kind="upstream_unavailable", source_id=source.pk, detail={"host": "h"})
     row = TenantSchedule.objects.get(pk=alice.tenant.pk)
     assert row.next_healing_at is not None and row.next_healing_at <= timezone.now()
+
+
+def test_a_tenant_with_a_source_due_has_its_nearly_due_ones_judged_with_it(
+    alice: Persona, charlie: Persona, quiet: datetime
+) -> None:
+    # given: acme has one source due, one due in 2 s and one in 10 s; globex one due in 2 s
+    with tenant_context(alice.tenant):
+        due, soon, later = (make_source(f"coalesce-{n}")[0].pk for n in range(3))
+    with tenant_context(charlie.tenant):
+        elsewhere = make_source("coalesce-elsewhere")[0].pk
+    for pk, offset in ((due, -1), (soon, 2), (later, 10), (elsewhere, 2)):
+        SourceSchedule.objects.filter(pk=pk).update(next_eval_at=quiet + timedelta(seconds=offset))
+    # when
+    claims = evals_claim(limit=10, lease_s=30, coalesce_s=5, now=quiet)
+    # then: acme's schema is visited once for both; globex, with nothing due, waits for its own deadline
+    assert [c.id for c in claims] == [due, soon]
