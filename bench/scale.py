@@ -1,0 +1,621 @@
+"""Scale: N tenants x M sources on the real service; does the monitor keep up, what does it cost?
+
+`make bench` (or `.venv/bin/python bench/scale.py --sizes 10,100,1000`).
+Builds its own database (beastflow_bench_scale) and runs the real
+processes: one web (uvicorn), Celery workers (by default a monitor worker
+of one process and one of two processes for the other queues, as a small
+production would; --workers single: one worker for every queue as `make up`
+does), one beat, plus the simulator as the polled upstream and this process
+pushing. Tenants grow size by size (10, then 90
+more, ...), each with M sources in a mix (per tenant, by default):
+
+- pushing (2): push one event every --push-every s (20; expected_interval_s = that);
+- polling (1): never pushed to, so they go silent, degrade and settle in
+  polling, polled from the simulator's feed (every 30 s, growing to 300 s
+  while it brings nothing);
+- idle (7): an hour's expected rhythm, never pushed to: healthy and quiet.
+
+Per size, after a warm-up, over --measure-s: tenant creation time, the
+monitor's lag (per judgement: how long after its deadline it came; for
+the old per-tick scheduler the deadline is the previous judgement plus
+one tick), sources never judged in the window, queue depth and oldest
+message age per queue, tasks/s (Celery's own counters), CPU per process
+and per source, worker memory. At the end an idle phase (pushing and
+polling sources paused) gives what idle sources cost.
+
+--root runs another checkout with the same builder (bench/_scale_build.py),
+e.g. `git worktree add /tmp/bf-before <commit>` for a before/after table.
+Building is bounded by --max-build-s: past it the run measures the size it
+reached and says so. Writes .beastflow/bench/scale-<label>.json; the
+processes' output goes to .beastflow/bench/scale-<process>.log
+(SCALE_WORKER_LOG=INFO logs every task the worker runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import psutil
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._client import Connection, HttpError, Request, percentile
+from bench._world import OUT_DIR, World, free_port, log
+
+HERE = Path(__file__).resolve().parent.parent
+DATABASE = "beastflow_bench_scale"
+QUEUES = ("celery", "monitor", "polls", "reconcile", "healing", "callbacks")
+TICK_S = 1.0  # the monitor tick both schedulers run with (BEASTFLOW_MONITOR_TICK_S default)
+
+
+def source_specs(sim_port: int, push_every_s: float) -> dict[str, dict[str, Any]]:
+    feed = f"http://127.0.0.1:{sim_port}/changes"
+    return {
+        "pushing": {"name": "", "connector": "http", "config": {"poll_url": feed, "expected_interval_s": push_every_s}},
+        "polling": {
+            "name": "",
+            "connector": "http",
+            "config": {"poll_url": feed, "expected_interval_s": 2.0},
+            "poll": {"min_interval_s": 30.0, "max_interval_s": 300.0},
+        },
+        "idle": {"name": "", "connector": "http", "config": {"poll_url": feed, "expected_interval_s": 3600.0}},
+    }
+
+
+@dataclass
+class TenantInfo:
+    slug: str
+    schema: str
+    api_key: str
+    create_s: float
+    sources: list[dict[str, Any]]
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_file: IO[bytes]
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.popen.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self.log_file.close()
+
+
+class ScaleWorld(World):
+    """bench/_world.World on a database of its own, running the checkout at `root`."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+        from bench._world import with_database
+
+        self.database_url = with_database(self.admin_url, DATABASE)
+        self.procs: list[Proc] = []
+        self.settings: dict[str, str] = {}  # --set: given to every process
+
+    def env(self, **extra: str) -> dict[str, str]:
+        # The simulator upstream listens on loopback, which the outbound URL guard refuses unless allowed.
+        return super().env(BEASTFLOW_UPSTREAM_ALLOW="127.0.0.0/8", **{**self.settings, **extra})
+
+    def create_database(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self._maintenance_url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        self.database_created = True
+        self._manage("migrate_schemas", "-v0")
+
+    def _manage(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(self.root / "manage.py"), *args],
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def spawn(self, name: str, argv: list[str], *, cwd: Path | None = None, **env: str) -> Proc:
+        log_file = (OUT_DIR / f"scale-{name}.log").open("wb")
+        popen = subprocess.Popen(
+            argv,
+            cwd=cwd or self.root,
+            env=self.env(**env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
+        proc = Proc(name, popen, log_file)
+        self.procs.append(proc)
+        return proc
+
+    def build(self, first: int, last: int, spec: dict[str, Any], deadline: float) -> list[TenantInfo]:
+        """Tenants first..last-1, in chunks, until done or past `deadline` (monotonic)."""
+        made: list[TenantInfo] = []
+        step = 25
+        for start in range(first, last, step):
+            if time.monotonic() > deadline:
+                log(f"build bound reached: {len(made)} of {last - first} new tenants made")
+                break
+            chunk = [str(start), str(min(last, start + step)), json.dumps(spec)]
+            done = subprocess.run(
+                [sys.executable, str(HERE / "bench" / "_scale_build.py"), *chunk],
+                cwd=self.root,
+                env=self.env(BENCH_ROOT=str(self.root), DJANGO_SETTINGS_MODULE="beastflow.settings"),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"building tenants {start}..: {done.stderr[-3000:]}")
+            for line in done.stdout.splitlines():
+                if line.startswith("{"):
+                    made.append(TenantInfo(**json.loads(line)))
+        return made
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            try:
+                proc.stop()
+            except Exception as exc:  # keep cleaning up
+                log(f"stopping {proc.name}: {exc!r}")
+        self.procs.clear()
+        super().close()
+        if self.database_created:
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(self._maintenance_url(), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+            self.database_created = False
+
+
+# -- load: pushes ------------------------------------------------------------------
+
+
+class Pusher:
+    """Each pushing source gets one event every `every_s`, phases spread at random; keep-alive connections."""
+
+    def __init__(self, port: int, targets: list[tuple[int, str]], every_s: float, connections: int = 12) -> None:
+        self.port, self.every_s, self.connections = port, every_s, connections
+        self.targets = targets
+        self.sent = 0
+        self.failed = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True, name="pusher")
+
+    def start(self) -> Pusher:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=15)
+
+    async def _run(self) -> None:
+        queue: asyncio.Queue[Request] = asyncio.Queue(maxsize=10_000)
+        workers = [asyncio.create_task(self._send(queue)) for _ in range(self.connections)]
+        rng = random.Random(7)
+        seqs = dict.fromkeys((sid for sid, _ in self.targets), 0)
+        due = sorted((time.monotonic() + rng.uniform(0, self.every_s), sid, key) for sid, key in self.targets)
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            while due and due[0][0] <= now:
+                at, sid, key = due.pop(0)
+                seqs[sid] += 1
+                n = seqs[sid]
+                event = {"id": f"e{n}", "type": "upsert", "key": f"k{n % 20}", "version": n, "seq": n, "data": {"n": n}}
+                body = json.dumps({"events": [event]}).encode()
+                headers = (("Authorization", f"Bearer {key}"), ("Content-Type", "application/json"))
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(Request("POST", f"/api/v1/sources/{sid}/events", body, headers))
+                due.append((at + self.every_s, sid, key))
+                due.sort()
+            await asyncio.sleep(0.05)
+        for task in workers:
+            task.cancel()
+
+    async def _send(self, queue: asyncio.Queue[Request]) -> None:
+        conn = Connection(self.port)
+        while True:
+            request = await queue.get()
+            try:
+                response = await conn.send(request)
+                if 200 <= response.status < 300:
+                    self.sent += 1
+                else:
+                    self.failed += 1
+            except (HttpError, OSError):
+                self.failed += 1
+                await conn.close()
+
+
+# -- measuring ---------------------------------------------------------------------
+
+
+@dataclass
+class Sampler:
+    """Every second: the monitor's memory of every source (lag per judgement), the queues, the backlog."""
+
+    client: redis.Redis
+    prefix: str
+    keys: list[tuple[str, int]]  # (schema, source id)
+    world: ScaleWorld
+    lags: list[float] = field(default_factory=list)
+    judged: set[int] = field(default_factory=set)
+    depth: dict[str, list[int]] = field(default_factory=dict)
+    queue_age: dict[str, float] = field(default_factory=dict)
+    backlog: list[float] = field(default_factory=list)
+    last: dict[int, float] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        self._sample(record=False)
+        while not self.stopping.wait(1.0):
+            self._sample(record=True)
+
+    def _sample(self, *, record: bool) -> None:
+        now = time.time()
+        with self.client.pipeline(transaction=False) as pipe:
+            for schema, sid in self.keys:
+                pipe.hmget(f"{self.prefix}:monitor:{schema}:{sid}", "at", "due")
+            for queue in QUEUES:
+                base = f"{self.prefix}:celery:{queue}"
+                pipe.llen(base)
+                pipe.lindex(base, -1)
+            replies = pipe.execute()
+        worst = 0.0
+        for (_, sid), (raw_at, raw_due) in zip(self.keys, replies[: len(self.keys)], strict=True):
+            if raw_at is None:
+                continue
+            at = float(raw_at)
+            previous = self.last.get(sid)
+            if previous is not None and at > previous and record:
+                # The new scheduler says when the source was due; the old one judged every tick.
+                due = float(raw_due) if raw_due is not None else previous + TICK_S
+                self.lags.append(max(0.0, at - due))
+                self.judged.add(sid)
+            self.last[sid] = at
+            worst = max(worst, now - at - TICK_S) if raw_due is None else worst
+        rest = replies[len(self.keys) :]
+        for n, queue in enumerate(QUEUES):
+            length, oldest = rest[2 * n], rest[2 * n + 1]
+            if record:
+                self.depth.setdefault(queue, []).append(int(length or 0))
+            if oldest is not None and record:
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    sent = json.loads(oldest)["headers"].get("bf_sent_at")
+                    if sent is not None:
+                        self.queue_age[queue] = max(self.queue_age.get(queue, 0.0), now - float(sent))
+        if record:
+            self.backlog.append(max(worst, self._db_backlog()))
+
+    def _db_backlog(self) -> float:
+        """The new scheduler's oldest due-but-unjudged source (0 where there is no schedule table)."""
+        try:
+            with self.world.connect(autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT extract(epoch FROM now() - min(next_eval_at)) FROM scheduling_sourceschedule"
+                    " WHERE next_eval_at <= now()"
+                ).fetchone()
+                return float(row[0]) if row and row[0] is not None else 0.0
+        except Exception:
+            return 0.0
+
+
+def _bench_backends(world: ScaleWorld) -> set[int]:
+    """PostgreSQL backends serving the bench database (others on this machine are not ours)."""
+    try:
+        with world.connect(autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DATABASE]).fetchall()
+            return {int(row[0]) for row in rows}
+    except Exception:
+        return set()
+
+
+def cpu_snapshot(world: ScaleWorld) -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far, per process, with the group it counts in."""
+    taken: dict[int, tuple[str, float]] = {}
+    for proc in world.procs:
+        for p in proc.tree():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                taken[p.pid] = (proc.name, t.user + t.system)
+    groups = {pid: "postgres" for pid in _bench_backends(world)}
+    groups[os.getpid()] = "bench"
+    for p in psutil.process_iter(["name"]):
+        if "redis" in (p.info.get("name") or "").lower():
+            groups[p.pid] = "redis (shared)"
+    for pid, group in groups.items():
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            taken[pid] = (group, t.user + t.system)
+    return taken
+
+
+def cores_between(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float
+) -> dict[str, float]:
+    """Cores used per group; a process born meanwhile counts whole, one that ended is lost (never negative)."""
+    used: dict[str, float] = {}
+    for pid, (group, total) in after.items():
+        earlier = before.get(pid, (group, 0.0))[1]
+        used[group] = used.get(group, 0.0) + max(0.0, total - earlier)
+    return {group: round(value / wall, 3) for group, value in used.items()}
+
+
+def rss_mb(world: ScaleWorld, name: str) -> float:
+    total = 0
+    for proc in world.procs:
+        if proc.name == name:
+            for p in proc.tree():
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+    return total / 1e6
+
+
+def tasks_done(world: ScaleWorld) -> int | None:
+    """Tasks the worker has received so far (Celery's own counters, over remote control)."""
+    from celery import Celery
+
+    app = Celery("bench", broker=world.redis_url)
+    app.conf.broker_transport_options = {"global_keyprefix": f"{world.redis_prefix}:celery:"}
+    try:
+        stats = app.control.inspect(timeout=3).stats() or {}
+        return sum(sum((s.get("total") or {}).values()) for s in stats.values())
+    except Exception:
+        return None
+    finally:
+        app.close()
+
+
+def sql_in_every_schema(world: ScaleWorld, tenants: list[TenantInfo], statement: str) -> None:
+    with world.connect(autocommit=True) as conn:
+        for tenant in tenants:
+            conn.execute(statement.replace("{schema}", tenant.schema))
+
+
+def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> dict[str, Any]:
+    keys = [(t.schema, s["id"]) for t in tenants for s in t.sources]
+    sampler = Sampler(redis.Redis.from_url(world.redis_url), world.redis_prefix, keys, world)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    cpu_before, tasks_before, started = cpu_snapshot(world), tasks_done(world), time.monotonic()
+    rss_before = {name: rss_mb(world, name) for name in ("worker", "worker-monitor", "web")}
+    thread.start()
+    time.sleep(seconds)
+    sampler.stopping.set()
+    thread.join(timeout=30)
+    wall = time.monotonic() - started
+    cpu_after, tasks_after = cpu_snapshot(world), tasks_done(world)
+    cores = cores_between(cpu_before, cpu_after, wall)
+    overdue = _overdue(world)
+    lags = sampler.lags
+    n_sources = len(keys)
+    scheduler_cores = sum(v for k, v in cores.items() if k.startswith("worker")) + cores.get("beat", 0.0)
+    return {
+        "sources": n_sources,
+        "judgements": len(lags),
+        # Old scheduler: every source is due every tick, so any not judged in the window was missed.
+        # New: only what is due; those still waiting over 2 s past their deadline at the end.
+        "never_judged": n_sources - len(sampler.judged) if overdue is None else None,
+        "overdue_at_end": overdue,
+        "lag_p50_s": round(percentile(lags, 50), 2) if lags else None,
+        "lag_p99_s": round(percentile(lags, 99), 2) if lags else None,
+        "lag_max_s": round(max(lags), 2) if lags else None,
+        "backlog_max_s": round(max(sampler.backlog), 1) if sampler.backlog else None,
+        "queue_depth_max": {q: max(v) for q, v in sampler.depth.items() if v and max(v) > 0},
+        "queue_depth_mean": {q: round(statistics.fmean(v), 1) for q, v in sampler.depth.items() if v and max(v) > 0},
+        "queue_age_max_s": {q: round(v, 1) for q, v in sampler.queue_age.items()},
+        "tasks_per_s": None
+        if tasks_before is None or tasks_after is None
+        else round((tasks_after - tasks_before) / wall, 1),
+        "cores": cores,
+        "worker_and_beat_ms_per_source_per_s": round(1000 * scheduler_cores / max(1, n_sources), 3),
+        "rss_mb": {name: [round(rss_before[name]), round(rss_mb(world, name))] for name in rss_before},
+    }
+
+
+def _overdue(world: ScaleWorld) -> int | None:
+    try:
+        with world.connect(autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM scheduling_sourceschedule WHERE next_eval_at <= now() - interval '2 seconds'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+    except Exception:
+        return None  # no schedule table: the old scheduler
+
+
+def print_row(label: str, size: int, row: dict[str, Any]) -> None:
+    m = row["measure"]
+    missed = f"never judged {m['never_judged']}" if m["overdue_at_end"] is None else f"overdue {m['overdue_at_end']}"
+    print(
+        f"{label:<7} N={size:<5} sources={m['sources']:<6} create p50 {row['create_p50_s']}s "
+        f"max {row['create_max_s']}s | lag p50 {m['lag_p50_s']}s p99 {m['lag_p99_s']}s max {m['lag_max_s']}s, "
+        f"{missed}, backlog max {m['backlog_max_s']}s | tasks/s {m['tasks_per_s']} | "
+        f"queues max {m['queue_depth_max']} age {m['queue_age_max_s']} | cores {m['cores']} | "
+        f"worker+beat {m['worker_and_beat_ms_per_source_per_s']} ms/source/s | rss {m['rss_mb']}",
+        flush=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000", help="tenant counts, ascending (default 10,100,1000)")
+    parser.add_argument("--sources", type=int, default=10, help="sources per tenant (M)")
+    parser.add_argument("--mix", default="2,1,7", help="pushing,polling,idle sources per tenant (scaled to M)")
+    parser.add_argument("--push-every", type=float, default=20.0, help="seconds between a pushing source's events")
+    parser.add_argument("--warmup-s", type=float, default=45.0)
+    parser.add_argument("--measure-s", type=float, default=60.0)
+    parser.add_argument("--idle-s", type=float, default=45.0, help="the idle phase at the end (0: none)")
+    parser.add_argument("--max-build-s", type=float, default=2400.0, help="bound on building tenants, all sizes")
+    parser.add_argument("--root", default=str(HERE), help="the checkout to run (default this one)")
+    parser.add_argument("--label", default="after")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every process of the service, e.g. --set BEASTFLOW_MONITOR_ACTIVE_S=10 (repeatable)",
+    )
+    parser.add_argument(
+        "--workers",
+        choices=("split", "single"),
+        default="split",
+        help="split: a monitor worker (1 process) and one for the other queues (2); single: one worker, every "
+        "queue, 2 processes, like make up (the only choice for a checkout with one queue)",
+    )
+    args = parser.parse_args()
+
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    weights = [int(w) for w in args.mix.split(",")]
+    kinds: list[str] = []
+    for kind, weight in zip(("pushing", "polling", "idle"), weights, strict=True):
+        kinds += [kind] * round(args.sources * weight / sum(weights))
+    kinds = (kinds + ["idle"] * args.sources)[: args.sources]
+
+    world = ScaleWorld(Path(args.root).resolve())
+    world.settings = dict(item.split("=", 1) for item in args.set)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    results: list[dict[str, Any]] = []
+    pusher: Pusher | None = None
+    try:
+        log(f"database {DATABASE} from {world.root}")
+        world.create_database()
+        sim_port = free_port()
+        # The polled upstream: our simulator serving its feed (no pushes), from this checkout whatever --root is.
+        world.spawn(
+            "simulator",
+            [sys.executable, str(HERE / "manage.py"), "simulate", "--port", str(sim_port), "--rate", "0"],
+            cwd=HERE,
+        )
+        port = free_port()
+        world.spawn(
+            "web",
+            [sys.executable, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
+            BEASTFLOW_DB_POOL_SIZE="20",
+        )
+        level = os.environ.get("SCALE_WORKER_LOG", "WARNING")
+        celery = [sys.executable, "-m", "celery", "-A", "beastflow", "worker", "-l", level]
+        if args.workers == "split":
+            # As in production, smaller: the monitor on a worker of its own, the rest on another.
+            world.spawn("worker-monitor", [*celery, "-Q", "monitor", "--concurrency", "1", "-n", "monitor@%h"],
+                        BEASTFLOW_LOG_LEVEL=level)  # fmt: skip
+            rest = ",".join(q for q in QUEUES if q != "monitor")
+            world.spawn(
+                "worker", [*celery, "-Q", rest, "--concurrency", "2", "-n", "rest@%h"], BEASTFLOW_LOG_LEVEL=level
+            )
+        else:
+            world.spawn("worker", [*celery, "--concurrency", "2"], BEASTFLOW_LOG_LEVEL=level)
+        world.spawn("beat", [sys.executable, "-m", "celery", "-A", "beastflow", "beat", "-l", "WARNING",
+                             "--schedule", str(OUT_DIR / f"scale-beat-{os.getpid()}")])  # fmt: skip
+        spec = {"kinds": kinds, "specs": source_specs(sim_port, args.push_every)}
+        tenants: list[TenantInfo] = []
+        build_deadline = time.monotonic() + args.max_build_s
+        for size in sizes:
+            if len(tenants) >= size:
+                continue
+            log(f"building tenants {len(tenants)}..{size - 1}")
+            made = world.build(len(tenants), size, spec, build_deadline)
+            tenants += made
+            if pusher is not None:
+                pusher.stop()
+            targets = [(s["id"], t.api_key) for t in tenants for s in t.sources if s["kind"] == "pushing"]
+            pusher = Pusher(port, targets, args.push_every).start()
+            total = sum(len(t.sources) for t in tenants)
+            log(f"{len(tenants)} tenants, {total} sources; warming up {args.warmup_s:.0f}s")
+            time.sleep(args.warmup_s)
+            creates = [t.create_s for t in made] or [0.0]
+            row = {
+                "size": len(tenants),
+                "asked": size,
+                "create_p50_s": round(statistics.median(creates), 3),
+                "create_max_s": round(max(creates), 3),
+                "pushes_sent": pusher.sent,
+                "pushes_failed": pusher.failed,
+                "measure": measure(world, tenants, seconds=args.measure_s),
+            }
+            results.append(row)
+            print_row(args.label, len(tenants), row)
+            if len(tenants) < size:
+                break  # the build bound: no bigger size
+        if args.idle_s > 0 and tenants:
+            if pusher is not None:
+                pusher.stop()
+                pusher = None
+            sql_in_every_schema(
+                world, tenants, "UPDATE {schema}.engines_source SET paused = true WHERE name NOT LIKE 'idle-%'"
+            )
+            log(f"idle phase: only idle sources run; settling {args.warmup_s:.0f}s")
+            time.sleep(args.warmup_s)
+            idle_sources = sum(1 for t in tenants for s in t.sources if s["kind"] == "idle")
+            idle = measure(world, tenants, seconds=args.idle_s)
+            busy = sum(v for k, v in idle["cores"].items() if k.startswith("worker") or k in ("beat", "postgres"))
+            idle["idle_sources"] = idle_sources
+            idle["cores_per_1000_idle_sources"] = round(1000 * busy / max(1, idle_sources), 4)
+            results.append({"size": len(tenants), "idle": idle})
+            print(
+                f"{args.label:<7} idle phase: {idle_sources} idle sources, worker+beat+postgres "
+                f"{busy * 100:.1f}% of a core = {idle['cores_per_1000_idle_sources'] * 100:.2f}% per 1,000 idle sources"
+                f" | cores {idle['cores']}",
+                flush=True,
+            )
+        out = OUT_DIR / f"scale-{args.label}.json"
+        out.write_text(json.dumps(results, indent=2))
+        log(f"wrote {out}")
+        return 0
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        stop.set()
+        if pusher is not None:
+            pusher.stop()
+        world.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
