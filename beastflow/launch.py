@@ -6,9 +6,12 @@ environment, else the local default ports, else embedded servers under
 
   up        bootstrap, then web + worker + beat in the foreground until Ctrl-C,
             and the demo's simulated upstreams once the web answers
-            (`manage.py simulate --demo`; BEASTFLOW_DEMO=0 leaves them out)
+            (`manage.py simulate --demo`; BEASTFLOW_DEMO=0 leaves them out);
+            a process that dies is restarted (beastflow/supervision.py)
   test      pytest ARGS
-  bench     every bench/*.py in name order
+  bench     every bench/*.py in name order (but faults and soak)
+  faults    bench/faults.py ARGS: kill, flush and restart parts under steady ingest
+  soak      bench/soak.py ARGS: a fixed rate for minutes, RSS growth per process
   services  print `export ...` lines for a shell
   stop      stop the embedded servers
   migrate   manage.py migrate_tenants ARGS (public and the tenants with
@@ -37,6 +40,7 @@ from typing import IO, NoReturn
 
 from beastflow import devservices
 from beastflow.devservices import log
+from beastflow.supervision import RestartPolicy, on_death
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = float(os.environ.get("BEASTFLOW_STOP_TIMEOUT", "15"))
@@ -167,9 +171,15 @@ def cmd_migrate(args: list[str]) -> int:
     _exec(manage("migrate_tenants", *args), service_env())
 
 
+# Benchmarks with a verb of their own: they run for minutes and kill things, not in `bench`.
+OWN_VERB_BENCHES = ("faults.py", "soak.py")
+
+
 def cmd_bench(args: list[str]) -> int:
     # Files starting with "_" are helpers imported by the benchmarks.
-    scripts = sorted(p for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
+    scripts = sorted(
+        p for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_") and p.name not in OWN_VERB_BENCHES
+    )
     if not scripts:
         log("no benchmarks: bench/*.py is empty")
         return 0
@@ -183,6 +193,15 @@ def cmd_bench(args: list[str]) -> int:
         log(f"failed: {', '.join(failed)}")
         return 1
     return 0
+
+
+def _own_bench(script: str) -> Callable[[list[str]], int]:
+    def run(args: list[str]) -> int:
+        # Not service_env(): these scripts start their own PostgreSQL and Redis when
+        # they must restart them (faults), or resolve them like every verb (soak).
+        _exec([sys.executable, str(ROOT / "bench" / script), *args], {**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    return run
 
 
 def cmd_up(_: list[str]) -> int:
@@ -210,6 +229,8 @@ VERBS: dict[str, Callable[[list[str]], int]] = {
     "up": cmd_up,
     "test": cmd_test,
     "bench": cmd_bench,
+    "faults": _own_bench("faults.py"),
+    "soak": _own_bench("soak.py"),
     "services": cmd_services,
     "stop": cmd_stop,
     "migrate": cmd_migrate,
@@ -226,13 +247,53 @@ VERBS: dict[str, Callable[[list[str]], int]] = {
 @dataclass
 class Child:
     name: str
+    argv: list[str]
     proc: subprocess.Popen[bytes]
-    optional: bool = False  # its exit is reported, and the others keep running
+    optional: bool = False  # the demo's: giving up on it leaves the others running
     reader: threading.Thread = field(init=False)
+    restarts: int = 0
+    crashes: tuple[float, ...] = ()  # monotonic times of its recent deaths (supervision.on_death)
+    restart_at: float | None = None  # dead, to be started again at this monotonic time
+    abandoned: bool = False  # dead for good (an optional child past the restart limit)
+
+
+class RestartCounter:
+    """beastflow_process_restarts_total{process}, visible on the web's /metrics.
+
+    The launcher is no Django process and serves nothing. It writes its
+    counter where web, workers and beat write theirs: a file of its own
+    (counter_<launcher pid>.db) in PROMETHEUS_MULTIPROC_DIR, through
+    prometheus_client's multiprocess value class, and the web's /metrics sums
+    every file of the folder (docs/observability.md). Each process's series
+    exists at 0 from the start. Without the folder, nothing is counted.
+    """
+
+    def __init__(self, folder: str | None, processes: list[str]) -> None:
+        self._counter = None
+        if not folder:
+            return
+        # The value class reads the folder from the environment when it opens its file.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        from prometheus_client import CollectorRegistry, Counter, values
+
+        if not values.ValueClass._multiprocess:  # imported before the folder was set
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        self._counter = Counter(
+            "beastflow_process_restarts",
+            "Processes of `make up` restarted by the launcher after they died",
+            ["process"],
+            registry=CollectorRegistry(),
+        )
+        for name in processes:
+            self._counter.labels(process=name)
+
+    def inc(self, process: str) -> None:
+        if self._counter is not None:
+            self._counter.labels(process=process).inc()
 
 
 class Supervisor:
-    """Runs the children in the foreground until a signal or a death.
+    """Runs the children in the foreground until a signal, restarting the ones that die.
 
     Steps:
     1. start every child in its own process group, so the terminal's Ctrl-C
@@ -240,10 +301,14 @@ class Supervisor:
     2. copy each child's output to ours, every line prefixed with its name;
     3. poll /healthz until the web process answers, then start the
        `after_web` children (optional ones) and print the URLs;
-    4. on SIGINT/SIGTERM stop all children (the optional ones first, then
-       the others, the last started first) and exit 0; when a child exits on
-       its own, stop the others and exit non-zero (an optional child's exit
-       is only reported).
+    4. when a child exits on its own, kill what is left of its process group
+       (a Celery pool process outliving its parent), log a `process_died`
+       line and start it again after the delay beastflow/supervision.py
+       decides, counting the restart in beastflow_process_restarts_total;
+       when the policy gives up on a child (too many deaths in its window),
+       stop all and exit 1 (an optional child is only left dead);
+    5. on SIGINT/SIGTERM stop all children (the optional ones first, then
+       the others, the last started first) and exit 0.
     """
 
     def __init__(
@@ -252,26 +317,32 @@ class Supervisor:
         env: dict[str, str],
         *,
         after_web: dict[str, list[str]] | None = None,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.commands = commands
         self.after_web = after_web or {}
         self.env = env
+        self.policy = policy or RestartPolicy.from_env(env)
         self.children: list[Child] = []
         self.signalled = threading.Event()
         self.out_lock = threading.Lock()
         self.width = max(len(name) for name in [*commands, *self.after_web])
+        self.restarts = RestartCounter(env.get("PROMETHEUS_MULTIPROC_DIR"), [*commands, *self.after_web])
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         for name, argv in self.commands.items():
             self._start(name, argv)
-        dead = self._watch()
-        if dead is not None:
-            log(f"{dead.name} exited with code {dead.proc.returncode}; stopping the others")
+        given_up = self._watch()
+        if given_up is not None:
+            self._say(
+                f"{given_up.name} died {len(given_up.crashes)} times within {self.policy.window_s:.0f} s "
+                f"(BEASTFLOW_RESTART_MAX={self.policy.max_crashes}); stopping the others"
+            )
         self._stop_all()
         log("stopped (embedded PostgreSQL/Redis, if any, keep running: `make clean` stops them)")
-        return 0 if dead is None else 1
+        return 0 if given_up is None else 1
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
         if self.signalled.is_set():
@@ -279,8 +350,8 @@ class Supervisor:
             self._kill_all()
         self.signalled.set()
 
-    def _start(self, name: str, argv: list[str], *, optional: bool = False) -> None:
-        proc = subprocess.Popen(  # noqa: S603 (fixed argv)
+    def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S603 (fixed argv)
             argv,
             cwd=ROOT,
             env=self.env,
@@ -289,14 +360,19 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             process_group=0,
         )
-        child = Child(name, proc, optional=optional)
-        child.reader = threading.Thread(target=self._copy_output, args=(child,), daemon=True)
-        child.reader.start()
+
+    def _start(self, name: str, argv: list[str], *, optional: bool = False) -> None:
+        child = Child(name, argv, self._popen(argv), optional=optional)
+        self._read(child)
         self.children.append(child)
 
-    def _copy_output(self, child: Child) -> None:
+    def _read(self, child: Child) -> None:
+        child.reader = threading.Thread(target=self._copy_output, args=(child, child.proc), daemon=True)
+        child.reader.start()
+
+    def _copy_output(self, child: Child, proc: subprocess.Popen[bytes]) -> None:
         prefix = f"{child.name:<{self.width}} | ".encode()
-        stream: IO[bytes] | None = child.proc.stdout
+        stream: IO[bytes] | None = proc.stdout
         assert stream is not None
         out = sys.stdout.buffer
         for line in iter(stream.readline, b""):
@@ -305,22 +381,57 @@ class Supervisor:
                 out.flush()
 
     def _watch(self) -> Child | None:
-        """Wait for a signal (None) or for a child to exit (that child)."""
+        """Wait for a signal (None) or for a child the policy gives up on (that child)."""
         started = time.monotonic()
         announced = False
-        reported: set[str] = set()
         while not self.signalled.is_set():
             for child in self.children:
-                if child.proc.poll() is None or child.name in reported:
+                if child.abandoned:
                     continue
-                if not child.optional:
+                if child.restart_at is not None:
+                    if time.monotonic() >= child.restart_at:
+                        self._restart(child)
+                    continue
+                if child.proc.poll() is None:
+                    continue
+                if self._on_death(child):
                     return child
-                reported.add(child.name)
-                self._say(f"{child.name} exited with code {child.proc.returncode}; the others keep running")
             if not announced:
                 announced = self._announce_when_healthy(started)
-            self.signalled.wait(0.25)
+            self.signalled.wait(0.1)
         return None
+
+    def _on_death(self, child: Child) -> bool:
+        """Schedule the dead child's restart; True when the policy gives up on it (and it is not optional)."""
+        code = child.proc.returncode
+        # What its group still holds (pool processes, a uvicorn worker) must not outlive it:
+        # they would keep the port, the broker connection or a task.
+        _signal_child(child, signal.SIGKILL, group=True)
+        child.reader.join(timeout=2)
+        now = time.monotonic()
+        decision = on_death(child.crashes, now=now, policy=self.policy)
+        child.crashes = decision.crashes
+        if decision.give_up:
+            self._say(
+                f"event=process_gave_up process={child.name} exit_code={code} restarts={child.restarts} "
+                f"deaths_in_window={len(decision.crashes)} window_s={self.policy.window_s:g}"
+            )
+            child.abandoned = True
+            return not child.optional
+        child.restart_at = now + decision.delay_s
+        self._say(
+            f"event=process_died process={child.name} exit_code={code} restarts={child.restarts} "
+            f"deaths_in_window={len(decision.crashes)} next_delay_s={decision.delay_s:g}"
+        )
+        return False
+
+    def _restart(self, child: Child) -> None:
+        child.restart_at = None
+        child.proc = self._popen(child.argv)
+        child.restarts += 1
+        self.restarts.inc(child.name)
+        self._read(child)
+        self._say(f"event=process_restarted process={child.name} pid={child.proc.pid} restarts={child.restarts}")
 
     def _announce_when_healthy(self, started: float) -> bool:
         """True once the URLs are printed (or the wait has been given up)."""

@@ -11,7 +11,6 @@ the web's /metrics.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -23,39 +22,14 @@ from typing import Any
 import httpx
 import pytest
 from django_tenants.utils import tenant_context
-from prometheus_client.parser import text_string_to_metric_families
 
 from engines.models import Source
 from engines.simulator.runner import start_in_thread
 from tests.conftest import Persona, subprocess_env
+from tests.stack import forget_namespace, free_port, scrape, stop, total, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "upstream-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in reversed(processes):
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _forget_namespace(prefix: str) -> None:
-    """The Redis keys of a namespace of our own (the session's own are removed by conftest)."""
-    from beastflow.redis_client import get_redis
-
-    client = get_redis()
-    for name in client.scan_iter(match=f"{prefix}:*", count=1000):
-        client.delete(name)
 
 
 @pytest.fixture
@@ -63,7 +37,7 @@ def stack(personas: dict[str, Persona], tmp_path: Path) -> Iterator[str]:
     """web + worker + beat sharing a metrics folder; yields the web's URL."""
     folder = tmp_path / "metrics"
     folder.mkdir()
-    port = _free_port()
+    port = free_port()
     prefix = f"bfobs{uuid.uuid4().hex[:8]}"
     env = subprocess_env() | {
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
@@ -80,37 +54,11 @@ def stack(personas: dict[str, Persona], tmp_path: Path) -> Iterator[str]:
     processes = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL) for argv in commands]
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert all(p.poll() is None for p in processes), "a process of the stack exited at start-up"
-            assert time.monotonic() < deadline, "the web server did not come up"
-            time.sleep(0.1)
+        wait_healthy(url, processes)
         yield url
     finally:
-        _stop(processes)
-        _forget_namespace(prefix)
-
-
-def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-    return found
-
-
-def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
-    return sum(
-        value
-        for found, value in samples.get(name, [])
-        if all(found.get(label) == wanted for label, wanted in labels.items())
-    )
+        stop(processes)
+        forget_namespace(prefix)
 
 
 @pytest.mark.e2e
@@ -121,7 +69,7 @@ def test_metrics_of_worker_and_beat_show_on_the_webs_metrics(
 
     # given: a source whose simulated upstream pushes to this web server
     alice = personas["alice"]
-    sim_port = _free_port()
+    sim_port = free_port()
     spec = {
         "name": f"obs-{uuid.uuid4().hex[:8]}",
         "connector": "simulator",
@@ -171,20 +119,20 @@ def test_metrics_of_worker_and_beat_show_on_the_webs_metrics(
             "ingest": ("beastflow_ingest_stage_seconds_count", {"stage": "commit"}),
         }
         while True:
-            samples = _scrape(stack)
-            missing = [what for what, (name, labels) in wanted.items() if _total(samples, name, **labels) <= 0]
+            samples = scrape(stack)
+            missing = [what for what, (name, labels) in wanted.items() if total(samples, name, **labels) <= 0]
             if not missing or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         # then
         assert missing == [], f"still zero after 60 s: {missing}"
-        assert _total(samples, "beastflow_sources", tenant="acme") >= 1  # scrape-time gauges served once
+        assert total(samples, "beastflow_sources", tenant="acme") >= 1  # scrape-time gauges served once
         assert len(samples["beastflow_sources"]) == len(
             {tuple(sorted(labels.items())) for labels, _ in samples["beastflow_sources"]}
         )
         assert any(labels.get("source") == str(source.pk) for labels, _ in samples["beastflow_source_health_score"])
         for stage in ("auth", "validate", "commit", "publish"):
-            assert _total(samples, "beastflow_ingest_stage_seconds_count", stage=stage) > 0, stage
+            assert total(samples, "beastflow_ingest_stage_seconds_count", stage=stage) > 0, stage
     finally:
         sim.stop()
         with django_db_blocker.unblock(), tenant_context(alice.tenant):  # type: ignore[attr-defined]
@@ -200,7 +148,7 @@ def test_beat_in_a_container_of_its_own_serves_its_metrics_on_a_port(
     # given: beat alone, with its own folder and BEASTFLOW_METRICS_PORT (as in docker compose)
     folder = tmp_path / "metrics"
     folder.mkdir()
-    port = _free_port()
+    port = free_port()
     prefix = f"bfobs{uuid.uuid4().hex[:8]}"
     env = subprocess_env() | {
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
@@ -228,7 +176,7 @@ def test_beat_in_a_container_of_its_own_serves_its_metrics_on_a_port(
         sent = 0.0
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.TransportError):
-                sent = _total(_scrape(f"http://127.0.0.1:{port}"), "beastflow_tasks_sent_total")
+                sent = total(scrape(f"http://127.0.0.1:{port}"), "beastflow_tasks_sent_total")
             if sent > 0:
                 break
             assert beat.poll() is None, "beat exited"
@@ -236,5 +184,5 @@ def test_beat_in_a_container_of_its_own_serves_its_metrics_on_a_port(
         # then: what it published is counted on its own port
         assert sent > 0
     finally:
-        _stop([beat])
-        _forget_namespace(prefix)
+        stop([beat])
+        forget_namespace(prefix)
