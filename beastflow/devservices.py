@@ -77,6 +77,43 @@ def stop(state_dir: Path) -> list[str]:
     return stopped
 
 
+def embedded(state_dir: Path) -> dict[str, str]:
+    """DATABASE_URL and REDIS_URL of embedded servers under `state_dir`, whatever answers on the default ports.
+
+    For tools that must own their servers because they stop and restart them
+    (bench/faults.py); `stop(state_dir)` stops them.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with _state_lock(state_dir):
+        return {
+            "DATABASE_URL": _embedded_postgres(state_dir / "pg"),
+            "REDIS_URL": _embedded_redis(state_dir / "redis"),
+        }
+
+
+def stop_embedded_redis(state_dir: Path) -> bool:
+    """Stop the embedded Redis under `state_dir`; `embedded(state_dir)` starts it again on the same port."""
+    with _state_lock(state_dir):
+        return _stop_redis(state_dir / "redis")
+
+
+def restart_embedded_postgres(state_dir: Path) -> None:
+    """`pg_ctl restart -m fast` of the embedded PostgreSQL under `state_dir`: every session is cut, same socket."""
+    pgdata = state_dir / "pg"
+    owner = pwd.getpwuid(pgdata.stat().st_uid).pw_name if os.geteuid() == 0 else None
+    with _state_lock(state_dir):
+        subprocess.run(  # noqa: S603 (fixed argv)
+            [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "log"), "-w", "-m", "fast", "restart"],
+            user=owner,
+            # The restarted server inherits pg_ctl's streams: a pipe would be held open for ever.
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            timeout=60,
+        )
+
+
 def ensure_database(url: str) -> bool:
     """Create the database named in `url` if it is missing; True if created."""
     name = str(conninfo_to_dict(url).get("dbname") or DATABASE_NAME)
