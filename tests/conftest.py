@@ -7,6 +7,7 @@ transaction that is rolled back (STACK.md: a schema per test is slow).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -217,9 +218,12 @@ def committed_source(
         use_public()
 
 
-@pytest.fixture(scope="session")
-def live_server_url(personas: dict[str, Persona]) -> Iterator[str]:
-    """The real ASGI application (fast ingest path included) under uvicorn, on the test database."""
+@contextlib.contextmanager
+def web_server(port: int | None = None) -> Iterator[str]:
+    """The real ASGI application (fast ingest path included) under uvicorn, on the test database.
+
+    `port`: a given one (to start a server again where clients reconnect), else a free one.
+    """
     import socket
     import subprocess
     import sys
@@ -228,9 +232,10 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[str]:
 
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
     root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
@@ -257,6 +262,13 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(personas: dict[str, Persona]) -> Iterator[str]:
+    """The real ASGI application under uvicorn for the whole session (see `web_server`)."""
+    with web_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
