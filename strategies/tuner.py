@@ -1,0 +1,201 @@
+"""Parameter tuning: propose hysteresis parameters from recorded or simulated histories.
+
+Pure. The tuner never adopts anything: it proposes a version, which is then
+tested as an A/B experiment (strategies.services) before any source keeps it.
+
+Steps (`tune`):
+
+1. Measure the current parameters on the histories (strategies.replay): the
+   baseline, and the flap budget when none is given (no more switches per
+   source-hour than today).
+2. Replay every candidate of the grid (`fail_threshold` x `min_dwell_s` by
+   default) over the same histories, same seeds.
+3. Keep the candidates within budget: switches per source-hour at most the
+   budget, no more flap holds than the baseline, no outage left undetected
+   that the baseline detected.
+4. Of those, take the one that spends the least time away from push (mean
+   time to detect an outage plus mean time back to event mode), the
+   smallest `fail_threshold` then `min_dwell_s` on a tie: the fastest
+   parameters the history says are safe.
+
+`replay_verdicts` serves live sources, whose history is their recorded
+verdicts (health samples), not a simulated upstream: it replays only the
+hysteresis (polls taken as catching up at once) and counts switches.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engines.hysteresis import HysteresisPolicy, HysteresisState, ValidationResult, decide
+from engines.modes import Mode, Verdict
+from strategies.params import StrategyParams, merged
+from strategies.replay import History, Summary, evaluate_many, summarize
+
+DEFAULT_GRID: dict[str, tuple[float, ...]] = {
+    "fail_threshold": (1, 2, 3, 4, 5),
+    "min_dwell_s": (0, 5, 10, 15, 30, 60),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    changes: dict[str, float]
+    params: StrategyParams
+    summary: Summary
+    feasible: bool
+    why_not: str = ""
+
+    @property
+    def away_s(self) -> float:
+        """Time away from push per outage: detect + back (an undetected outage costs nothing here)."""
+        return (self.summary.mean_detect_s or 0.0) + (self.summary.mean_back_s or 0.0)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    baseline: Candidate
+    best: Candidate | None
+    budget_per_hour: float
+    tried: list[Candidate] = field(default_factory=list)
+
+    @property
+    def improves(self) -> bool:
+        return self.best is not None and self.best.away_s < self.baseline.away_s
+
+    def as_dict(self) -> dict[str, Any]:
+        def one(c: Candidate | None) -> dict[str, Any] | None:
+            if c is None:
+                return None
+            return {"changes": c.changes, "summary": c.summary.as_dict(), "away_s": round(c.away_s, 2)}
+
+        return {
+            "budget_per_hour": round(self.budget_per_hour, 2),
+            "baseline": one(self.baseline),
+            "best": one(self.best),
+            "improves": self.improves,
+            "candidates": len(self.tried),
+            "feasible": sum(1 for c in self.tried if c.feasible),
+        }
+
+
+def tune(
+    histories: Sequence[History],
+    base: StrategyParams,
+    *,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    budget_per_hour: float | None = None,
+) -> Proposal:
+    """The fastest hysteresis parameters within the flap budget on these histories (see the steps)."""
+    if not histories:
+        raise ValueError("no history to tune on")
+    grid = DEFAULT_GRID if grid is None else grid
+    stored = base.stored()
+    baseline_summary = summarize(evaluate_many(histories, base))
+    baseline = Candidate({}, base, baseline_summary, feasible=True)
+    budget = baseline_summary.switches_per_hour if budget_per_hour is None else budget_per_hour
+    names = sorted(grid)
+    tried: list[Candidate] = []
+    for values in itertools.product(*(grid[name] for name in names)):
+        changes = dict(zip(names, values, strict=True))
+        hysteresis = {**stored["hysteresis"], **changes}
+        if hysteresis.get("max_dwell_s", 0) < hysteresis.get("min_dwell_s", 0):
+            hysteresis["max_dwell_s"] = hysteresis["min_dwell_s"]
+        try:
+            params = StrategyParams.model_validate(merged(stored, {"hysteresis": hysteresis}))
+        except ValueError:
+            continue  # outside what a source may hold
+        summary = summarize(evaluate_many(histories, params))
+        why = _why_not(summary, baseline_summary, budget)
+        tried.append(Candidate(changes, params, summary, feasible=not why, why_not=why))
+    feasible = [c for c in tried if c.feasible]
+    best = min(feasible, key=lambda c: (round(c.away_s, 6), *c.changes.values()), default=None)
+    return Proposal(baseline=baseline, best=best, budget_per_hour=budget, tried=tried)
+
+
+def _why_not(summary: Summary, baseline: Summary, budget: float) -> str:
+    if summary.switches_per_hour > budget + 1e-9:
+        return f"{summary.switches_per_hour:.1f} switches per source-hour, budget {budget:.1f}"
+    if summary.flap_holds > baseline.flap_holds:
+        return f"{summary.flap_holds} flap holds, baseline {baseline.flap_holds}"
+    if summary.undetected > baseline.undetected:
+        return f"{summary.undetected} outages undetected, baseline {baseline.undetected}"
+    return ""
+
+
+# -- live sources: their recorded verdicts -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One recorded judgement: when, the verdict, whether the push had gone quiet."""
+
+    at: float
+    verdict: Verdict
+    silent: bool = False
+
+
+def replay_verdicts(judged: Sequence[Judged], policy: HysteresisPolicy) -> tuple[int, int, float]:
+    """(switches, flap holds, seconds away from event mode) of these verdicts under a policy.
+
+    Polls are taken to catch up at once and to validate with nothing missed:
+    what is left is the hysteresis itself, which is what the tuner varies.
+    """
+    if not judged:
+        return 0, 0, 0.0
+    state = HysteresisState.initial(now=judged[0].at)
+    switches = holds = 0
+    away = 0.0
+    previous = judged[0].at
+    for one in judged:
+        if state.mode is not Mode.EVENT:
+            away += one.at - previous
+        previous = one.at
+        decision = decide(
+            state,
+            verdict=one.verdict,
+            now=one.at,
+            policy=policy,
+            caught_up=True,
+            validation=ValidationResult(polls=1, missed=0),
+            silent=one.silent,
+        )
+        switches += decision.switched
+        holds += decision.flapping
+        state = decision.state
+    return switches, holds, away
+
+
+def tune_verdicts(
+    judged: Sequence[Judged],
+    base: Mapping[str, Any],
+    *,
+    budget_per_hour: float,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    measure: Callable[[Sequence[Judged], HysteresisPolicy], tuple[int, int, float]] = replay_verdicts,
+) -> dict[str, float] | None:
+    """The smallest `fail_threshold`, then `min_dwell_s`, whose switches on this history stay within budget.
+
+    None when no candidate does (or there is no history). `base` is the
+    source's current `hysteresis` config.
+    """
+    if len(judged) < 2:
+        return None
+    hours = max(1e-9, (judged[-1].at - judged[0].at) / 3600.0)
+    grid = DEFAULT_GRID if grid is None else grid
+    names = sorted(grid, key=lambda n: list(DEFAULT_GRID).index(n) if n in DEFAULT_GRID else len(DEFAULT_GRID))
+    for values in itertools.product(*(sorted(grid[name]) for name in names)):
+        changes = dict(zip(names, values, strict=True))
+        config = {**base, **changes}
+        config["max_dwell_s"] = max(float(config.get("max_dwell_s", 600.0)), float(config.get("min_dwell_s", 10.0)))
+        try:
+            policy = HysteresisPolicy.from_config(config)
+        except ValueError:
+            continue
+        switches, holds, _ = measure(judged, policy)
+        if holds == 0 and switches / hours <= budget_per_hour:
+            return changes
+    return None
