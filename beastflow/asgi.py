@@ -20,12 +20,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from console.routing import websocket_urlpatterns as console_websockets  # noqa: E402
 from engines.ingest.fastpath import IngestFastPath  # noqa: E402
 from engines.routing import websocket_urlpatterns  # noqa: E402
+from observability.ingest_capacity import IngestCapacityRecorder  # noqa: E402
 from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The hot ingest endpoint skips Django's request cycle; all else goes to Django.
-        "http": IngestFastPath(django_http),
+        # Around it, per-tenant ingest latency and throughput (docs/observability.md, capacity).
+        "http": IngestCapacityRecorder(IngestFastPath(django_http)),
         "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns + console_websockets)),
     }
 )
