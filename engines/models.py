@@ -45,6 +45,11 @@ class Source(models.Model):
     poll_lease_until = models.DateTimeField(null=True, blank=True)
     health_score = models.SmallIntegerField(null=True, blank=True)
     verdict = models.CharField(max_length=8, blank=True, default="")
+    # The strategy version whose parameters `hysteresis`, `health` and `poll`
+    # hold (strategies/). A plain column, not a ForeignKey: engines sit below
+    # strategies and must not depend on its tables. Copied onto the switches
+    # and polls it decides, so every outcome names the version behind it.
+    strategy_version_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -224,6 +229,8 @@ class ModeSwitch(models.Model):
     rolled_back = models.BooleanField(default=False)
     actor = models.CharField(max_length=150, blank=True, default="", help_text="Empty for the monitor.")
     correlation_id = models.CharField(max_length=128, blank=True, default="")
+    # The strategy version the source ran under when it switched (Source.strategy_version_id).
+    strategy_version_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -293,6 +300,8 @@ class PollRun(models.Model):
     error_kind = models.CharField(max_length=32, blank=True, default="")
     error = models.TextField(blank=True, default="")
     next_interval_s = models.FloatField(null=True)
+    # The strategy version whose poll policy scheduled it (Source.strategy_version_id).
+    strategy_version_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -149,6 +149,7 @@ class _Job:
     audit_interval_s: float = 0.0
     poll_state: dict[str, Any] | None = None  # as read, so that what is not the scheduler's survives
     created_at: datetime | None = None
+    strategy_version_id: int | None = None  # whose poll policy this is, recorded on the run
 
 
 def source_poll(*, source_id: int, trigger: str) -> PollRun | None:
@@ -308,6 +309,7 @@ def _job(source: Source, trigger: PollTrigger) -> _Job:
         audit_interval_s=poll.audit_interval_s,
         poll_state=dict(source.poll_state or {}),
         created_at=source.created_at,
+        strategy_version_id=source.strategy_version_id,
     )
 
 
@@ -629,6 +631,7 @@ def _record(
         error_kind=error.kind.value if error else "",
         error=error.detail if error else "",
         next_interval_s=round(plan.delay_s, 3),
+        strategy_version_id=job.strategy_version_id,
     )
     POLLS.labels(status.value, run.error_kind).inc()
     POLL_SECONDS.observe(time.monotonic() - job.started)

@@ -86,6 +86,8 @@ def source_switch_mode(
         at=now,
         actor=actor,
         correlation_id=correlation.current() or "",
+        # The version the judge read with the source (no extra query: the batch loaded the row).
+        strategy_version_id=source.strategy_version_id,
     )
     labels = (source.mode, decision.switch_to.value, decision.transition.value if decision.transition else "unknown")
     transaction.on_commit(lambda: SWITCHES.labels(*labels).inc())  # a switch rolled back never happened

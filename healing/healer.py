@@ -73,6 +73,13 @@ def _pick(options: list[Strategy], category: str) -> Strategy:
     return BY_NAME[name]
 
 
+def _strategy_version(source_id: int | None) -> int | None:
+    """The strategy version the source runs under, recorded on the action its outcome is judged on."""
+    if source_id is None:
+        return None
+    return Source.objects.filter(pk=source_id).values_list("strategy_version_id", flat=True).first()
+
+
 def failure_heal(failure: FailureRecord, rca: RCAResult, features: dict[str, Any]) -> HealingAction | None:
     """Start or propose the next strategy for an open failure; None when nothing fits or one is underway."""
     if failure.status != FailureStatus.OPEN:
@@ -112,6 +119,7 @@ def failure_heal(failure: FailureRecord, rca: RCAResult, features: dict[str, Any
         failure_id=failure.pk,
         rca_id=rca.pk,
         category=rca.category,
+        strategy_version_id=_strategy_version(failure.source_id),
     )
     FailureRecord.objects.filter(pk=failure.pk).update(needs_operator=True)
     return action
@@ -122,6 +130,7 @@ def action_start(failure: FailureRecord, rca: RCAResult, strategy: Strategy, fea
     now = timezone.now()
     action = HealingAction.objects.create(
         source_id=failure.source_id,
+        strategy_version_id=_strategy_version(failure.source_id),
         failure=failure,
         rca_id=rca.pk,
         category=rca.category,

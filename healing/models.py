@@ -184,6 +184,8 @@ class HealingAction(models.Model):
     # Escalation of an unanswered request: the level reached and when the next is due.
     escalation_level = models.PositiveSmallIntegerField(default=0)
     next_escalation_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The strategy version its source ran under when healing chose it (its outcome is judged on this row).
+    strategy_version_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

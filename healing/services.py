@@ -181,6 +181,7 @@ def healing_action_request(
     failure_id: int | None = None,
     rca_id: int | None = None,
     category: str = "",
+    strategy_version_id: int | None = None,
 ) -> tuple[HealingAction, bool]:
     """Ask an operator to approve `strategy`; False when an action already waits for it.
 
@@ -206,6 +207,7 @@ def healing_action_request(
                     failure_id=failure_id,
                     rca_id=rca_id,
                     category=category,
+                    strategy_version_id=strategy_version_id,
                     next_escalation_at=first_deadline(now, escalation_policy()),
                 )
                 healing_event_add(
