@@ -17,13 +17,29 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Arm:
+    """One strategy's outcomes, plus a prior's pseudo-counts (0: the flat Beta(1, 1)).
+
+    The prior is what other tenants' outcomes suggest (strategies.hierarchy):
+    the posterior is Beta(s + prior_s + 1, f + prior_f + 1).
+    """
+
     successes: int = 0
     failures: int = 0
+    prior_successes: float = 0.0
+    prior_failures: float = 0.0
+
+    @property
+    def alpha(self) -> float:
+        return self.successes + self.prior_successes + 1
+
+    @property
+    def beta(self) -> float:
+        return self.failures + self.prior_failures + 1
 
     @property
     def mean(self) -> float:
-        """The posterior mean, (s + 1) / (s + f + 2)."""
-        return (self.successes + 1) / (self.successes + self.failures + 2)
+        """The posterior mean, (s + prior_s + 1) / (s + f + prior_s + prior_f + 2)."""
+        return self.alpha / (self.alpha + self.beta)
 
     @property
     def trials(self) -> int:
@@ -37,7 +53,7 @@ def choose(candidates: Sequence[str], arms: Mapping[str, Arm], rng: random.Rando
     best, best_draw = candidates[0], -1.0
     for name in candidates:
         arm = arms.get(name, Arm())
-        draw = rng.betavariate(arm.successes + 1, arm.failures + 1)
+        draw = rng.betavariate(arm.alpha, arm.beta)
         if draw > best_draw:
             best, best_draw = name, draw
     return best

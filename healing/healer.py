@@ -21,6 +21,7 @@ Steps for one failure (healing.queue calls `failure_heal` after RCA):
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,9 +64,25 @@ def seed(value: int) -> None:
     _rng.seed(value)
 
 
+# Priors over the strategies of a category, registered by an app above healing
+# (strategies.apps: the other tenants' pooled outcomes). Given the category and
+# this tenant's own counts, a provider returns pseudo-counts per strategy.
+# Empty, each tenant learns alone from a flat prior.
+PriorProvider = Callable[[str, Mapping[str, tuple[int, int]]], Mapping[str, tuple[float, float]]]
+PRIORS: list[PriorProvider] = []
+
+
 def arms(category: str) -> dict[str, Arm]:
     rows = StrategyStats.objects.filter(category=category).values_list("strategy", "successes", "failures")
-    return {name: Arm(successes, failures) for name, successes, failures in rows}
+    own = {name: (successes, failures) for name, successes, failures in rows}
+    priors: dict[str, tuple[float, float]] = {}
+    for provider in PRIORS:
+        try:
+            priors.update(provider(category, own))
+        except Exception:  # a prior is advice: without it the tenant's own outcomes still choose
+            log.exception("healing_prior_failed", category=category)
+    names = set(own) | set(priors)
+    return {name: Arm(*own.get(name, (0, 0)), *priors.get(name, (0.0, 0.0))) for name in names}
 
 
 def _pick(options: list[Strategy], category: str) -> Strategy:
