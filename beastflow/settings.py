@@ -189,11 +189,25 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "BeastFlow API",
-    "DESCRIPTION": "Reliable data flow from unreliable upstreams (CONTRACT v1).",
+    "DESCRIPTION": "Reliable data flow from unreliable upstreams. How to use it: docs/api.md in the repository.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # 3.1: nullable fields are JSON Schema's `type: [..., "null"]`, as the pydantic-drawn components write them.
+    "OAS_VERSION": "3.1.0",
+    # Shared answers and components (beastflow/openapi.py), then the ingest operation served outside DRF
+    # (engines/ingest/openapi.py); docs/api.md.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "beastflow.openapi.shared_answers_hook",
+        "engines.ingest.openapi.ingest_operation_hook",
+    ],
+    # One name for a choice set that several bodies use.
+    "ENUM_NAME_OVERRIDES": {
+        "ModeEnum": ["event", "hybrid", "polling"],
+        "SubscriptionStatusEnum": ["active", "disabled"],
+    },
 }
 
 # Celery: Redis broker; the tenant travels in a task header

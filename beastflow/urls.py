@@ -5,7 +5,7 @@ from django.contrib.staticfiles.views import serve as static_serve
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from beastflow import views
+from beastflow import openapi, views  # noqa: F401  (openapi registers the API key's schema extension)
 from beastflow.metrics import metrics_view
 
 urlpatterns = [
@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include("callbacks.urls")),
     path("api/v1/", include("healing.urls")),
     path("api/v1/", include("console.api_urls")),  # diagnostics and the audit timeline
+    path("api/v1/", include("observability.urls")),  # capacity, failure recordings
     path("admin/", admin.site.urls),
     # Static files are served by the app itself (no CDN, no extra server): the
     # console's few small files, cached by the browser.

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from beastflow.netguard import literal_problem
+from beastflow.openapi import problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError, flatten_errors
+from callbacks import openapi as docs
 from callbacks import selectors, services
 from callbacks.models import Delivery, Subscription
 from callbacks.signing import Scheme
@@ -103,12 +105,39 @@ def subscription_or_404(subscription_id: Any) -> Subscription:
 
 
 class SubscriptionListCreateApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, summary="List subscriptions, newest first")
+    @extend_schema(
+        operation_id="subscriptions_list",
+        parameters=LIST_PARAMS,
+        responses={200: docs.SubscriptionPage},
+        summary="List subscriptions, newest first",
+    )
     def get(self, request: Request) -> Response:
         page = paginate_desc(Subscription.objects.all(), request.query_params, selectors.subscriptions_render)
         return Response(page.as_dict())
 
-    @extend_schema(request=SubscriptionCreateInput, summary="Subscribe an endpoint; the secret is shown once")
+    @extend_schema(
+        operation_id="subscriptions_create",
+        request=SubscriptionCreateInput,
+        responses={201: docs.SubscriptionCreatedOut, **problems(410, 422)},
+        summary="Subscribe an endpoint; the secret is shown once",
+        examples=[
+            OpenApiExample(
+                "every source, from now on",
+                request_only=True,
+                value={"url": "https://app.example.com/hooks/beastflow"},
+            ),
+            OpenApiExample(
+                "two sources from seq 1, Standard Webhooks signatures",
+                request_only=True,
+                value={
+                    "url": "https://app.example.com/hooks/beastflow",
+                    "sources": [1, 2],
+                    "from_seq": 1,
+                    "signature": "standard-webhooks",
+                },
+            ),
+        ],
+    )
     def post(self, request: Request) -> Response:
         spec = _parse(SubscriptionCreateInput, request.data)
         try:
@@ -123,18 +152,25 @@ class SubscriptionListCreateApi(APIView):
 
 
 class SubscriptionDetailApi(APIView):
-    @extend_schema(summary="One subscription")
+    @extend_schema(operation_id="subscriptions_get", responses={200: docs.SubscriptionOut}, summary="One subscription")
     def get(self, request: Request, subscription_id: str) -> Response:
         return Response(selectors.subscription_render(subscription_or_404(subscription_id)))
 
-    @extend_schema(summary="Delete a subscription and its delivery log")
+    @extend_schema(
+        operation_id="subscriptions_delete", responses={204: None}, summary="Delete a subscription and its delivery log"
+    )
     def delete(self, request: Request, subscription_id: str) -> Response:
         services.subscription_delete(subscription=subscription_or_404(subscription_id))
         return Response(status=204)
 
 
 class SubscriptionDeliveriesApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, summary="Delivery attempts of a subscription, newest first")
+    @extend_schema(
+        operation_id="deliveries_list",
+        parameters=LIST_PARAMS,
+        responses={200: docs.DeliveryPage},
+        summary="Delivery attempts of a subscription, newest first",
+    )
     def get(self, request: Request, subscription_id: str) -> Response:
         subscription = subscription_or_404(subscription_id)
         page = paginate_desc(
@@ -144,7 +180,12 @@ class SubscriptionDeliveriesApi(APIView):
 
 
 class SubscriptionReplayApi(APIView):
-    @extend_schema(request=ReplayInput, summary="Deliver again from a seq (202: deliveries follow)")
+    @extend_schema(
+        operation_id="subscriptions_replay",
+        request=ReplayInput,
+        responses={202: docs.SubscriptionOut, **problems(410, 422)},
+        summary="Deliver again from a seq (202: deliveries follow)",
+    )
     def post(self, request: Request, subscription_id: str) -> Response:
         subscription = subscription_or_404(subscription_id)
         spec = _parse(ReplayInput, request.data)
@@ -156,7 +197,12 @@ class SubscriptionReplayApi(APIView):
 
 
 class SubscriptionEnableApi(APIView):
-    @extend_schema(request=None, summary="Enable a (disabled) subscription: retries start afresh")
+    @extend_schema(
+        operation_id="subscriptions_enable",
+        request=None,
+        responses={200: docs.SubscriptionOut},
+        summary="Enable a (disabled) subscription: retries start afresh",
+    )
     def post(self, request: Request, subscription_id: str) -> Response:
         subscription = services.subscription_enable(subscription=subscription_or_404(subscription_id))
         return Response(selectors.subscription_render(subscription))

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from beastflow.problems import ProblemError
+from console import openapi as docs
 from console.audit import PAGE, AuditFilter, Entry, audit_entries
 from console.diagnosis import Facts, next_step
 from engines import selectors
@@ -96,7 +97,11 @@ def source_diagnostics(source: Source) -> dict[str, Any]:
 
 
 class SourceDiagnosticsApi(APIView):
-    @extend_schema(summary="Everything to diagnose one source: config, mode, signals, polls, failures, next step")
+    @extend_schema(
+        operation_id="sources_diagnostics",
+        responses={200: docs.DiagnosticsOut},
+        summary="Everything to diagnose one source: config, mode, signals, polls, failures, next step",
+    )
     def get(self, request: Request, source_id: str) -> Response:
         return Response(source_diagnostics(source_or_404(source_id)))
 
@@ -162,6 +167,8 @@ def audit_filter_parse(params: Any) -> tuple[AuditFilter, int]:
 
 class AuditApi(APIView):
     @extend_schema(
+        operation_id="audit_list",
+        responses={200: docs.AuditPage},
         summary="The audit timeline (switches, failures, RCA, healing, operator actions), newest first",
         parameters=[
             OpenApiParameter("source", int, description="Only this source's entries."),

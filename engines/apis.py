@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beastflow.openapi import problems
 from beastflow.pagination import paginate_desc, parse_limit
 from beastflow.problems import ProblemError
+from engines import openapi as docs
 from engines import selectors, sources
 from engines.models import ModeSwitch, PollRun, ReconcileTrigger, Source
 from engines.partitions import changes_floor
@@ -36,14 +38,49 @@ def source_or_404(source_id: Any) -> Source:
 
 
 class SourceListCreateApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, summary="List sources, newest first")
+    @extend_schema(
+        operation_id="sources_list",
+        parameters=LIST_PARAMS,
+        responses={200: docs.SourcePage},
+        summary="List sources, newest first",
+    )
     def get(self, request: Request) -> Response:
         page = paginate_desc(
             Source.objects.all(), request.query_params, lambda rows: selectors.sources_render(rows, request=request)
         )
         return Response(page.as_dict())
 
-    @extend_schema(request=DataSourceConfig, summary="Register a source; the webhook secret is shown once")
+    @extend_schema(
+        operation_id="sources_create",
+        request=DataSourceConfig,
+        responses={201: docs.SourceCreatedOut, **problems(409, 422)},
+        summary="Register a source; the webhook secret is shown once",
+        examples=[
+            OpenApiExample(
+                "a GitHub repository's issues, by preset",
+                request_only=True,
+                value={
+                    "name": "octo-issues",
+                    "preset": "github-issues",
+                    "config": {
+                        "owner": "octocat",
+                        "repo": "hello-world",
+                        "headers": {"Authorization": "Bearer <token>"},
+                    },
+                    "push": {"secret": "the webhook secret set on GitHub"},
+                },
+            ),
+            OpenApiExample(
+                "a change feed polled over HTTP",
+                request_only=True,
+                value={
+                    "name": "orders",
+                    "connector": "http",
+                    "config": {"poll_url": "https://upstream.example/changes"},
+                },
+            ),
+        ],
+    )
     def post(self, request: Request) -> Response:
         try:
             source, secret = sources.source_create(spec=sources.parse_spec(request.data))
@@ -55,11 +92,17 @@ class SourceListCreateApi(APIView):
 
 
 class SourceDetailApi(APIView):
-    @extend_schema(summary="One source")
+    @extend_schema(operation_id="sources_get", responses={200: docs.SourceOut}, summary="One source")
     def get(self, request: Request, source_id: str) -> Response:
         return Response(selectors.source_render(source_or_404(source_id), request=request))
 
-    @extend_schema(request=dict[str, Any], summary="Change a source (top-level fields replace)")
+    @extend_schema(
+        operation_id="sources_update",
+        request=docs.SourcePatch,
+        responses={200: docs.SourceOut, **problems(409, 422)},
+        summary="Change a source (top-level fields replace)",
+        examples=[OpenApiExample("pause", request_only=True, value={"paused": True})],
+    )
     def patch(self, request: Request, source_id: str) -> Response:
         source = source_or_404(source_id)
         try:
@@ -68,14 +111,21 @@ class SourceDetailApi(APIView):
             raise _problem(exc) from exc
         return Response(selectors.source_render(source, request=request))
 
-    @extend_schema(summary="Delete a source with its records and events")
+    @extend_schema(
+        operation_id="sources_delete", responses={204: None}, summary="Delete a source with its records and events"
+    )
     def delete(self, request: Request, source_id: str) -> Response:
         sources.source_delete(source=source_or_404(source_id))
         return Response(status=204)
 
 
 class RecordListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, summary="A source's live records, newest first")
+    @extend_schema(
+        operation_id="records_list",
+        parameters=LIST_PARAMS,
+        responses={200: docs.RecordPage},
+        summary="A source's live records, newest first",
+    )
     def get(self, request: Request, source_id: str) -> Response:
         source = source_or_404(source_id)
         page = paginate_desc(
@@ -87,7 +137,11 @@ class RecordListApi(APIView):
 
 
 class RecordDetailApi(APIView):
-    @extend_schema(summary="One record by key (404 when absent or deleted)")
+    @extend_schema(
+        operation_id="records_get",
+        responses={200: docs.RecordOut},
+        summary="One record by key (404 when absent or deleted)",
+    )
     def get(self, request: Request, source_id: str, key: str) -> Response:
         source = source_or_404(source_id)
         # A NUL cannot be in a stored key (PostgreSQL refuses it): no such record, not a 500.
@@ -104,6 +158,8 @@ class ChangeFeedApi(APIView):
             OpenApiParameter("source", int, description="Only this source's changes."),
             OpenApiParameter("limit", int, description="Page size, 1..500 (default 100)."),
         ],
+        operation_id="changes_list",
+        responses={200: docs.ChangeFeedPage, **problems(410)},
         summary="Changes in commit order; page with next_after",
     )
     def get(self, request: Request) -> Response:
@@ -147,13 +203,22 @@ def _int_param(raw: str | None, name: str, *, default: int) -> int:
 
 
 class SourceHealthApi(APIView):
-    @extend_schema(summary="The source's mode, health score and stream signals")
+    @extend_schema(
+        operation_id="sources_health",
+        responses={200: docs.SourceHealthOut},
+        summary="The source's mode, health score and stream signals",
+    )
     def get(self, request: Request, source_id: str) -> Response:
         return Response(selectors.source_health(source_or_404(source_id)))
 
 
 class ModeSwitchListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, summary="Mode switches with reason and signals, newest first")
+    @extend_schema(
+        operation_id="mode_switches_list",
+        parameters=LIST_PARAMS,
+        responses={200: docs.ModeSwitchPage},
+        summary="Mode switches with reason and signals, newest first",
+    )
     def get(self, request: Request, source_id: str) -> Response:
         source = source_or_404(source_id)
         page = paginate_desc(
@@ -165,7 +230,12 @@ class ModeSwitchListApi(APIView):
 
 
 class PollRunListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, summary="Polls of the source's change feed, newest first")
+    @extend_schema(
+        operation_id="polls_list",
+        parameters=LIST_PARAMS,
+        responses={200: docs.PollRunPage},
+        summary="Polls of the source's change feed, newest first",
+    )
     def get(self, request: Request, source_id: str) -> Response:
         source = source_or_404(source_id)
         page = paginate_desc(
@@ -177,7 +247,12 @@ class PollRunListApi(APIView):
 
 
 class SourcePollApi(APIView):
-    @extend_schema(request=None, summary="Poll the source now (202; the poll runs on a worker)")
+    @extend_schema(
+        operation_id="sources_poll",
+        request=None,
+        responses={202: docs.PollQueuedOut},
+        summary="Poll the source now (202; the poll runs on a worker)",
+    )
     def post(self, request: Request, source_id: str) -> Response:
         from engines.tasks import source_poll_task
 
@@ -188,7 +263,9 @@ class SourcePollApi(APIView):
 
 class SourceReconcileApi(APIView):
     @extend_schema(
+        operation_id="sources_reconcile",
         request=None,
+        responses={202: docs.ReconcileQueuedOut, **problems(409, 422)},
         summary="Reconcile the source now (202 with the run; the running one when a run is under way)",
     )
     def post(self, request: Request, source_id: str) -> Response:
@@ -201,7 +278,12 @@ class SourceReconcileApi(APIView):
 
 
 class ReconciliationListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, summary="Reconciliation runs of the source, newest first")
+    @extend_schema(
+        operation_id="reconciliations_list",
+        parameters=LIST_PARAMS,
+        responses={200: docs.ReconciliationPage},
+        summary="Reconciliation runs of the source, newest first",
+    )
     def get(self, request: Request, source_id: str) -> Response:
         source = source_or_404(source_id)
         page = paginate_desc(

@@ -5,28 +5,26 @@ object checked against the connector's own model afterwards: generated as
 is, the schema would show neither the connectors' configs (the `rest`
 connector's listing and record mapping) nor that a preset fills
 `connector`. And the views render plain dicts, so their responses would
-have no schema. Two drf-spectacular extensions fill that in, from
-documentation models kept beside the real ones:
+have no schema. This module fills that in, from documentation models kept
+beside the real ones:
 
 - the request body component `DataSourceConfig` is drawn from
   `SourceDefinition` (config = one of the connector configs, connector
   optional with a preset);
-- the sources views get response schemas (`SourceOut`, `SourceCreatedOut`,
-  `SourcePageOut`); should engines/apis.py declare its own one day, drop these.
+- the bodies the engines views answer (they render plain dicts), as pydantic
+  models the views name in their `extend_schema(responses=...)`.
 
-Imported by engines/urls.py, which registers the extensions.
+Imported by engines/urls.py, which registers the extension.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiViewExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.plumbing import ResolvedComponent
-from drf_spectacular.utils import extend_schema, extend_schema_view
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import model_json_schema
-from rest_framework.views import APIView
 
 from engines.schemas import (
     Connector,
@@ -81,6 +79,10 @@ class SourceDefinition(BaseModel):
     )
 
 
+class SourcePatch:
+    """PATCH /api/v1/sources/{source_id}: drawn by SourcePatchSchema from SourceDefinition, nothing required."""
+
+
 class PushOut(BaseModel):
     """`push` as a source shows it: never the secret, only whether one is set."""
 
@@ -114,9 +116,161 @@ class SourceCreatedOut(SourceOut):
     webhook_secret: str = Field(description="Shown once: signs BeastFlow-scheme pushes.")
 
 
-class SourcePageOut(BaseModel):
+class SourcePage(BaseModel):
     results: list[SourceOut]
     next_cursor: str | None
+
+
+Mode = Literal["event", "hybrid", "polling"]
+
+
+class RecordOut(BaseModel):
+    """A live record: the highest version's data."""
+
+    key: str
+    version: int
+    data: dict[str, Any] | None
+    hash: str = Field(description="The record hash of data (CONTRACT: sha256 of its canonical JSON).")
+    updated_at: str
+
+
+class RecordPage(BaseModel):
+    results: list[RecordOut]
+    next_cursor: str | None
+
+
+class ChangeOut(BaseModel):
+    """One committed change, in commit order (seq)."""
+
+    seq: int
+    source: int
+    event_id: str
+    type: Literal["upsert", "delete"]
+    key: str
+    version: int
+    data: dict[str, Any] | None
+    origin: str = Field(description="How it came: push, poll, reconcile, ...")
+    committed_at: str
+
+
+class ChangeFeedPage(BaseModel):
+    """Changes with seq > after, oldest first; ask again with after=next_after."""
+
+    results: list[ChangeOut]
+    next_after: int = Field(description="The last seq of this page (after itself when the page is empty).")
+
+
+class SourceHealthOut(BaseModel):
+    mode: Mode
+    paused: bool
+    health_score: int = Field(description="0..100, the monitor's latest judgement (100 before the first).")
+    verdict: str | None
+    mode_since: str
+    last_event_at: str | None
+    last_push_at: str | None
+    last_heartbeat_at: str | None
+    contiguous_seq: int | None
+    highest_seq: int | None
+    upstream_seq: int | None
+    pending_seqs: int
+    expected_interval_s: float | None
+    delivery_rate: float | None
+    events_total: int
+    changes_total: int
+    duplicates_total: int
+    push_errors_total: int
+    next_poll_at: str | None
+    polled_missed: int
+    polled_missed_at: str | None
+    last_audit_at: str | None
+    measures: dict[str, Any]
+
+
+class ModeSwitchOut(BaseModel):
+    id: int
+    from_mode: Mode
+    to_mode: Mode
+    transition: str
+    reason: str
+    signals: dict[str, Any]
+    at: str
+    validated: bool | None = Field(description="Did the switch help? null until judged.")
+    rolled_back: bool
+    actor: str | None = Field(description="Who switched by hand; null for the monitor.")
+
+
+class ModeSwitchPage(BaseModel):
+    results: list[ModeSwitchOut]
+    next_cursor: str | None
+
+
+class PollRunOut(BaseModel):
+    id: int
+    trigger: Literal["schedule", "gap_fill", "manual", "audit"]
+    status: Literal["succeeded", "failed", "skipped"]
+    started_at: str
+    finished_at: str | None
+    from_seq: int | None
+    to_seq: int | None
+    pages: int
+    events: int
+    new_events: int
+    changes: int
+    caught_up: bool
+    missed: int
+    details: dict[str, Any]
+    http_status: int | None
+    error_kind: str | None
+    error: str | None
+    next_interval_s: float | None
+
+
+class PollRunPage(BaseModel):
+    results: list[PollRunOut]
+    next_cursor: str | None
+
+
+class ReconciliationOut(BaseModel):
+    id: int
+    status: str
+    started_at: str
+    finished_at: str | None
+    upstream_count: int
+    local_count: int
+    missing: int
+    changed: int
+    deleted: int
+    corrections: int
+    trigger: str
+    mode: str | None
+    in_flight: int
+    conflicts: int
+    digest_root: str | None
+    local_digest_root: str | None
+    buckets_differing: int | None
+    pages_fetched: int
+    records_fetched: int
+    duration_ms: float | None
+    max_change_ratio: float | None
+    error_kind: str | None
+    error: str | None
+    samples: dict[str, Any]
+
+
+class ReconciliationPage(BaseModel):
+    results: list[ReconciliationOut]
+    next_cursor: str | None
+
+
+class PollQueuedOut(BaseModel):
+    source: int
+    queued: bool
+
+
+class ReconcileQueuedOut(BaseModel):
+    run: int = Field(description="The run: GET /api/v1/sources/{source_id}/reconciliations lists it.")
+    status: str
+    queued: bool = Field(description="False when a run was already under way: this is that run.")
 
 
 class DataSourceConfigSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
@@ -138,21 +292,24 @@ class DataSourceConfigSchema(OpenApiSerializerExtension):  # type: ignore[no-unt
         return schema
 
 
-def _with_responses(view: type[APIView], **methods: dict[int, Any]) -> type[APIView]:
-    """A subclass of `view` whose methods document these responses (their summaries and requests stay)."""
-    annotations = {method: extend_schema(responses=responses) for method, responses in methods.items()}
-    return extend_schema_view(**annotations)(type(view.__name__, (view,), {}))
+class SourcePatchSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """The request component SourcePatch: SourceDefinition's fields, none required, and `paused`."""
 
+    target_class = "engines.openapi.SourcePatch"
 
-class SourceListCreateSchema(OpenApiViewExtension):  # type: ignore[no-untyped-call]
-    target_class = "engines.apis.SourceListCreateApi"
+    def get_name(self, auto_schema: Any, direction: Any) -> str:
+        return "SourcePatch"
 
-    def view_replacement(self) -> type[APIView]:
-        return _with_responses(self.target, get={200: SourcePageOut}, post={201: SourceCreatedOut})
-
-
-class SourceDetailSchema(OpenApiViewExtension):  # type: ignore[no-untyped-call]
-    target_class = "engines.apis.SourceDetailApi"
-
-    def view_replacement(self) -> type[APIView]:
-        return _with_responses(self.target, get={200: SourceOut}, patch={200: SourceOut}, delete={204: None})
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = DataSourceConfigSchema.map_serializer(self, auto_schema, direction)  # type: ignore[arg-type]
+        schema.pop("required", None)
+        schema["title"] = "SourcePatch"
+        schema["description"] = (
+            "The top-level fields given replace the source's, and the result is validated whole "
+            "(`push.secret_set` of a GET body is ignored); other fields, read-only ones included, answer 422."
+        )
+        schema["properties"]["paused"] = {
+            "type": "boolean",
+            "description": "Pause (true) or resume (false) polling and judging.",
+        }
+        return schema

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beastflow.openapi import problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError
 from engines.selectors import source_get
+from healing import openapi as docs
 from healing import selectors, services
 from healing.models import FailureStatus, HealingAction, HealingStatus, RCAResult
 from healing.rca.analysis import RCAError, rca_confirm
@@ -63,7 +65,12 @@ def actor(request: Request) -> str:
 
 
 class HealingActionListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMETERS, summary="Healing actions, newest first")
+    @extend_schema(
+        operation_id="healing_actions_list",
+        parameters=LIST_PARAMETERS,
+        responses={200: docs.HealingActionPage},
+        summary="Healing actions, newest first",
+    )
     def get(self, request: Request) -> Response:
         source_id = source_filter(request)
         status = status_filter(request, HealingStatus.values)
@@ -76,16 +83,27 @@ class HealingActionListApi(APIView):
 
 
 class HealingActionDetailApi(APIView):
-    @extend_schema(summary="One healing action, with its audit trail (events)")
+    @extend_schema(
+        operation_id="healing_actions_get",
+        responses={200: docs.HealingActionDetailOut},
+        summary="One healing action, with its audit trail (events)",
+    )
     def get(self, request: Request, action_id: str) -> Response:
         return Response(selectors.healing_action_render(action_or_404(action_id), events=True))
 
 
 class HealingActionApproveApi(APIView):
+    @extend_schema_serializer(component_name="HealingApproveInput")
     class InputSerializer(serializers.Serializer[Any]):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, summary="Approve an action awaiting approval; it starts now")
+    @extend_schema(
+        operation_id="healing_actions_approve",
+        request=InputSerializer,
+        responses={200: docs.HealingActionDecidedOut, **problems(409)},
+        summary="Approve an action awaiting approval; it starts now",
+        examples=[OpenApiExample("approve", request_only=True, value={"reason": "checked the upstream's status page"})],
+    )
     def post(self, request: Request, action_id: str) -> Response:
         action = action_or_404(action_id)
         body = self.InputSerializer(data=request.data)
@@ -102,10 +120,16 @@ class HealingActionApproveApi(APIView):
 
 
 class HealingActionRejectApi(APIView):
+    @extend_schema_serializer(component_name="HealingRejectInput")
     class InputSerializer(serializers.Serializer[Any]):
         reason = serializers.CharField(max_length=2000)  # who rejected is known; why must be said
 
-    @extend_schema(request=InputSerializer, summary="Reject an action awaiting approval; nothing runs")
+    @extend_schema(
+        operation_id="healing_actions_reject",
+        request=InputSerializer,
+        responses={200: docs.HealingActionDetailOut, **problems(409)},
+        summary="Reject an action awaiting approval; nothing runs",
+    )
     def post(self, request: Request, action_id: str) -> Response:
         action = action_or_404(action_id)
         body = self.InputSerializer(data=request.data)
@@ -121,7 +145,12 @@ class HealingActionRejectApi(APIView):
 
 
 class FailureListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMETERS, summary="Failures, newest first")
+    @extend_schema(
+        operation_id="failures_list",
+        parameters=LIST_PARAMETERS,
+        responses={200: docs.FailurePage},
+        summary="Failures, newest first",
+    )
     def get(self, request: Request) -> Response:
         source_id = source_filter(request)
         status = status_filter(request, FailureStatus.values)
@@ -134,7 +163,7 @@ class FailureListApi(APIView):
 
 
 class FailureDetailApi(APIView):
-    @extend_schema(summary="One failure")
+    @extend_schema(operation_id="failures_get", responses={200: docs.FailureOut}, summary="One failure")
     def get(self, request: Request, failure_id: str) -> Response:
         failure = selectors.failure_get(failure_id)
         if failure is None:
@@ -153,7 +182,12 @@ def rca_or_404(rca_id: Any) -> RCAResult:
 
 
 class RCAListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMETERS, summary="RCA results, newest first (status: confirmed or unconfirmed)")
+    @extend_schema(
+        operation_id="rca_list",
+        parameters=LIST_PARAMETERS,
+        responses={200: docs.RCAPage},
+        summary="RCA results, newest first (status: confirmed or unconfirmed)",
+    )
     def get(self, request: Request) -> Response:
         source_id = source_filter(request)
         status = status_filter(request, selectors.RCA_STATUSES)
@@ -166,20 +200,28 @@ class RCAListApi(APIView):
 
 
 class RCADetailApi(APIView):
-    @extend_schema(summary="One RCA result, with its timeline")
+    @extend_schema(
+        operation_id="rca_get", responses={200: docs.RCADetailOut}, summary="One RCA result, with its timeline"
+    )
     def get(self, request: Request, rca_id: str) -> Response:
         rca = rca_or_404(rca_id)
         return Response({**selectors.rca_render(rca), "timeline": selectors.rca_timeline(rca)})
 
 
 class RCAConfirmApi(APIView):
+    @extend_schema_serializer(component_name="RCAConfirmInput")
     class InputSerializer(serializers.Serializer[Any]):
         category = serializers.ChoiceField(
             choices=[c.value for c in RCACategory], required=False, help_text="Omit to confirm; another to correct."
         )
         note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, summary="Confirm an RCA result, or correct its category")
+    @extend_schema(
+        operation_id="rca_confirm",
+        request=InputSerializer,
+        responses={200: docs.RCAOut},
+        summary="Confirm an RCA result, or correct its category",
+    )
     def post(self, request: Request, rca_id: str) -> Response:
         rca = rca_or_404(rca_id)
         body = self.InputSerializer(data=request.data)
@@ -195,13 +237,21 @@ class RCAConfirmApi(APIView):
 
 
 class RCALearnerApi(APIView):
-    @extend_schema(summary="The classifier trained on confirmed RCA results: its held-out accuracy")
+    @extend_schema(
+        operation_id="rca_learner",
+        responses={200: docs.LearnerReportOut},
+        summary="The classifier trained on confirmed RCA results: its held-out accuracy",
+    )
     def get(self, request: Request) -> Response:
         return Response(selectors.learner_report())
 
 
 class HealingStrategyListApi(APIView):
-    @extend_schema(summary="The healing strategies: categories, risk, verification, observed success rates")
+    @extend_schema(
+        operation_id="healing_strategies_list",
+        responses={200: docs.StrategyPage},
+        summary="The healing strategies: categories, risk, verification, observed success rates",
+    )
     def get(self, request: Request) -> Response:
         results = selectors.strategy_stats()
         return Response({"results": results, "next_cursor": None})

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beastflow.openapi import problems
 from beastflow.problems import ProblemError, flatten_errors
 from engines import selectors
 from engines.ingest.preview import PreviewError, mapping_preview
@@ -72,7 +73,8 @@ class MappingPreviewInputSerializer(serializers.Serializer):  # type: ignore[typ
 class MappingPreviewApi(APIView):
     @extend_schema(
         request=MappingPreviewInputSerializer,
-        responses={200: MAPPING_PREVIEW_OUTPUT},
+        operation_id="sources_mapping_preview",
+        responses={200: MAPPING_PREVIEW_OUTPUT, **problems(422)},
         summary="What the source's push mapping makes of a sample request; stores nothing",
         examples=[
             OpenApiExample(

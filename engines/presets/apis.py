@@ -34,14 +34,18 @@ class PresetDetailOut(PresetOut):
 
 
 class PresetListApi(APIView):
-    @extend_schema(responses=PresetListOut, summary="Presets for real upstreams, by name")
+    @extend_schema(operation_id="presets_list", responses=PresetListOut, summary="Presets for real upstreams, by name")
     def get(self, request: Request) -> Response:
         # Few and the same for every tenant: one page, in name order.
         return Response({"results": [preset.summary() for preset in registry().values()], "next_cursor": None})
 
 
 class PresetDetailApi(APIView):
-    @extend_schema(responses=PresetDetailOut, summary="One preset with the fields it fills and an example body")
+    @extend_schema(
+        operation_id="presets_get",
+        responses=PresetDetailOut,
+        summary="One preset with the fields it fills and an example body",
+    )
     def get(self, request: Request, name: str) -> Response:
         preset = preset_get(name)
         if preset is None:
