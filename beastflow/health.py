@@ -15,6 +15,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import redis
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -72,6 +73,11 @@ def _run(item: Component) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         result = item.check()
+    except redis.RedisError as exc:
+        # A component that reads its state from Redis cannot tell while Redis is
+        # down; the `redis` component reports the cause, and Redis is not
+        # critical (health_checks.py), so neither is this.
+        result = ComponentHealth(ok=False, critical=False, details={"error": f"{type(exc).__name__}: {exc}"})
     except Exception as exc:  # a failing probe is a failing component, never a 500
         result = ComponentHealth(ok=False, details={"error": f"{type(exc).__name__}: {exc}"})
     return {

@@ -1,4 +1,11 @@
-"""The platform's own components: database, Redis, broker, migrations, workers."""
+"""The platform's own components: database, Redis, broker, migrations, workers.
+
+Only the database and migrations are critical. Redis and the broker (the
+same Redis by default) are not: without them ingest still commits and
+answers 202 (quota in-process, wakes and publishes caught up later: docs/
+reliability.md), so taking the web out of rotation would refuse pushes it
+can accept. /readyz then answers 200 with status "degraded" and names them.
+"""
 
 from __future__ import annotations
 
@@ -29,20 +36,31 @@ def database() -> ComponentHealth:
     return ComponentHealth(ok=True, details={"vendor": connection.vendor})
 
 
+def _down(exc: BaseException, impact: str) -> ComponentHealth:
+    error = f"{type(exc).__name__}: {exc}"
+    return ComponentHealth(ok=False, critical=False, details={"error": error, "impact": impact})
+
+
 @component("redis")
 def redis_ping() -> ComponentHealth:
-    get_redis().ping()
-    return ComponentHealth(ok=True)
+    try:
+        get_redis().ping()
+    except (redis.RedisError, OSError) as exc:
+        return _down(exc, "ingest goes on with a per-process quota; websockets and callbacks catch up when it is back")
+    return ComponentHealth(ok=True, critical=False)
 
 
 @component("broker")
 def broker() -> ComponentHealth:
+    transport = settings.CELERY_BROKER_URL.split(":", 1)[0]
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
         client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return _down(exc, "no task runs or is queued: polls, monitor, healing and callbacks wait; ingest goes on")
     finally:
         client.close()
-    return ComponentHealth(ok=True, details={"transport": settings.CELERY_BROKER_URL.split(":", 1)[0]})
+    return ComponentHealth(ok=True, critical=False, details={"transport": transport})
 
 
 @component("migrations")

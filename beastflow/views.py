@@ -27,6 +27,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
             return JsonResponse(body, status=400, content_type=CONTENT_TYPE)
     ready, report = health.readiness(only)
     if ready:
+        # Non-critical parts failing (Redis, workers behind): still serving, 200, and said.
+        degraded = sorted(name for name, entry in report.items() if not entry["ok"])
+        if degraded:
+            return JsonResponse({"status": "degraded", "degraded": degraded, "components": report})
         return JsonResponse({"status": "ready", "components": report})
     failing = sorted(name for name, entry in report.items() if not entry["ok"] and entry["critical"])
     body = problem_body(503, f"not ready: {', '.join(failing)}", title="Service Unavailable", kind="not-ready")

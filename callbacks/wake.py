@@ -10,17 +10,39 @@ since the task looked (a generation counter), and expires anyway.
 
 Redis holds only hints here: after a flush, wakes simply go through again
 and the periodic sweep delivers whatever a lost wake left behind.
+
+With Redis (or the broker) down, a wake is lost, never an error for the
+commit that asked for it: it is counted, and for BREAKER_OPEN_S after a
+failure no wake tries Redis at all. Nothing committed is missed: deliveries
+read each subscription's changes after its cursor in PostgreSQL, and the
+sweep (every BEASTFLOW_CALLBACKS_SWEEP_S once beat and the broker are back)
+runs them for every tenant with an active subscription.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
+import redis
+import structlog
 from django_tenants.utils import schema_context
+from kombu.exceptions import OperationalError as BrokerDown
+from prometheus_client import Counter
 from redis.commands.core import Script
 
 from beastflow.redis_client import get_redis, key
+
+log = structlog.get_logger(__name__)
+
+# After a failed wake, wakes are dropped (counted) for this long without trying Redis.
+BREAKER_OPEN_S = 5.0
+WAKES_LOST = Counter(
+    "beastflow_callback_wakes_lost_total",
+    "Callback wakes dropped because Redis or the broker failed (the sweep delivers instead)",
+    ["reason"],  # failed | breaker_open
+)
 
 # A queued task that never started (lost with its broker message) stops
 # blocking wakes after this.
@@ -67,17 +89,47 @@ def _wake_script() -> Script:
     return get_redis().register_script(_WAKE_LUA)
 
 
+class _Breaker:
+    def __init__(self) -> None:
+        self.open_until = 0.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self, schema: str, exc: BaseException) -> None:
+        if not self.is_open():
+            log.warning(
+                "callback_wake_lost", schema=schema, error=f"{type(exc).__name__}: {exc}"[:200], paused_s=BREAKER_OPEN_S
+            )
+        self.open_until = time.monotonic() + BREAKER_OPEN_S
+
+
+_breaker = _Breaker()
+
+
 def wake_deliveries(schema: str) -> bool:
-    """Enqueue the tenant's delivery task unless one is queued or the tenant is idle."""
-    if not _wake_script()(keys=[idle_key(schema), wake_key(schema)], args=[WAKE_TTL_MS]):
+    """Enqueue the tenant's delivery task unless one is queued or the tenant is idle.
+
+    False as well when Redis or the broker failed: the wake is lost (counted)
+    and the sweep delivers instead.
+    """
+    if _breaker.is_open():
+        WAKES_LOST.labels("breaker_open").inc()
         return False
     try:
-        # Expires with its wake key: past that a later commit queues a fresh one, so a
-        # backlogged queue drops the stale copy on receipt instead of running duplicates.
-        _enqueue(schema, expires=WAKE_TTL_MS / 1000)
-    except Exception:
-        get_redis().delete(wake_key(schema))  # let the next commit try again
-        raise
+        if not _wake_script()(keys=[idle_key(schema), wake_key(schema)], args=[WAKE_TTL_MS]):
+            return False
+        try:
+            # Expires with its wake key: past that a later commit queues a fresh one, so a
+            # backlogged queue drops the stale copy on receipt instead of running duplicates.
+            _enqueue(schema, expires=WAKE_TTL_MS / 1000)
+        except Exception:
+            get_redis().delete(wake_key(schema))  # let the next commit try again
+            raise
+    except (redis.RedisError, OSError, BrokerDown) as exc:
+        WAKES_LOST.labels("failed").inc()
+        _breaker.trip(schema, exc)
+        return False
     return True
 
 

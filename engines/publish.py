@@ -12,7 +12,10 @@
 
 Nothing here is durable, and nothing needs to be: a stream that misses a
 batch reads it from the database (engines.changes_stream), and the callback
-sweep delivers whatever a lost wake left behind.
+sweep delivers whatever a lost wake left behind. So with Redis down the
+commit still answers 202: a publish fails fast (and pauses), a wake is
+dropped (callbacks.wake), each counted in beastflow_publish_failures_total
+and beastflow_callback_wakes_lost_total (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+import redis
 import structlog
 from prometheus_client import Counter
 
@@ -43,6 +47,8 @@ PUBLISH_FAILURES = Counter(
     ["stage"],  # publish | wake
 )
 
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError, TimeoutError)
+
 # Wakes for one schema within this window become one (trailing: a commit
 # during the window is covered by the wake at its end).
 WAKE_WINDOW_S = 0.02
@@ -57,6 +63,8 @@ def changes_committed(schema: str, changes: list[dict[str, Any]]) -> None:
         CHANGES_PUBLISHED.labels("sent").inc(len(changes))
     except changes_bus.PublishPausedError:
         CHANGES_PUBLISHED.labels("skipped").inc(len(changes))
+    except REDIS_DOWN as exc:
+        _publish_lost(schema, changes, exc)
     except Exception:
         CHANGES_PUBLISHED.labels("failed").inc(len(changes))
         PUBLISH_FAILURES.labels("publish").inc()
@@ -77,6 +85,8 @@ async def changes_committed_async(schema: str, changes: list[dict[str, Any]]) ->
         CHANGES_PUBLISHED.labels("sent").inc(len(changes))
     except changes_bus.PublishPausedError:
         CHANGES_PUBLISHED.labels("skipped").inc(len(changes))
+    except REDIS_DOWN as exc:
+        _publish_lost(schema, changes, exc)
     except Exception:
         CHANGES_PUBLISHED.labels("failed").inc(len(changes))
         PUBLISH_FAILURES.labels("publish").inc()
@@ -86,6 +96,14 @@ async def changes_committed_async(schema: str, changes: list[dict[str, Any]]) ->
     except Exception:
         PUBLISH_FAILURES.labels("wake").inc()
         log.exception("publish_wake_request_failed", schema=schema)
+
+
+def _publish_lost(schema: str, changes: list[dict[str, Any]], exc: BaseException) -> None:
+    # Redis unreachable: expected while it is down, so one line without a
+    # traceback (the publisher then pauses, and the next failure is a second away).
+    CHANGES_PUBLISHED.labels("failed").inc(len(changes))
+    PUBLISH_FAILURES.labels("publish").inc()
+    log.warning("publish_failed", schema=schema, changes=len(changes), error=f"{type(exc).__name__}: {exc}"[:200])
 
 
 def flush(timeout_s: float = 2.0) -> bool:

@@ -27,15 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
-import redis.asyncio as aredis
 import structlog
 from django.conf import settings
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
 from beastflow import crypto
-from beastflow.redis_client import get_redis
-from engines.ingest import schemes
+from engines.ingest import quota, schemes
 from engines.ingest.commit import BatchResult, Cursor, PendingBatch, commit_batches
 from engines.ingest.push_mapping import PushProgram, parse_body
 from engines.ingest.quota import AsyncTokenBucket, TokenBucket
@@ -282,7 +280,7 @@ def answer(taken: Taken, result: BatchResult | None) -> dict[str, int]:
 
 @functools.cache
 def _bucket() -> TokenBucket:
-    return TokenBucket(get_redis(), settings.REDIS_PREFIX)
+    return TokenBucket(quota.client(settings.REDIS_URL), settings.REDIS_PREFIX)
 
 
 def check_quota(meta: SourceMeta, cost: int) -> None:
@@ -308,7 +306,7 @@ def _async_bucket() -> AsyncTokenBucket:
     loop = asyncio.get_running_loop()
     found = _async_buckets.get(id(loop))
     if found is None or found[0] is not loop:
-        client = aredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = quota.async_client(settings.REDIS_URL)
         found = _async_buckets[id(loop)] = (loop, AsyncTokenBucket(client, settings.REDIS_PREFIX))
     return found[1]
 
