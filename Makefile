@@ -16,13 +16,14 @@ LAUNCH := $(BIN)/python -m beastflow.launch
 # Extra arguments for pytest or a bench script: make test ARGS="-k ingest -x"
 ARGS ?=
 
-.PHONY: help venv up test lint fmt migrate worker beat bench services clean
+.PHONY: help venv up test lint fmt docs migrate worker beat bench services clean
 
 help:
 	@echo "make up        set up and run web + worker + beat until Ctrl-C"
 	@echo "make test      set up, lint, type-check and run the test suite (ARGS=... for pytest)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make fmt       ruff format and ruff check --fix"
+	@echo "make docs      build the documentation site into site/ (MkDocs, warnings are errors)"
 	@echo "make migrate   migrate public and the tenant schemas with pending migrations"
 	@echo "make worker    run a Celery worker in the foreground"
 	@echo "make beat      run Celery beat in the foreground"
@@ -60,6 +61,10 @@ lint: venv
 fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, printed on every build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 migrate: venv
 	$(LAUNCH) migrate
