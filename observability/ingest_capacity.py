@@ -69,6 +69,8 @@ class _Tallies:
         self._flusher: threading.Thread | None = None
 
     def add(self, source_id: int, seconds: float, status: int, events: int) -> None:
+        if self._pid != os.getpid():
+            self._start_flusher()
         index = bucket_of(seconds)
         with self._lock:
             tally = self._by_source.get(source_id)
@@ -81,8 +83,6 @@ class _Tallies:
             elif status >= 400:
                 tally.errors += 1
             tally.buckets[index] = tally.buckets.get(index, 0) + 1
-        if self._pid != os.getpid():
-            self._start_flusher()
 
     def take(self) -> dict[int, _Tally]:
         with self._lock:
@@ -95,7 +95,7 @@ class _Tallies:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
-            self._by_source = {}
+            self._by_source = {}  # a forked child starts from nothing: its parent flushes its own
             self._flusher = threading.Thread(target=_flush_forever, name="capacity-flush", daemon=True)
             self._flusher.start()
 
@@ -163,8 +163,6 @@ def minute_key(schema: str, minute: int) -> str:
 
 def flush(now: float | None = None) -> int:
     """Add this process's tallies to Redis, by tenant and minute; returns the sources flushed."""
-    from django.db import close_old_connections
-
     from beastflow.redis_client import get_redis
     from tenants.selectors import tenant_for_source
 
@@ -173,19 +171,16 @@ def flush(now: float | None = None) -> int:
         return 0
     minute = int((time.time() if now is None else now) // MINUTE_S)
     by_schema: dict[str, _Tally] = {}
-    try:
-        for source_id, tally in taken.items():
-            tenant = tenant_for_source(source_id)
-            if tenant is None:
-                continue  # an unknown source: its 404s are nobody's capacity
-            total = by_schema.setdefault(tenant.schema_name, _Tally())
-            total.requests += tally.requests
-            total.events += tally.events
-            total.errors += tally.errors
-            total.throttled += tally.throttled
-            total.buckets = merge([total.buckets, tally.buckets])
-    finally:
-        close_old_connections()
+    for source_id, tally in taken.items():
+        tenant = tenant_for_source(source_id)
+        if tenant is None:
+            continue  # an unknown source: its 404s are nobody's capacity
+        total = by_schema.setdefault(tenant.schema_name, _Tally())
+        total.requests += tally.requests
+        total.events += tally.events
+        total.errors += tally.errors
+        total.throttled += tally.throttled
+        total.buckets = merge([total.buckets, tally.buckets])
     with get_redis().pipeline(transaction=False) as pipe:
         for schema, total in by_schema.items():
             name = minute_key(schema, minute)
@@ -200,6 +195,8 @@ def flush(now: float | None = None) -> int:
 
 
 def _flush_forever() -> None:
+    from django.db import close_old_connections
+
     while True:
         time.sleep(FLUSH_S)
         try:
@@ -207,6 +204,8 @@ def _flush_forever() -> None:
         except Exception:
             # Redis or the database away: these counts are lost, the next flush tries again.
             log.warning("capacity_flush_failed", exc_info=True)
+        finally:
+            close_old_connections()  # this thread's connection, if the lookup opened one
 
 
 @dataclass(frozen=True)
