@@ -1,0 +1,72 @@
+"""The documentation site: it builds with warnings as errors, and what the code cites in docs/ exists.
+
+`mkdocs build --strict` fails on a link to a missing page or anchor, a page
+left out of the nav and a nav entry without its page (mkdocs.yml's
+`validation`), so a broken link fails `make test`, not a reader.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+# Where the code, the ops files and the README cite docs/ pages.
+CITING = (
+    *("beastflow", "tenants", "engines", "healing", "callbacks", "console", "scheduling", "retention"),
+    *("strategies", "observability", "bench", "tools", "ops", "deploy", "tests", "templates", "examples", "sdk"),
+)
+TEXT_SUFFIXES = {".py", ".yml", ".yaml", ".md", ".html", ".toml", ".json"}
+SECTION_CITATION = re.compile(r"(?<![\w/.-])docs/([a-z0-9/_-]+\.md) ?§ ?(\d+(?:\.\d+)*)")
+NUMBERED_HEADING = re.compile(r"^#{2,4} (\d+(?:\.\d+)*)\.? ", re.MULTILINE)
+
+
+def _cited_files() -> list[Path]:
+    files = [ROOT / "README.md", ROOT / "Makefile", ROOT / "docker-compose.yml"]
+    for folder in CITING:
+        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file()]
+    return [p for p in files if p.exists() and ".venv" not in p.parts and "node_modules" not in p.parts]
+
+
+def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert (tmp_path / "site" / "index.html").exists()
+    assert (tmp_path / "site" / "contract" / "index.html").exists()
+
+
+def test_every_numbered_section_the_code_cites_exists() -> None:
+    missing = []
+    for path in _cited_files():
+        for page, number in SECTION_CITATION.findall(path.read_text(errors="replace")):
+            target = DOCS / page
+            numbers = set(NUMBERED_HEADING.findall(target.read_text())) if target.exists() else set()
+            if number not in numbers:
+                missing.append(f"{path.relative_to(ROOT)}: docs/{page} §{number}")
+    assert not missing, missing
+
+
+def test_the_docs_cite_no_document_outside_the_repository() -> None:
+    outside = re.compile(r"CONTRACT(\.md)? ?§|DESIGN\.md|CONTRACT\.md|\.\./shared|/shared/")
+    citing = [ROOT / "README.md", *DOCS.rglob("*.md")]
+    found = [
+        where
+        for p in citing
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if outside.search(line)
+        for where in [f"{p.relative_to(ROOT)}:{n}: {line.strip()}"]
+    ]
+    assert not found, found
