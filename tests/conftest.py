@@ -219,10 +219,11 @@ def committed_source(
 
 
 @contextlib.contextmanager
-def web_server(port: int | None = None) -> Iterator[str]:
+def web_server(port: int | None = None, *, env: dict[str, str] | None = None) -> Iterator[str]:
     """The real ASGI application (fast ingest path included) under uvicorn, on the test database.
 
-    `port`: a given one (to start a server again where clients reconnect), else a free one.
+    `port`: a given one (to start a server again where clients reconnect), else a free one;
+    `env`: more environment for it (e.g. BEASTFLOW_PRESET_DIRS).
     """
     import socket
     import subprocess
@@ -240,7 +241,7 @@ def web_server(port: int | None = None) -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
         cwd=root,
-        env=subprocess_env(),
+        env=subprocess_env() | (env or {}),
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
