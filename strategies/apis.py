@@ -1,0 +1,395 @@
+"""The strategy-configs and experiments API: versions, diffs, rollbacks, assignment, tuning, A/B experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from beastflow.openapi import problems
+from beastflow.pagination import paginate_desc
+from beastflow.problems import ProblemError
+from engines.selectors import source_get
+from engines.simulator.scenario import ScenarioError, load_scenario
+from strategies import openapi as docs
+from strategies import selectors, services
+from strategies.models import Experiment, ExperimentStatus, Metric, StrategyVersion
+from strategies.params import StrategyParams
+from strategies.replay import history
+from strategies.tuner import tune
+from tenants.models import ApiKey
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "engines" / "simulator" / "scenarios"
+LIST_PARAMETERS = [
+    OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
+    OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
+]
+
+
+def actor(request: Request) -> str:
+    """Who acted: the API key (its label when it has one); the key id is never secret."""
+    key_id = getattr(request.auth, "key_id", None)
+    label = ApiKey.objects.filter(pk=key_id).values_list("label", flat=True).first() if key_id else None
+    return f"api_key:{key_id}" + (f" ({label})" if label else "")
+
+
+def _raise(exc: services.StrategyError) -> ProblemError:
+    return ProblemError(exc.status, exc.detail, errors=exc.errors)
+
+
+def _valid(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def version_or_404(config: str, number: Any) -> StrategyVersion:
+    version = selectors.version_get(config, number)
+    if version is None:  # another tenant's versions live in its own schema: the same 404
+        raise ProblemError(404, f"No version {number} of strategy config {config!r}.")
+    return version
+
+
+def experiment_or_404(experiment_id: Any) -> Experiment:
+    experiment = selectors.experiment_get(experiment_id)
+    if experiment is None:
+        raise ProblemError(404, "No such experiment.")
+    return experiment
+
+
+# -- strategy configs -------------------------------------------------------------------
+
+
+class StrategyConfigListCreateApi(APIView):
+    @extend_schema_serializer(component_name="StrategyVersionInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        config = serializers.SlugField(max_length=100)
+        params = serializers.JSONField(help_text="Only what changes from the config's latest version (or defaults).")
+        reason = serializers.CharField(max_length=2000)
+        description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        operation_id="strategy_configs_list",
+        parameters=[OpenApiParameter("config", str, description="Only this config's versions."), *LIST_PARAMETERS],
+        responses={200: docs.StrategyVersionPage},
+        summary="Strategy versions, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        rows = selectors.versions(config=request.query_params.get("config") or None)
+        page = paginate_desc(rows, request.query_params, lambda vs: [selectors.version_render(v) for v in vs])
+        return Response(page.as_dict())
+
+    @extend_schema(
+        operation_id="strategy_configs_create_version",
+        request=InputSerializer,
+        responses={201: docs.StrategyVersionOut, **problems(422)},
+        summary="Create the next version of a strategy config (the config is made on first use)",
+        examples=[
+            OpenApiExample(
+                "faster failover",
+                request_only=True,
+                value={
+                    "config": "default",
+                    "params": {"hysteresis": {"fail_threshold": 2, "min_dwell_s": 5}},
+                    "reason": "detect outages a tick sooner",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        body = _valid(self.InputSerializer(data=request.data))
+        if not isinstance(body["params"], dict):
+            raise ProblemError(422, "params must be an object.", errors=[{"field": "params", "message": "an object"}])
+        try:
+            version = services.version_create(
+                config_name=body["config"],
+                params=body["params"],
+                author=actor(request),
+                reason=body["reason"],
+                description=body["description"],
+            )
+        except services.StrategyError as exc:
+            raise _raise(exc) from exc
+        return Response(selectors.version_render(version), status=201)
+
+
+class StrategyVersionDetailApi(APIView):
+    @extend_schema(
+        operation_id="strategy_configs_get_version",
+        responses={200: docs.StrategyVersionOut},
+        summary="One version of a strategy config",
+    )
+    def get(self, request: Request, config: str, number: str) -> Response:
+        return Response(selectors.version_render(version_or_404(config, number)))
+
+
+class StrategyDiffApi(APIView):
+    @extend_schema(
+        operation_id="strategy_configs_diff",
+        parameters=[
+            OpenApiParameter("from", int, required=True, description="The older version's number."),
+            OpenApiParameter("to", int, required=True, description="The newer version's number."),
+        ],
+        responses={200: docs.StrategyDiffOut},
+        summary="The parameters that differ between two versions",
+    )
+    def get(self, request: Request, config: str) -> Response:
+        old = version_or_404(config, request.query_params.get("from"))
+        new = version_or_404(config, request.query_params.get("to"))
+        return Response(selectors.version_diff(old, new))
+
+
+class StrategyRollbackApi(APIView):
+    @extend_schema_serializer(component_name="StrategyRollbackInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        to = serializers.IntegerField(min_value=1, help_text="The version number to restore.")
+        reason = serializers.CharField(max_length=2000)
+
+    @extend_schema(
+        operation_id="strategy_configs_rollback",
+        request=InputSerializer,
+        responses={201: docs.StrategyVersionOut},
+        summary="Roll back: a new version equal to an older one (history is never rewritten)",
+    )
+    def post(self, request: Request, config: str) -> Response:
+        body = _valid(self.InputSerializer(data=request.data))
+        old = version_or_404(config, body["to"])
+        version = services.version_rollback(version=old, author=actor(request), reason=body["reason"])
+        return Response(selectors.version_render(version), status=201)
+
+
+class StrategyAssignApi(APIView):
+    @extend_schema_serializer(component_name="StrategyAssignInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        scope = serializers.ChoiceField(["tenant", "source"], help_text="The tenant default, or one source's override.")
+        source_id = serializers.IntegerField(required=False, source="source", help_text="With scope source.")
+        auto_promote = serializers.BooleanField(
+            required=False, help_text="With scope tenant: let significant winners be promoted without approval."
+        )
+
+    @extend_schema(
+        operation_id="strategy_configs_assign",
+        request=InputSerializer,
+        responses={200: docs.StrategyVersionOut, **problems(422)},
+        summary="Make a version the tenant default, or one source's override",
+    )
+    def post(self, request: Request, config: str, number: str) -> Response:
+        version = version_or_404(config, number)
+        body = _valid(self.InputSerializer(data=request.data))
+        if body["scope"] == "tenant":
+            services.tenant_default_set(version=version, actor=actor(request), auto_promote=body.get("auto_promote"))
+        else:
+            if "source" not in body:
+                raise ProblemError(
+                    422, "scope source needs a source.", errors=[{"field": "source", "message": "required"}]
+                )
+            source = source_get(body["source"])
+            if source is None:
+                raise ProblemError(404, "No such source.")
+            services.source_version_set(source=source, version=version, actor=actor(request))
+        return Response(selectors.version_render(version))
+
+
+class StrategyTuneApi(APIView):
+    @extend_schema_serializer(component_name="StrategyTuneInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        scenarios = serializers.ListField(
+            child=serializers.CharField(max_length=100),
+            min_length=1,
+            max_length=10,
+            help_text="Simulator scenarios to replay (engines/simulator/scenarios), e.g. demo-outage.",
+        )
+        seeds = serializers.IntegerField(min_value=1, max_value=20, default=3)
+        loops = serializers.IntegerField(min_value=1, max_value=5, default=2)
+        budget_per_hour = serializers.FloatField(
+            min_value=0, required=False, help_text="Switches per source-hour allowed; default: the version's own."
+        )
+
+    @extend_schema(
+        operation_id="strategy_configs_tune",
+        request=InputSerializer,
+        responses={200: docs.TuneOut, **problems(422)},
+        summary="Propose faster hysteresis parameters within the flap budget; stored as a new version, not adopted",
+    )
+    def post(self, request: Request, config: str, number: str) -> Response:
+        version = version_or_404(config, number)
+        body = _valid(self.InputSerializer(data=request.data))
+        histories = []
+        for name in body["scenarios"]:
+            path = SCENARIOS / f"{name}.yaml"
+            if "/" in name or not path.is_file():
+                raise ProblemError(422, f"No scenario {name!r}.", errors=[{"field": "scenarios", "message": name}])
+            try:
+                scenario = load_scenario(path)
+            except ScenarioError as exc:
+                raise ProblemError(422, str(exc)) from exc
+            histories += [history(scenario, seed=seed, loops=body["loops"]) for seed in range(body["seeds"])]
+        proposal = tune(
+            histories, StrategyParams.model_validate(version.params), budget_per_hour=body.get("budget_per_hour")
+        )
+        answer = {**proposal.as_dict(), "version": None}
+        if proposal.best is not None and proposal.improves:
+            created = services.version_create(
+                config_name=version.config.name,
+                params={"hysteresis": proposal.best.changes},
+                author=actor(request),
+                reason=f"tuned from v{version.number} on {', '.join(body['scenarios'])}",
+                origin={"tuned_from": version.number, "proposal": proposal.as_dict()},
+            )
+            answer["version"] = selectors.version_render(created)
+        return Response(answer)
+
+
+# -- experiments ---------------------------------------------------------------------
+
+
+class ExperimentListStartApi(APIView):
+    @extend_schema_serializer(component_name="ExperimentStartInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        name = serializers.CharField(max_length=200)
+        control = serializers.IntegerField(help_text="A strategy version's id.")
+        treatment = serializers.IntegerField(help_text="A strategy version's id.")
+        metric = serializers.ChoiceField(Metric.values)
+        coverage = serializers.FloatField(min_value=0.01, max_value=1.0, default=1.0)
+        share = serializers.FloatField(min_value=0.05, max_value=0.95, default=0.5)
+        stratify_by = serializers.ListField(
+            child=serializers.ChoiceField(list(services.STRATIFY)), default=list(services.STRATIFY)
+        )
+        bucket_s = serializers.FloatField(min_value=10, max_value=86_400, default=3600)
+        guardrails = serializers.DictField(child=serializers.FloatField(min_value=0), required=False)
+        alpha = serializers.FloatField(min_value=0.001, max_value=0.1, default=0.05)
+
+    @extend_schema(
+        operation_id="experiments_list",
+        parameters=[OpenApiParameter("status", str, description="Only experiments in this status."), *LIST_PARAMETERS],
+        responses={200: docs.ExperimentPage},
+        summary="Experiments, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        if status is not None and status not in ExperimentStatus.values:
+            raise ProblemError(
+                400,
+                f"status must be one of {', '.join(ExperimentStatus.values)}",
+                errors=[{"field": "status", "message": "unknown status"}],
+            )
+        page = paginate_desc(
+            selectors.experiments(status=status),
+            request.query_params,
+            lambda rows: [selectors.experiment_render(row) for row in rows],
+        )
+        return Response(page.as_dict())
+
+    @extend_schema(
+        operation_id="experiments_start",
+        request=InputSerializer,
+        responses={201: docs.ExperimentOut, **problems(409, 422)},
+        summary="Start an A/B experiment between two versions on a share of the tenant's sources",
+    )
+    def post(self, request: Request) -> Response:
+        body = _valid(self.InputSerializer(data=request.data))
+        control = selectors.version_by_id(body["control"])
+        treatment = selectors.version_by_id(body["treatment"])
+        missing = [name for name, v in (("control", control), ("treatment", treatment)) if v is None]
+        if control is None or treatment is None:
+            raise ProblemError(
+                422,
+                "No such strategy version.",
+                errors=[{"field": name, "message": "no such version"} for name in missing],
+            )
+        unknown = sorted(set(body.get("guardrails", {})) - set(services.DEFAULT_GUARDRAILS))
+        if unknown:
+            raise ProblemError(
+                422,
+                f"guardrails takes {', '.join(services.DEFAULT_GUARDRAILS)}",
+                errors=[{"field": "guardrails", "message": ", ".join(unknown)}],
+            )
+        try:
+            experiment = services.experiment_start(
+                name=body["name"],
+                control=control,
+                treatment=treatment,
+                metric=body["metric"],
+                actor=actor(request),
+                coverage=body["coverage"],
+                share=body["share"],
+                stratify_by=body["stratify_by"],
+                guardrails=body.get("guardrails"),
+                bucket_s=body["bucket_s"],
+                alpha=body["alpha"],
+            )
+        except services.StrategyError as exc:
+            raise _raise(exc) from exc
+        return Response(selectors.experiment_render(experiment), status=201)
+
+
+class ExperimentDetailApi(APIView):
+    @extend_schema(
+        operation_id="experiments_get",
+        responses={200: docs.ExperimentOut},
+        summary="One experiment with its latest result (effect, confidence interval, p-value, samples)",
+    )
+    def get(self, request: Request, experiment_id: str) -> Response:
+        return Response(selectors.experiment_render(experiment_or_404(experiment_id)))
+
+
+class _Decision(APIView):
+    @extend_schema_serializer(component_name="ExperimentDecisionInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    def _decide(self, request: Request, experiment_id: str, verb: str) -> Response:
+        experiment = experiment_or_404(experiment_id)
+        body = _valid(self.InputSerializer(data=request.data))
+        who = actor(request)
+        try:
+            if verb == "stop":
+                experiment = services.experiment_stop(
+                    experiment=experiment, actor=who, reason=body["reason"] or "stopped"
+                )
+            elif verb == "promote":
+                experiment = services.experiment_promote(experiment=experiment, actor=who)
+            else:
+                experiment = services.experiment_reject(
+                    experiment=experiment, actor=who, reason=body["reason"] or "rejected"
+                )
+        except services.StrategyError as exc:
+            raise _raise(exc) from exc
+        return Response(selectors.experiment_render(experiment))
+
+
+class ExperimentStopApi(_Decision):
+    @extend_schema(
+        operation_id="experiments_stop",
+        request=_Decision.InputSerializer,
+        responses={200: docs.ExperimentOut, **problems(409)},
+        summary="Stop an experiment now; every source goes back to what it ran before",
+    )
+    def post(self, request: Request, experiment_id: str) -> Response:
+        return self._decide(request, experiment_id, "stop")
+
+
+class ExperimentPromoteApi(_Decision):
+    @extend_schema(
+        operation_id="experiments_promote",
+        request=_Decision.InputSerializer,
+        responses={200: docs.ExperimentOut, **problems(409)},
+        summary="Approve the winner: the treatment becomes the tenant default (only at p < alpha)",
+    )
+    def post(self, request: Request, experiment_id: str) -> Response:
+        return self._decide(request, experiment_id, "promote")
+
+
+class ExperimentRejectApi(_Decision):
+    @extend_schema(
+        operation_id="experiments_reject",
+        request=_Decision.InputSerializer,
+        responses={200: docs.ExperimentOut, **problems(409)},
+        summary="Refuse the promotion; every source goes back to what it ran before",
+    )
+    def post(self, request: Request, experiment_id: str) -> Response:
+        return self._decide(request, experiment_id, "reject")
