@@ -70,6 +70,7 @@ TENANT_APPS = [
     "console",
     "retention",  # no models: partitions and retention across the tenant apps' tables
     "observability",  # no models: scrape-time gauges, diagnostics (docs/observability.md)
+    "strategies",  # versioned strategy parameters, A/B experiments, tuning (docs/strategies.md)
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -364,6 +365,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": BEASTFLOW_HEALING_TICK_S,
         "options": {"expires": 10.0},
     },
+    # Running experiments: guardrails and the sequential test (docs/strategies.md).
+    "experiments": {
+        "task": "strategies.tasks.experiments_dispatch_task",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    # The healing bandit's prior pooled over every tenant's outcomes.
+    "bandit-pool": {"task": "strategies.tasks.bandit_pool_task", "schedule": 3600.0},
 }
 
 LOG_LEVEL = env_str("BEASTFLOW_LOG_LEVEL", "INFO")
