@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/v1/", include("healing.urls")),
     path("api/v1/", include("console.api_urls")),  # diagnostics and the audit timeline
     path("api/v1/", include("observability.urls")),  # capacity, failure recordings
+    path("api/v1/", include("strategies.urls")),  # strategy versions and experiments
     path("admin/", admin.site.urls),
     # Static files are served by the app itself (no CDN, no extra server): the
     # console's few small files, cached by the browser.
