@@ -371,6 +371,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # Observability's periodic work (observability/tasks.py, docs/observability.md): samples for the capacity trends.
+    "observability-tick": {
+        "task": "observability.tasks.observability_tick_task",
+        "schedule": 15.0,
+        "options": {"expires": 15.0},
+    },
     # The healing bandit's prior pooled over every tenant's outcomes.
     "bandit-pool": {"task": "strategies.tasks.bandit_pool_task", "schedule": 3600.0},
 }
