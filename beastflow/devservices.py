@@ -92,9 +92,24 @@ def embedded(state_dir: Path) -> dict[str, str]:
 
 
 def stop_embedded_redis(state_dir: Path) -> bool:
-    """Stop the embedded Redis under `state_dir`; `embedded(state_dir)` starts it again on the same port."""
+    """Stop the embedded Redis under `state_dir`; `start_embedded_redis` starts it again."""
     with _state_lock(state_dir):
         return _stop_redis(state_dir / "redis")
+
+
+def start_embedded_redis(state_dir: Path) -> str:
+    """Start the stopped embedded Redis under `state_dir` on the port it had, so its clients' URL holds.
+
+    Not `embedded()`: its probe for a free port fails while the old server's
+    connections linger in TIME_WAIT, and it would move to another port.
+    """
+    redis_dir = state_dir / "redis"
+    port = _read_int(redis_dir / "port")
+    if port is None:
+        raise RuntimeError(f"no embedded Redis was started in {redis_dir}")
+    with _state_lock(state_dir):
+        _start_redis(redis_dir, port)
+    return f"redis://{LOCAL_HOST}:{port}/0"
 
 
 def restart_embedded_postgres(state_dir: Path) -> None:

@@ -168,7 +168,7 @@ def redis_down(ctx: Ctx) -> dict[str, Any]:
     down_at = time.monotonic()
     devservices.stop_embedded_redis(ctx.services_dir)
     time.sleep(ctx.args.redis_down_s)
-    devservices.embedded(ctx.services_dir)  # Redis again, on the same port; PostgreSQL untouched
+    devservices.start_embedded_redis(ctx.services_dir)  # on the same port
     back_at = time.monotonic()
     recovered = wait_until(lambda: redis_seen_ready(ctx) and all_working(ctx, back_at), back_at)
     return {"fault_s": round(back_at - down_at, 1), "recovered_in_s": recovered}
