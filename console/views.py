@@ -17,6 +17,7 @@ from console.access import is_platform_staff, staff_console, tenant_console, ten
 from console.audit import AuditFilter, audit_entries
 from console.platform import platform_report
 from engines.selectors import source_get
+from observability.capacity import platform_capacity
 
 
 class ConsoleLoginView(LoginView):
@@ -117,6 +118,7 @@ def audit(request: HttpRequest) -> HttpResponse:
 @staff_console
 def platform(request: HttpRequest) -> HttpResponse:
     report = platform_report()
+    report["capacity"] = platform_capacity()  # latency, throughput, headroom, recommendations (observability)
     port = request.get_port()
     suffix = "" if port in ("80", "443") else f":{port}"
     for row in report["tenants"]:

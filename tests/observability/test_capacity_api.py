@@ -249,3 +249,20 @@ def capacity_sample_at(at: float) -> None:
     from observability.capacity import queues_sample
 
     queues_sample(at)
+
+
+def test_the_console_platform_view_shows_capacity_and_its_recommendations(alice: Persona) -> None:
+    # given: acme at 95% of a 10 events/s quota
+    Tenant.objects.filter(pk=alice.tenant.pk).update(ingest_rate_per_s=10)
+    with tenant_context(alice.tenant):
+        source, _ = make_source("busy")
+    _pushed(source.pk, requests=57, events_each=10, seconds=0.003)
+    staff = User.objects.create_user("sam-platform", password="x", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    # when
+    page = client.get("/platform/").content.decode()
+    # then
+    assert 'id="capacity"' in page
+    assert "tenant acme at 95% of its ingest quota" in page
+    assert "Headroom to /readyz" in page
