@@ -97,13 +97,19 @@ def readiness(only: Collection[str] | None = None) -> tuple[bool, dict[str, dict
     """
     components = {name: item for name, item in _registry.items() if only is None or name in only}
     report: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, len(components))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(components)))
+    try:
         futures = {name: pool.submit(_run_with_db_cleanup, item) for name, item in components.items()}
+        deadline = time.monotonic() + CHECK_TIMEOUT_S
         for name, future in futures.items():
             try:
-                report[name] = future.result(timeout=CHECK_TIMEOUT_S)
+                report[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
                 report[name] = {"ok": False, "critical": True, "error": f"no answer within {CHECK_TIMEOUT_S}s"}
+    finally:
+        # Not waiting for a probe that hangs (a database pool waiting for a connection
+        # that cannot be made): the answer is due now; the thread ends on its own.
+        pool.shutdown(wait=False, cancel_futures=True)
     ready = all(entry["ok"] for entry in report.values() if entry["critical"])
     if not ready:
         failing = [name for name, entry in report.items() if not entry["ok"] and entry["critical"]]

@@ -5,6 +5,7 @@ Shape: {"type", "title", "status", "detail", "errors": [{"field"|"index", "messa
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -127,6 +128,12 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    # Raised by a middleware (no process_exception saw it): an unreachable store is still a 503.
+    from beastflow.unavailable import response_for  # here: it imports this module
+
+    unavailable = response_for(request, sys.exc_info()[1])
+    if unavailable is not None:
+        return unavailable
     if _wants_problem(request):
         return problem_response(500, "An internal error; it has been logged with the request id.")
     from django.views import defaults

@@ -85,6 +85,9 @@ TENANT_MULTIPROCESSING_MAX_PROCESSES = env_int("BEASTFLOW_MIGRATE_PROCESSES", 2)
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "beastflow.correlation.CorrelationIdMiddleware",
+    # PostgreSQL or Redis unreachable: 503 + Retry-After, never 500; before the tenant's
+    # lookup, so that a database known to be down is not waited for (docs/reliability.md).
+    "beastflow.unavailable.ServiceUnavailableMiddleware",
     "tenants.middleware.TenantResolutionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -44,7 +44,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from beastflow import correlation, otel
+from beastflow import correlation, otel, unavailable
 from beastflow.problems import CONTENT_TYPE, problem_body
 from beastflow.tracing import stage
 from engines.ingest import service
@@ -73,6 +73,8 @@ COMMIT_CONNECTIONS = int(os.environ.get("BEASTFLOW_INGEST_COMMIT_CONNECTIONS", "
 # What a database that cannot be reached looks like, from the commit pool or Django's connection.
 DATABASE_DOWN = (psycopg.OperationalError, PoolTimeout, django_db.OperationalError, django_db.InterfaceError)
 DATABASE_RETRY_AFTER_S = 5
+# The most a commit waits for a pool connection (psycopg_pool's default is 30 s), as Django's pool.
+POOL_WAIT_S = 10.0
 
 
 # The cyclic garbage collector, tuned for a process that allocates a lot
@@ -148,6 +150,8 @@ class IngestFastPath:
             if declared > service.MAX_BODY_BYTES:
                 raise service.IngestError(413, f"The body is over {service.MAX_BODY_BYTES} bytes.")
             raw = await _read_body(receive)
+            if not unavailable.database.admit():  # down a moment ago: do not wait for a pool connection
+                raise unavailable.DatabaseKnownDownError("the database is down")
             meta, taken = await self.prepare(headers, source_id, raw, request_id)
             result = None
             if taken.events:
@@ -156,6 +160,7 @@ class IngestFastPath:
                 if result.source_missing:
                     raise service.IngestError(404, "No such source.")
             service.record_outcome(202, result, ignored=taken.ignored)
+            unavailable.database.succeeded()
             status = 202
             body = json.dumps(service.answer(taken, result)).encode()
             content_type = "application/json"
@@ -169,6 +174,8 @@ class IngestFastPath:
             # PostgreSQL unreachable or restarting: nothing was acknowledged, the
             # client retries (see docs/reliability.md). Never a 500.
             service.record_outcome(503)
+            if not isinstance(exc, unavailable.DatabaseKnownDownError):
+                unavailable.database.failed()
             status, extra = 503, {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
             body = json.dumps(problem_body(503, "The database is unavailable; retry shortly.")).encode()
             content_type = CONTENT_TYPE
@@ -357,6 +364,7 @@ class _CommitConnections:
                         min_size=1,
                         max_size=COMMIT_CONNECTIONS,
                         name="beastflow-ingest-commit",
+                        timeout=POOL_WAIT_S,
                         open=True,
                     )
                     self._pid = os.getpid()
@@ -400,6 +408,7 @@ async def _async_pool() -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
             min_size=1,
             max_size=COMMIT_CONNECTIONS,
             name="beastflow-ingest-commit-async",
+            timeout=POOL_WAIT_S,
             open=False,
         )
         found = _async_pools[id(loop)] = (loop, pool)
