@@ -22,6 +22,7 @@ from prometheus_client import Counter, Histogram
 
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
+from engines import flight
 from engines.health import HealthPolicy, StreamHealth, StreamSignals
 from engines.hysteresis import (
     Decision,
@@ -100,7 +101,7 @@ def missed_pushes(source: Source, stream: StreamState, now: float) -> int | None
 def signals_for(source: Source, stream: StreamState, window: Window, now: float) -> StreamSignals:
     # Push silence is judged on pushes only: in polling mode the polls keep
     # events arriving, which must not hide a stream that is still dead.
-    return StreamSignals(
+    signals = StreamSignals(
         now=now,
         last_event_at=_epoch(stream.last_push_at),
         last_heartbeat_at=_epoch(stream.last_heartbeat_at),
@@ -115,6 +116,16 @@ def signals_for(source: Source, stream: StreamState, window: Window, now: float)
         watching_since=source.created_at.timestamp(),
         missed_pushes=missed_pushes(source, stream, now),
     )
+    # What this judgement is decided from, for failure recordings (engines/flight.py).
+    flight.note(
+        source_id=source.pk,
+        now=now,
+        signals=signals.as_dict(),
+        mode=source.mode,
+        state=source.hysteresis_state,
+        config={"hysteresis": source.hysteresis or {}, "health": source.health or {}},
+    )
+    return signals
 
 
 def hysteresis_state(source: Source, now: float) -> HysteresisState:
@@ -168,6 +179,7 @@ def _store(
     ):
         return False
     if decision.transition is Transition.DEGRADE:
+        flight.mark_degraded(schema=current_schema(), source_id=source.pk, at=signals.now)
         # A degraded stream is a failure for RCA (silence, gaps or refused pushes).
         from healing.services import stream_failure_report
 
