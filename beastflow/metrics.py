@@ -18,10 +18,16 @@ Scrape-time collectors (gauges read from the database or the broker when
 /metrics is asked, such as the queue depths and the sources per mode) are
 registered on the default registry by their apps; this view serves them
 next to the aggregated files, once.
+
+With BEASTFLOW_METRICS_TOKEN set, /metrics answers only a request with
+`Authorization: Bearer <token>` (compared in constant time), 401 otherwise
+(docs/observability.md); unset, it is open, as a scrape target on a private
+network usually is.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Iterator
 
@@ -71,8 +77,25 @@ def scrape_registry() -> CollectorRegistry:
     return registry
 
 
+TOKEN_ENV = "BEASTFLOW_METRICS_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+
+
+def scrape_allowed(authorization: str | None, token: str) -> bool:
+    """True when no token is configured, or `authorization` is `Bearer <token>` (constant-time compare)."""
+    if not token:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not scrape_allowed(request.headers.get("Authorization"), os.environ.get(TOKEN_ENV, "").strip()):
+        from beastflow.problems import problem_response
+
+        return problem_response(
+            401, "Send the metrics token: Authorization: Bearer <token>.", headers={"WWW-Authenticate": "Bearer"}
+        )
     return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
