@@ -59,6 +59,10 @@ class Tick:
     feed_up: bool
     changes: int
     pushed: int  # changes push delivered this tick (drops subtracted)
+    # When within the tick (0..1) the last push and the heartbeat arrived: the
+    # judge's look falls at a different point of the silence every time.
+    pushed_at: float = 1.0
+    heartbeat_at: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class History:
 def history(scenario: Scenario, *, seed: int, loops: int = 1, tick_s: float = 1.0) -> History:
     """The scenario played `loops` times (once if it does not repeat), one tick every `tick_s`."""
     rng = random.Random(seed)
+    beat_phase = rng.random()  # the keep-alive's rhythm is not the judge's
     player = ScenarioPlayer(scenario, started_at=0.0)
     cycles = loops if scenario.repeat else 1
     count = int(scenario.cycle_s * cycles / tick_s)
@@ -105,7 +110,18 @@ def history(scenario: Scenario, *, seed: int, loops: int = 1, tick_s: float = 1.
         pushed = 0
         if push_up:
             pushed = sum(1 for _ in range(changes) if rng.random() >= faults.drop_rate)
-        ticks.append(Tick(at=at, push_up=push_up, feed_up=feed_up, changes=changes, pushed=pushed))
+        pushed_at = max((rng.random() for _ in range(pushed)), default=1.0)
+        ticks.append(
+            Tick(
+                at=at,
+                push_up=push_up,
+                feed_up=feed_up,
+                changes=changes,
+                pushed=pushed,
+                pushed_at=pushed_at,
+                heartbeat_at=beat_phase,
+            )
+        )
     return History(name=scenario.name, seed=seed, tick_s=tick_s, ticks=tuple(ticks))
 
 
@@ -228,8 +244,8 @@ def evaluate(hist: History, params: StrategyParams) -> Metrics:
             unpushed.extend((tick.at, seq) for seq in lost)
             if tick.pushed:
                 highest = max(highest, made[tick.pushed - 1] if not lost else made[-dropped - 1])
-                last_push_at = now
-            last_heartbeat_at = now
+                last_push_at = tick.at + tick.pushed_at * tick_s
+            last_heartbeat_at = tick.at + tick.heartbeat_at * tick_s
             announced = upstream_seq
             if not unpushed:
                 contiguous = max(contiguous, highest)

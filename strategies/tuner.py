@@ -6,13 +6,15 @@ tested as an A/B experiment (strategies.services) before any source keeps it.
 Steps (`tune`):
 
 1. Measure the current parameters on the histories (strategies.replay): the
-   baseline, and the flap budget when none is given (no more switches per
-   source-hour than today).
+   baseline, and the flap budget when none is given: per kind of history
+   (a scenario, a class of sources), no more switches per source-hour than
+   today, so a proposal that gains on outages cannot buy it with switches
+   on the steady sources.
 2. Replay every candidate of the grid (`fail_threshold` x `min_dwell_s` by
    default) over the same histories, same seeds.
-3. Keep the candidates within budget: switches per source-hour at most the
-   budget, no more flap holds than the baseline, no outage left undetected
-   that the baseline detected.
+3. Keep the candidates within budget: on every kind of history, switches
+   per source-hour at most its budget; no more flap holds than the
+   baseline; no outage left undetected that the baseline detected.
 4. Of those, take the one that spends the least time away from push (mean
    time to detect an outage plus mean time back to event mode), the
    smallest `fail_threshold` then `min_dwell_s` on a tie: the fastest
@@ -33,7 +35,7 @@ from typing import Any
 from engines.hysteresis import HysteresisPolicy, HysteresisState, ValidationResult, decide
 from engines.modes import Mode, Verdict
 from strategies.params import StrategyParams, merged
-from strategies.replay import History, Summary, evaluate_many, summarize
+from strategies.replay import History, Metrics, Summary, evaluate_many, summarize
 
 DEFAULT_GRID: dict[str, tuple[float, ...]] = {
     "fail_threshold": (1, 2, 3, 4, 5),
@@ -48,6 +50,7 @@ class Candidate:
     summary: Summary
     feasible: bool
     why_not: str = ""
+    by_kind: dict[str, Summary] = field(default_factory=dict)
 
     @property
     def away_s(self) -> float:
@@ -94,9 +97,13 @@ def tune(
         raise ValueError("no history to tune on")
     grid = DEFAULT_GRID if grid is None else grid
     stored = base.stored()
-    baseline_summary = summarize(evaluate_many(histories, base))
-    baseline = Candidate({}, base, baseline_summary, feasible=True)
+    baseline_summary, baseline_kinds = _measure(histories, base)
+    baseline = Candidate({}, base, baseline_summary, feasible=True, by_kind=baseline_kinds)
     budget = baseline_summary.switches_per_hour if budget_per_hour is None else budget_per_hour
+    budgets = {
+        kind: (summary.switches_per_hour if budget_per_hour is None else budget_per_hour)
+        for kind, summary in baseline_kinds.items()
+    }
     names = sorted(grid)
     tried: list[Candidate] = []
     for values in itertools.product(*(grid[name] for name in names)):
@@ -108,21 +115,32 @@ def tune(
             params = StrategyParams.model_validate(merged(stored, {"hysteresis": hysteresis}))
         except ValueError:
             continue  # outside what a source may hold
-        summary = summarize(evaluate_many(histories, params))
-        why = _why_not(summary, baseline_summary, budget)
-        tried.append(Candidate(changes, params, summary, feasible=not why, why_not=why))
+        summary, kinds = _measure(histories, params)
+        why = _why_not(kinds, baseline_kinds, budgets)
+        tried.append(Candidate(changes, params, summary, feasible=not why, why_not=why, by_kind=kinds))
     feasible = [c for c in tried if c.feasible]
     best = min(feasible, key=lambda c: (round(c.away_s, 6), *c.changes.values()), default=None)
     return Proposal(baseline=baseline, best=best, budget_per_hour=budget, tried=tried)
 
 
-def _why_not(summary: Summary, baseline: Summary, budget: float) -> str:
-    if summary.switches_per_hour > budget + 1e-9:
-        return f"{summary.switches_per_hour:.1f} switches per source-hour, budget {budget:.1f}"
-    if summary.flap_holds > baseline.flap_holds:
-        return f"{summary.flap_holds} flap holds, baseline {baseline.flap_holds}"
-    if summary.undetected > baseline.undetected:
-        return f"{summary.undetected} outages undetected, baseline {baseline.undetected}"
+def _measure(histories: Sequence[History], params: StrategyParams) -> tuple[Summary, dict[str, Summary]]:
+    """All histories pooled, and per kind (the history's name)."""
+    results = evaluate_many(histories, params)
+    kinds: dict[str, list[Metrics]] = {}
+    for result in results:
+        kinds.setdefault(result.history, []).append(result)
+    return summarize(results), {kind: summarize(rows) for kind, rows in sorted(kinds.items())}
+
+
+def _why_not(kinds: Mapping[str, Summary], baseline: Mapping[str, Summary], budgets: Mapping[str, float]) -> str:
+    for kind, summary in kinds.items():
+        before, budget = baseline[kind], budgets[kind]
+        if summary.switches_per_hour > budget + 1e-9:
+            return f"{kind}: {summary.switches_per_hour:.1f} switches per source-hour, budget {budget:.1f}"
+        if summary.flap_holds > before.flap_holds:
+            return f"{kind}: {summary.flap_holds} flap holds, baseline {before.flap_holds}"
+        if summary.undetected > before.undetected:
+            return f"{kind}: {summary.undetected} outages undetected, baseline {before.undetected}"
     return ""
 
 
