@@ -27,7 +27,9 @@ help:
 	@echo "make migrate   migrate public and the tenant schemas with pending migrations"
 	@echo "make worker    run a Celery worker in the foreground"
 	@echo "make beat      run Celery beat in the foreground"
-	@echo "make bench     run every bench/*.py"
+	@echo "make bench     run every bench/*.py (but faults and soak)"
+	@echo "make faults    kill, flush and restart each part under steady ingest; count acked, stored, lost"
+	@echo "make soak      30 min at a fixed rate, RSS growth per process (ARGS=\"--minutes 5\")"
 	@echo "make services  print export lines for DATABASE_URL and REDIS_URL"
 	@echo "make openapi   write docs/openapi.yaml from the code, validated (commit it with an API change)"
 	@echo "make clean     stop the embedded PostgreSQL and Redis"
@@ -77,6 +79,14 @@ beat: venv
 
 bench: venv
 	$(LAUNCH) bench -- $(ARGS)
+
+# Fault suite and soak (docs/reliability.md): their own stack, minutes long.
+.PHONY: faults soak
+faults: venv
+	$(LAUNCH) faults -- $(ARGS)
+
+soak: venv
+	$(LAUNCH) soak -- $(ARGS)
 
 # The committed schema (docs/api.md); tests/beastflow/test_openapi.py fails while it differs from the code's.
 .PHONY: openapi
