@@ -1,4 +1,8 @@
-"""Capacity over the API: the tenant's own (`GET /api/v1/capacity`) and the platform's, for staff.
+"""Capacity and failure recordings over the API (docs/observability.md).
+
+Capacity: the tenant's own (`GET /api/v1/capacity`) and the platform's, for staff.
+Failure recordings: `GET /api/v1/failures/{id}/recording` downloads one,
+`POST` records one now; another tenant's failure is a 404, like a missing one.
 
 The tenant is the API key's: its report holds its own measurements only.
 The platform report (`GET /api/v1/platform/capacity`) covers every tenant,
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
@@ -18,7 +23,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beastflow.problems import ProblemError
 from observability.capacity import DEFAULT_WINDOW, WINDOWS, platform_capacity, tenants_capacity
+from observability.models import FailureRecording
+from observability.recording import AFTER_S, BEFORE_S, recording_store
 from tenants.models import Tenant
 from tenants.selectors import ResolvedKey
 
@@ -128,6 +136,7 @@ def _window(request: Request) -> str:
 
 class CapacityApi(APIView):
     @extend_schema(
+        operation_id="capacity_get",
         summary="This tenant's capacity: ingest, poll and callback latency and throughput, headroom, advice",
         parameters=[WINDOW_PARAM],
         responses=TenantCapacityOutput,
@@ -158,3 +167,77 @@ class PlatformCapacityApi(APIView):
     @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:
         return Response(PlatformCapacityOutput(platform_capacity(window=_window(request))).data)
+
+
+# -- failure recordings ---------------------------------------------------------------
+
+
+class RecordingInput(serializers.Serializer):  # type: ignore[type-arg]
+    before_s = serializers.FloatField(min_value=0, max_value=3600, default=BEFORE_S, required=False)
+    after_s = serializers.FloatField(min_value=0, max_value=3600, default=AFTER_S, required=False)
+
+
+class RecordingOutput(serializers.Serializer):  # type: ignore[type-arg]
+    failure = serializers.IntegerField()
+    source_id = serializers.IntegerField(allow_null=True)
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    judgements = serializers.IntegerField(help_text="Monitor judgements recorded (what a replay decides again).")
+    size_bytes = serializers.IntegerField()
+    truncated = serializers.BooleanField(help_text="Parts were thinned to keep it under the size cap.")
+    created_at = serializers.DateTimeField()
+    download = serializers.CharField(help_text="Where to GET the document.")
+
+
+def _failure_or_404(failure_id: Any) -> Any:
+    from healing import selectors as healing_selectors
+
+    failure = healing_selectors.failure_get(failure_id)
+    if failure is None:
+        raise ProblemError(404, "No such failure.")  # another tenant's is not in this schema: the same 404
+    return failure
+
+
+def _recording_render(recording: FailureRecording) -> dict[str, Any]:
+    return {
+        "failure": recording.failure_id,
+        "source_id": recording.source_id,
+        "window_start": recording.window_start,
+        "window_end": recording.window_end,
+        "judgements": recording.judgements,
+        "size_bytes": recording.size_bytes,
+        "truncated": recording.truncated,
+        "created_at": recording.created_at,
+        "download": f"/api/v1/failures/{recording.failure_id}/recording",
+    }
+
+
+class FailureRecordingApi(APIView):
+    @extend_schema(
+        operation_id="failures_recording_get",
+        summary="Download a failure's recording (traffic and monitor inputs around it), for replay_failure",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, failure_id: str) -> Response:
+        failure = _failure_or_404(failure_id)
+        recording = FailureRecording.objects.filter(failure=failure).first()
+        if recording is None:
+            raise ProblemError(404, "This failure has no recording; POST to this URL to record it now.")
+        response = Response(recording.data)
+        response["Content-Disposition"] = f'attachment; filename="failure-{failure.pk}-recording.json"'
+        return response
+
+    @extend_schema(
+        operation_id="failures_recording_create",
+        summary="Record a failure now: the window around its first sighting, replacing an earlier recording",
+        request=RecordingInput,
+        responses={201: RecordingOutput},
+    )
+    def post(self, request: Request, failure_id: str) -> Response:
+        failure = _failure_or_404(failure_id)
+        given = RecordingInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        recording = recording_store(
+            failure=failure, before_s=given.validated_data["before_s"], after_s=given.validated_data["after_s"]
+        )
+        return Response(RecordingOutput(_recording_render(recording)).data, status=201)

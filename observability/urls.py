@@ -9,4 +9,5 @@ from observability import apis
 urlpatterns = [
     path("capacity", apis.CapacityApi.as_view(), name="capacity"),
     path("platform/capacity", apis.PlatformCapacityApi.as_view(), name="platform-capacity"),
+    path("failures/<str:failure_id>/recording", apis.FailureRecordingApi.as_view(), name="failure-recording"),
 ]
