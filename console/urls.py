@@ -12,6 +12,7 @@ from django.urls import path
 
 from console import views
 from healing import console_views as healing_views
+from strategies import console_views as strategies_views
 
 app_name = "console"
 
@@ -30,4 +31,7 @@ urlpatterns = [
     path("approvals/", healing_views.approvals, name="approvals"),
     path("approvals/<int:action_id>/decide", healing_views.approval_decide, name="approval-decide"),
     path("healing/", healing_views.healing_history, name="healing"),
+    # A/B experiments between strategy versions (strategies/console_views.py).
+    path("experiments/", strategies_views.experiments, name="experiments"),
+    path("experiments/<int:experiment_id>/decide", strategies_views.experiment_decide, name="experiment-decide"),
 ]
