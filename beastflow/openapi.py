@@ -9,7 +9,8 @@ errors any of them can answer, from what the operation itself shows:
   (PostgreSQL or Redis out of reach: Retry-After, never a 500);
 - 404 where the path names an object (another tenant's is not found either);
 - 400 where there are query parameters to misread or a JSON body to misparse;
-- 415 where there is a JSON body (only application/json is parsed).
+- 415 where there is a JSON body (only application/json is parsed);
+- and every query parameter allows an empty value: `?limit=` reads as absent.
 
 Every problem answer is one of the response components (`#/components/responses/...`,
 built from `PROBLEMS`), each with its example, so a client learns the shape
@@ -176,12 +177,14 @@ LIMIT_PARAMETER = {
     "name": "limit",
     "in": "query",
     "description": "Page size, 1..500 (default 50).",
-    "schema": {"type": "integer"},
+    "allowEmptyValue": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
 }
 CURSOR_PARAMETER = {
     "name": "cursor",
     "in": "query",
-    "description": "The `next_cursor` of the previous page.",
+    "description": "The `next_cursor` of the previous page, as given (opaque: anything else answers 400).",
+    "allowEmptyValue": True,
     "schema": {"type": "string"},
 }
 _PROBLEM_REF = "#/components/schemas/Problem"
@@ -213,10 +216,12 @@ def _paginated_parameters(operation: dict[str, Any]) -> None:
     for position, parameter in enumerate(operation.get("parameters", [])):
         if parameter.get("in") != "query":
             continue
+        # Every query parameter given empty (`?limit=`) reads as absent.
+        parameter["allowEmptyValue"] = True
         # A list whose page size differs (the audit timeline) keeps its own description.
         if parameter.get("name") == "limit" and parameter.get("description") == LIMIT_PARAMETER["description"]:
             operation["parameters"][position] = {"$ref": "#/components/parameters/Limit"}
-        elif parameter.get("name") == "cursor":
+        elif parameter.get("name") == "cursor" and parameter.get("description") == "next_cursor of the previous page.":
             operation["parameters"][position] = {"$ref": "#/components/parameters/Cursor"}
 
 
@@ -247,8 +252,11 @@ def shared_answers_hook(result: dict[str, Any], generator: Any, request: Any, pu
                 wanted |= {401, 503}
             if _PATH_PARAM.search(path):
                 wanted.add(404)
-            if any(p.get("in") == "query" or "$ref" in p for p in operation.get("parameters", [])):
+            query = [p for p in operation.get("parameters", []) if p.get("in") == "query" or "$ref" in p]
+            if query:
                 wanted.add(400)
+            if any(p.get("name") == "source" for p in query):
+                wanted.add(404)  # a filter on a source that is not the caller's
             if "application/json" in operation.get("requestBody", {}).get("content", {}):
                 wanted |= {400, 415}
             for status in wanted:

@@ -15,6 +15,7 @@ from beastflow.netguard import literal_problem
 from beastflow.openapi import problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError, flatten_errors
+from beastflow.strict_input import StrictInputSerializer
 from callbacks import openapi as docs
 from callbacks import selectors, services
 from callbacks.models import Delivery, Subscription
@@ -44,7 +45,7 @@ def _http_url(value: str) -> str:
     return value
 
 
-class SubscriptionCreateInput(serializers.Serializer):  # type: ignore[type-arg]
+class SubscriptionCreateInput(StrictInputSerializer):
     url = serializers.CharField(max_length=2000, help_text="http(s) endpoint that receives POSTed changes.")
     sources = serializers.ListField(
         child=serializers.IntegerField(min_value=1),
@@ -74,7 +75,7 @@ class SubscriptionCreateInput(serializers.Serializer):  # type: ignore[type-arg]
         return _http_url(value)
 
 
-class ReplayInput(serializers.Serializer):  # type: ignore[type-arg]
+class ReplayInput(StrictInputSerializer):
     from_seq = serializers.IntegerField(min_value=0, help_text="First seq to deliver again.")
 
 

@@ -172,11 +172,32 @@ class AuditApi(APIView):
         summary="The audit timeline (switches, failures, RCA, healing, operator actions), newest first",
         parameters=[
             OpenApiParameter("source", int, description="Only this source's entries."),
-            OpenApiParameter("kind", str, many=True, description="mode_switch, failure, rca, healing, operator."),
-            OpenApiParameter("correlation", str, description="Only entries caused by this request or task."),
-            OpenApiParameter("window", str, description="1h, 24h (default), 7d or all."),
-            OpenApiParameter("limit", int, description=f"Page size, 1..{AUDIT_MAX_LIMIT} (default 50)."),
-            OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
+            OpenApiParameter(
+                "kind",
+                {"type": "array", "items": {"type": "string", "enum": [kind for kind, _ in AuditFilter.KINDS]}},
+                explode=True,
+                description="Only entries of these kinds (repeated, or comma-separated).",
+            ),
+            OpenApiParameter(
+                "correlation",
+                {"type": "string", "maxLength": 128},
+                description="Only entries caused by this request or task.",
+            ),
+            OpenApiParameter(
+                "window",
+                {"type": "string", "enum": list(AuditFilter.WINDOWS)},
+                description="How far back (default 24h).",
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": AUDIT_MAX_LIMIT},
+                description=f"Page size, 1..{AUDIT_MAX_LIMIT} (default 50).",
+            ),
+            OpenApiParameter(
+                "cursor",
+                {"type": "string", "format": "date-time"},
+                description="next_cursor of the previous page (an ISO timestamp with a time zone).",
+            ),
         ],
     )
     def get(self, request: Request) -> Response:

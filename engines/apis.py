@@ -154,9 +154,15 @@ class RecordDetailApi(APIView):
 class ChangeFeedApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("after", int, description="Return changes with seq > after (default 0)."),
+            OpenApiParameter(
+                "after", {"type": "integer", "minimum": 0}, description="Return changes with seq > after (default 0)."
+            ),
             OpenApiParameter("source", int, description="Only this source's changes."),
-            OpenApiParameter("limit", int, description="Page size, 1..500 (default 100)."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 500},
+                description="Page size, 1..500 (default 100).",
+            ),
         ],
         operation_id="changes_list",
         responses={200: docs.ChangeFeedPage, **problems(410)},

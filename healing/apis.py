@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 from beastflow.openapi import problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError
+from beastflow.strict_input import StrictInputSerializer
 from engines.selectors import source_get
 from healing import openapi as docs
 from healing import selectors, services
@@ -21,12 +23,15 @@ from healing.rca.analysis import RCAError, rca_confirm
 from healing.schemas import RCACategory
 from tenants.models import ApiKey
 
-LIST_PARAMETERS = [
-    OpenApiParameter("source", int, description="Only this source's rows."),
-    OpenApiParameter("status", str, description="Only rows in this status."),
-    OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
-]
+
+def list_parameters(statuses: Sequence[str]) -> list[OpenApiParameter]:
+    """A list's filters and page, for the schema: `status` is one of the rows' own statuses."""
+    return [
+        OpenApiParameter("source", int, description="Only this source's rows."),
+        OpenApiParameter("status", {"type": "string", "enum": list(statuses)}, description="Only rows in this status."),
+        OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
+        OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
+    ]
 
 
 def source_filter(request: Request) -> int | None:
@@ -67,7 +72,7 @@ def actor(request: Request) -> str:
 class HealingActionListApi(APIView):
     @extend_schema(
         operation_id="healing_actions_list",
-        parameters=LIST_PARAMETERS,
+        parameters=list_parameters(HealingStatus.values),
         responses={200: docs.HealingActionPage},
         summary="Healing actions, newest first",
     )
@@ -94,7 +99,7 @@ class HealingActionDetailApi(APIView):
 
 class HealingActionApproveApi(APIView):
     @extend_schema_serializer(component_name="HealingApproveInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
     @extend_schema(
@@ -121,7 +126,7 @@ class HealingActionApproveApi(APIView):
 
 class HealingActionRejectApi(APIView):
     @extend_schema_serializer(component_name="HealingRejectInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         reason = serializers.CharField(max_length=2000)  # who rejected is known; why must be said
 
     @extend_schema(
@@ -147,7 +152,7 @@ class HealingActionRejectApi(APIView):
 class FailureListApi(APIView):
     @extend_schema(
         operation_id="failures_list",
-        parameters=LIST_PARAMETERS,
+        parameters=list_parameters(FailureStatus.values),
         responses={200: docs.FailurePage},
         summary="Failures, newest first",
     )
@@ -184,7 +189,7 @@ def rca_or_404(rca_id: Any) -> RCAResult:
 class RCAListApi(APIView):
     @extend_schema(
         operation_id="rca_list",
-        parameters=LIST_PARAMETERS,
+        parameters=list_parameters(selectors.RCA_STATUSES),
         responses={200: docs.RCAPage},
         summary="RCA results, newest first (status: confirmed or unconfirmed)",
     )
@@ -210,7 +215,7 @@ class RCADetailApi(APIView):
 
 class RCAConfirmApi(APIView):
     @extend_schema_serializer(component_name="RCAConfirmInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         category = serializers.ChoiceField(
             choices=[c.value for c in RCACategory], required=False, help_text="Omit to confirm; another to correct."
         )

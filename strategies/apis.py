@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from beastflow.openapi import problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError
+from beastflow.strict_input import StrictInputSerializer
 from engines.selectors import source_get
 from engines.simulator.scenario import ScenarioError, load_scenario
 from strategies import openapi as docs
@@ -66,7 +67,7 @@ def experiment_or_404(experiment_id: Any) -> Experiment:
 
 class StrategyConfigListCreateApi(APIView):
     @extend_schema_serializer(component_name="StrategyVersionInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         config = serializers.SlugField(max_length=100)
         params = serializers.JSONField(help_text="Only what changes from the config's latest version (or defaults).")
         reason = serializers.CharField(max_length=2000)
@@ -145,7 +146,7 @@ class StrategyDiffApi(APIView):
 
 class StrategyRollbackApi(APIView):
     @extend_schema_serializer(component_name="StrategyRollbackInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         to = serializers.IntegerField(min_value=1, help_text="The version number to restore.")
         reason = serializers.CharField(max_length=2000)
 
@@ -164,7 +165,7 @@ class StrategyRollbackApi(APIView):
 
 class StrategyAssignApi(APIView):
     @extend_schema_serializer(component_name="StrategyAssignInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         scope = serializers.ChoiceField(["tenant", "source"], help_text="The tenant default, or one source's override.")
         source_id = serializers.IntegerField(required=False, source="source", help_text="With scope source.")
         auto_promote = serializers.BooleanField(
@@ -196,7 +197,7 @@ class StrategyAssignApi(APIView):
 
 class StrategyTuneApi(APIView):
     @extend_schema_serializer(component_name="StrategyTuneInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         scenarios = serializers.ListField(
             child=serializers.CharField(max_length=100),
             min_length=1,
@@ -249,7 +250,7 @@ class StrategyTuneApi(APIView):
 
 class ExperimentListStartApi(APIView):
     @extend_schema_serializer(component_name="ExperimentStartInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=200)
         control = serializers.IntegerField(help_text="A strategy version's id.")
         treatment = serializers.IntegerField(help_text="A strategy version's id.")
@@ -339,7 +340,7 @@ class ExperimentDetailApi(APIView):
 
 class _Decision(APIView):
     @extend_schema_serializer(component_name="ExperimentDecisionInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
     def _decide(self, request: Request, experiment_id: str, verb: str) -> Response:

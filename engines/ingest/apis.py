@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from beastflow.openapi import problems
 from beastflow.problems import ProblemError, flatten_errors
+from beastflow.strict_input import StrictInputSerializer
 from engines import selectors
 from engines.ingest.preview import PreviewError, mapping_preview
 
@@ -46,7 +47,7 @@ MAPPING_PREVIEW_OUTPUT = inline_serializer(
 )
 
 
-class MappingPreviewInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class MappingPreviewInputSerializer(StrictInputSerializer):
     headers = serializers.DictField(
         child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8_192),
         required=False,
