@@ -197,17 +197,24 @@ class StrategyAssignApi(APIView):
 
 class StrategyTuneApi(APIView):
     @extend_schema_serializer(component_name="StrategyTuneInput")
-    class InputSerializer(StrictInputSerializer):
+    class InputSerializer(serializers.Serializer[Any]):
         scenarios = serializers.ListField(
             child=serializers.CharField(max_length=100),
             min_length=1,
             max_length=10,
+            required=False,
             help_text="Simulator scenarios to replay (engines/simulator/scenarios), e.g. demo-outage.",
         )
+        source_id = serializers.IntegerField(
+            required=False, source="source", help_text="Instead of scenarios: this source's recorded verdicts."
+        )
+        hours = serializers.FloatField(min_value=0.1, max_value=24 * 14, default=24.0, help_text="With source_id.")
         seeds = serializers.IntegerField(min_value=1, max_value=20, default=3)
         loops = serializers.IntegerField(min_value=1, max_value=5, default=2)
         budget_per_hour = serializers.FloatField(
-            min_value=0, required=False, help_text="Switches per source-hour allowed; default: the version's own."
+            min_value=0,
+            required=False,
+            help_text="Switches per source-hour allowed; default: what the version (or the source) does today.",
         )
 
     @extend_schema(
@@ -215,10 +222,20 @@ class StrategyTuneApi(APIView):
         request=InputSerializer,
         responses={200: docs.TuneOut, **problems(422)},
         summary="Propose faster hysteresis parameters within the flap budget; stored as a new version, not adopted",
+        description=(
+            "From the simulator's scenarios (same seeds for every candidate) or from one source's recorded "
+            "verdicts. The proposal is a new version of the config; adopt it only after an experiment "
+            "(POST /api/v1/experiments with this version as the control and the proposal as the treatment)."
+        ),
     )
     def post(self, request: Request, config: str, number: str) -> Response:
         version = version_or_404(config, number)
         body = _valid(self.InputSerializer(data=request.data))
+        if ("scenarios" in body) == ("source" in body):
+            errors = [{"field": "scenarios", "message": "give scenarios or source_id, one of them"}]
+            raise ProblemError(422, "Tune on scenarios or on a source's history.", errors=errors)
+        if "source" in body:
+            return Response(self._from_source(request, version, body))
         histories = []
         for name in body["scenarios"]:
             path = SCENARIOS / f"{name}.yaml"
@@ -243,6 +260,27 @@ class StrategyTuneApi(APIView):
             )
             answer["version"] = selectors.version_render(created)
         return Response(answer)
+
+    def _from_source(self, request: Request, version: StrategyVersion, body: dict[str, Any]) -> dict[str, Any]:
+        source = source_get(body["source"])
+        if source is None:
+            raise ProblemError(404, "No such source.")
+        changes, created = services.source_tune(
+            source=source,
+            version=version,
+            author=actor(request),
+            hours=body["hours"],
+            budget_per_hour=body.get("budget_per_hour"),
+        )
+        return {
+            "budget_per_hour": (created.origin if created else {}).get("budget_per_hour", body.get("budget_per_hour")),
+            "baseline": {"hysteresis": version.params["hysteresis"]},
+            "best": None if changes is None else {"changes": changes},
+            "improves": created is not None,
+            "candidates": 0,
+            "feasible": 0 if changes is None else 1,
+            "version": selectors.version_render(created) if created else None,
+        }
 
 
 # -- experiments ---------------------------------------------------------------------

@@ -91,7 +91,7 @@ class ExperimentPage(BaseModel):
 
 
 class TuneOut(BaseModel):
-    budget_per_hour: float
+    budget_per_hour: float | None
     baseline: dict[str, Any]
     best: dict[str, Any] | None
     improves: bool

@@ -15,11 +15,13 @@ from typing import Any
 
 from django.db.models import Count, F, QuerySet, Sum
 
-from engines.models import ModeSwitch, PollRun, ReconciliationRun
+from engines.models import HealthSample, ModeSwitch, PollRun, ReconciliationRun, Source
+from engines.modes import Verdict
 from healing.models import FailureKind, FailureRecord, HealingAction, HealingStatus
 from strategies.assignment import Arm
 from strategies.models import Experiment, Metric, SourceStrategy, StrategyConfig, StrategyVersion
 from strategies.params import diff
+from strategies.tuner import Judged
 
 Sample = tuple[datetime, bool, float]  # (when, treatment?, value)
 
@@ -288,3 +290,23 @@ def guardrail_counts(experiment: Experiment) -> dict[str, dict[str, float]]:
 def version_usage() -> dict[int, int]:
     """How many sources override to each version (the console's and the admin's count)."""
     return dict(SourceStrategy.objects.values("version_id").annotate(n=Count("id")).values_list("version_id", "n"))
+
+
+def judged_history(source: Source, *, hours: float) -> tuple[list[Judged], int]:
+    """The source's recorded verdicts (health samples) of the last `hours`, oldest first, and its switches then.
+
+    A bad verdict counts as the push going quiet when silence was over its
+    allowance: what engines.monitor._silent would have said, from the measures kept.
+    """
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(hours=hours)
+    samples = HealthSample.objects.filter(source=source, at__gte=since).order_by("at")
+    rows = samples.values_list("at", "verdict", "measures")
+    judged = []
+    for at, verdict, measures in rows:
+        silence, allowed = (measures or {}).get("silence_s"), (measures or {}).get("allowed_silence_s")
+        quiet = isinstance(silence, int | float) and isinstance(allowed, int | float) and silence > allowed
+        judged.append(Judged(at=at.timestamp(), verdict=Verdict(verdict), silent=bool(quiet and verdict == "bad")))
+    switched = ModeSwitch.objects.filter(source=source, at__gte=since).count()
+    return judged, switched

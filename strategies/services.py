@@ -49,6 +49,7 @@ from strategies.models import (
 )
 from strategies.params import StrategyParams, merged, validate_params
 from strategies.sequential import SequentialTest
+from strategies.tuner import tune_verdicts
 
 log = structlog.get_logger(__name__)
 
@@ -422,3 +423,37 @@ def _running_mark(running: bool) -> None:
         client.sadd(name, current_schema())
     elif not Experiment.objects.filter(status=ExperimentStatus.RUNNING).exists():
         client.srem(name, current_schema())
+
+
+# -- tuning from a source's own history ------------------------------------------------
+
+
+def source_tune(
+    *, source: Source, version: StrategyVersion, author: str, hours: float = 24.0, budget_per_hour: float | None = None
+) -> tuple[dict[str, float] | None, StrategyVersion | None]:
+    """Propose hysteresis parameters from the source's recorded verdicts; a new version, not adopted.
+
+    The history is the source's health samples of the last `hours`
+    (strategies.tuner.tune_verdicts). The budget defaults to the switches the
+    source really made over that time, so the proposal switches no more than
+    today. Returns (the changes, the version made) or (None, None).
+    """
+    from strategies.selectors import judged_history
+
+    judged, switched = judged_history(source, hours=hours)
+    if len(judged) < 2:
+        return None, None
+    span_h = max(1e-9, (judged[-1].at - judged[0].at) / 3600.0)
+    budget = switched / span_h if budget_per_hour is None else budget_per_hour
+    base = dict(version.params["hysteresis"])
+    changes = tune_verdicts(judged, base, budget_per_hour=budget)
+    if changes is None or all(base.get(k) == v for k, v in changes.items()):
+        return changes, None
+    created = version_create(
+        config_name=version.config.name,
+        params={"hysteresis": changes},
+        author=author,
+        reason=f"tuned from v{version.number} on source {source.pk}'s last {hours:g} h of verdicts",
+        origin={"tuned_from": version.number, "source": source.pk, "budget_per_hour": budget, "changes": changes},
+    )
+    return changes, created
