@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from beastflow.problems import ProblemError
+from beastflow.strict_input import StrictInputSerializer
 from observability.capacity import DEFAULT_WINDOW, WINDOWS, platform_capacity, tenants_capacity
 from observability.models import FailureRecording
 from observability.recording import AFTER_S, BEFORE_S, recording_store
@@ -172,7 +173,7 @@ class PlatformCapacityApi(APIView):
 # -- failure recordings ---------------------------------------------------------------
 
 
-class RecordingInput(serializers.Serializer):  # type: ignore[type-arg]
+class RecordingInput(StrictInputSerializer):  # JSON numbers only: "60" is refused, not coerced
     before_s = serializers.FloatField(min_value=0, max_value=3600, default=BEFORE_S, required=False)
     after_s = serializers.FloatField(min_value=0, max_value=3600, default=AFTER_S, required=False)
 
