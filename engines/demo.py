@@ -295,8 +295,10 @@ def ports_in_use(ports: Iterable[int]) -> list[int]:
     return busy
 
 
-def start_simulator(upstream: Upstream, *, web_url: str) -> SimulatorHandle:
+def start_simulator(upstream: Upstream, *, web_url: str, control_token: str | None = None) -> SimulatorHandle:
     """Run the upstream's simulator in a daemon thread, pushing to `web_url`.
+
+    `control_token` guards its control API (None: one of its own).
 
     Raises OSError when its port is taken.
     """
@@ -315,6 +317,7 @@ def start_simulator(upstream: Upstream, *, web_url: str) -> SimulatorHandle:
         run_id=f"{upstream.name}-{secrets.token_hex(3)}",
         profile=upstream.profile,
         profile_options=upstream.profile_options,
+        control_token=control_token,
     )
     player = handle.sim.player
     log.info(

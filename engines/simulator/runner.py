@@ -55,6 +55,7 @@ class _Options:
     scenario: Scenario | None
     heartbeat_s: float
     initial_records: int
+    control_token: str
 
 
 @dataclass
@@ -64,6 +65,7 @@ class SimulatorHandle:
     sim: Simulator
     port: int
     thread: threading.Thread
+    control_token: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -72,6 +74,11 @@ class SimulatorHandle:
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """What a call to the control API sends (server.py: a bearer token)."""
+        return {"Authorization": f"Bearer {self.control_token}"}
 
     @property
     def dataset(self) -> Dataset:
@@ -144,7 +151,7 @@ async def _serve(
 ) -> _Server:
     """Serve until `stop` is set (or uvicorn decides to exit)."""
     config = uvicorn.Config(
-        SimulatorApp(sim, stopping=stop),
+        SimulatorApp(sim, stopping=stop, control_token=opts.control_token),
         lifespan="off",
         log_config=None,  # logging belongs to the caller (manage.py configures it)
         log_level="warning",
@@ -199,9 +206,12 @@ def _options(
     scenario: str | Path | Scenario | None,
     heartbeat_s: float,
     initial_records: int,
+    control_token: str | None,
 ) -> _Options:
     loaded = load_scenario(scenario) if isinstance(scenario, str | Path) else scenario
-    return _Options(ingest_url, webhook_secret, loaded, heartbeat_s, initial_records)
+    # None: a token of this run's own, so the control API is never open.
+    token = control_token or secrets.token_urlsafe(24)
+    return _Options(ingest_url, webhook_secret, loaded, heartbeat_s, initial_records, token)
 
 
 def run(
@@ -219,9 +229,13 @@ def run(
     run_id: str | None = None,
     profile: str = "beastflow",
     profile_options: Mapping[str, Any] | None = None,
+    control_token: str | None = None,
 ) -> None:
-    """Serve a simulated upstream on 127.0.0.1:`port` until SIGINT or SIGTERM."""
-    opts = _options(ingest_url, webhook_secret, scenario, heartbeat_s, initial_records)
+    """Serve a simulated upstream on 127.0.0.1:`port` until SIGINT or SIGTERM.
+
+    `control_token` guards the control API; None generates one (and logs it).
+    """
+    opts = _options(ingest_url, webhook_secret, scenario, heartbeat_s, initial_records, control_token)
     sim = build_simulator(
         seed=seed,
         token=token,
@@ -239,6 +253,8 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         logger.info("simulator %s serving on http://%s:%d", sim.run_id, HOST, sock.getsockname()[1])
+        if control_token is None:  # generated: the only way for the operator to learn it
+            logger.warning("simulator %s control API token: %s", sim.run_id, opts.control_token)
         await _serve(sim, sock, opts, stop)
 
     try:
@@ -263,13 +279,15 @@ def start_in_thread(
     profile: str = "beastflow",
     profile_options: Mapping[str, Any] | None = None,
     ready_timeout_s: float = 5.0,
+    control_token: str | None = None,
 ) -> SimulatorHandle:
     """Start a simulator in a daemon thread; returns once it accepts requests.
 
     `mutations_per_s` defaults to 0 here so that tests drive changes
-    themselves (through `handle.sim.mutate` or the control API).
+    themselves (through `handle.sim.mutate` or the control API, with
+    `handle.control_headers`; `control_token` None generates one).
     """
-    opts = _options(ingest_url, webhook_secret, scenario, heartbeat_s, initial_records)
+    opts = _options(ingest_url, webhook_secret, scenario, heartbeat_s, initial_records, control_token)
     sim = build_simulator(
         seed=seed,
         token=token,
@@ -280,7 +298,9 @@ def start_in_thread(
         profile_options=profile_options,
     )
     sock = _bind(port)
-    handle = SimulatorHandle(sim=sim, port=sock.getsockname()[1], thread=threading.Thread())
+    handle = SimulatorHandle(
+        sim=sim, port=sock.getsockname()[1], thread=threading.Thread(), control_token=opts.control_token
+    )
 
     async def main() -> None:
         handle._loop = asyncio.get_running_loop()

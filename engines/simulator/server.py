@@ -6,7 +6,10 @@ default `beastflow` profile serves CONTRACT §6 (`/changes`, `/snapshot`),
 `/v1/customers`. The faults apply to every one of them, in the same order:
 outage, credentials, timeout, 429, 5xx, truncated body. See docs/simulator.md.
 
-Control API (never faulted, never authenticated: it binds to loopback only):
+Control API (never faulted; it binds to loopback only, and every request
+needs `Authorization: Bearer <control token>`, else 401: another local
+process or a page in the browser must not be able to fault or rewrite the
+upstream. The runner generates the token unless given one: docs/simulator.md):
 
     GET  /_control/state
     POST /_control/faults    {<Faults field>: value, ...}   patch, returns the faults
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -57,11 +61,18 @@ class HttpError(Exception):
 
 
 class SimulatorApp:
-    """ASGI 3 app over one Simulator. `stopping` cuts long sleeps short at shutdown."""
+    """ASGI 3 app over one Simulator. `stopping` cuts long sleeps short at shutdown.
 
-    def __init__(self, sim: Simulator, *, stopping: asyncio.Event | None = None) -> None:
+    Without a `control_token` the control API answers 401 to everything
+    (an app serving the upstream endpoints only).
+    """
+
+    def __init__(
+        self, sim: Simulator, *, stopping: asyncio.Event | None = None, control_token: str | None = None
+    ) -> None:
         self.sim = sim
         self.stopping = stopping
+        self.control_token = control_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -74,6 +85,10 @@ class SimulatorApp:
         profile = self.sim.profile
         try:
             if path.startswith("/_control/"):
+                if not control_allowed(_header(scope, b"authorization"), self.control_token):
+                    body = problem(401, "send the control token: Authorization: Bearer <token>")
+                    await respond(send, 401, body, _PROBLEM, [(b"www-authenticate", b"Bearer")])
+                    return
                 await self._control(path.removeprefix("/_control/"), method, receive, send)
             elif path == "/healthz":
                 await respond(send, 200, b'{"status":"ok"}')
@@ -188,7 +203,22 @@ class SimulatorApp:
         await respond(send, 200, msgspec.json.encode(result))
 
 
+def control_allowed(authorization: str | None, token: str | None) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time; never without a token configured."""
+    if not token:
+        return False
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 # -- ASGI helpers ------------------------------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if bytes(key).lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 async def respond(

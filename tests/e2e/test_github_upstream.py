@@ -64,7 +64,9 @@ class Repo:
     api: httpx.Client  # BeastFlow's API as the tenant
 
     def control(self, route: str, body: dict[str, Any]) -> Any:
-        response = httpx.post(f"{self.sim.base_url}/_control/{route}", json=body, timeout=5)
+        response = httpx.post(
+            f"{self.sim.base_url}/_control/{route}", json=body, headers=self.sim.control_headers, timeout=5
+        )
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -42,7 +42,9 @@ class World:
     blocker: Any
 
     def control(self, path: str, body: dict[str, Any]) -> None:
-        response = httpx.post(f"{self.sim.base_url}/_control/{path}", json=body, timeout=5)
+        response = httpx.post(
+            f"{self.sim.base_url}/_control/{path}", json=body, headers=self.sim.control_headers, timeout=5
+        )
         assert response.status_code == 200, response.text
 
     def query(self, read: Callable[[], Any]) -> Any:

@@ -103,7 +103,12 @@ def test_a_gradual_degradation_is_predicted_before_the_switch(
         ramp_from = time.time()
         while first_switch_at() is None and time.time() - ramp_from < RAMP_S + HOLD_S:
             drop = min(0.9, 0.9 * (time.time() - ramp_from) / RAMP_S)
-            response = httpx.post(f"{sim.base_url}/_control/faults", json={"drop_rate": round(drop, 2)}, timeout=5)
+            response = httpx.post(
+                f"{sim.base_url}/_control/faults",
+                json={"drop_rate": round(drop, 2)},
+                headers=sim.control_headers,
+                timeout=5,
+            )
             assert response.status_code == 200
             time.sleep(2)
         switched = first_switch_at()

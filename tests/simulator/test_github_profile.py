@@ -43,7 +43,12 @@ def github(sim: SimulatorHandle) -> Iterator[httpx.Client]:
 
 
 def control(sim: SimulatorHandle, route: str, body: Any = None) -> Any:
-    response = httpx.post(f"{sim.base_url}/_control/{route}", json=body if body is not None else {}, timeout=3)
+    response = httpx.post(
+        f"{sim.base_url}/_control/{route}",
+        json=body if body is not None else {},
+        headers=sim.control_headers,
+        timeout=3,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -200,7 +205,8 @@ def test_the_rate_limit_budget_is_counted_and_enforced_per_window(sim: Simulator
     assert time.time() < reset <= time.time() + 61
     assert "rate limit exceeded" in answers[3].json()["message"]
     assert sim.sim.requests["issues.over_limit"] == 1 and sim.sim.requests["issues.ok"] == 3
-    assert httpx.get(f"{sim.base_url}/_control/profile").json()["profile"]["rate_refused"] == 1
+    profile = httpx.get(f"{sim.base_url}/_control/profile", headers=sim.control_headers).json()["profile"]
+    assert profile["rate_refused"] == 1
 
 
 def test_a_new_window_serves_again_and_429_can_be_chosen(sim: SimulatorHandle, github: httpx.Client) -> None:
@@ -273,14 +279,15 @@ def test_mutate_names_the_issue_ids_a_receiver_stores(sim: SimulatorHandle, gith
     changes = control(sim, "mutate", {"count": 3})["changes"]
     listed = {str(i["id"]) for i in list_all(github)[0]}
     assert {c["upstream_key"] for c in changes} <= listed
-    state = httpx.get(f"{sim.base_url}/_control/state").json()
+    state = httpx.get(f"{sim.base_url}/_control/state", headers=sim.control_headers).json()
     assert state["profile"]["name"] == "github" and state["profile"]["repo"] == "hello"
 
 
 def test_profile_settings_are_validated(sim: SimulatorHandle) -> None:
-    response = httpx.post(f"{sim.base_url}/_control/profile", json={"rate_limit_status": 500})
+    url, headers = f"{sim.base_url}/_control/profile", sim.control_headers
+    response = httpx.post(url, json={"rate_limit_status": 500}, headers=headers)
     assert response.status_code == 400 and "403 or 429" in response.json()["detail"]
-    response = httpx.post(f"{sim.base_url}/_control/profile", json={"colour": "red"})
+    response = httpx.post(url, json={"colour": "red"}, headers=headers)
     assert response.status_code == 400
 
 

@@ -42,7 +42,7 @@ def test_a_scenario_file_loops_when_it_repeats(tmp_path: Path) -> None:
         seen: set[tuple[int, str]] = set()
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline and (1, "down") not in seen:
-            state = httpx.get(f"{handle.base_url}/_control/state").json()["scenario"]
+            state = httpx.get(f"{handle.base_url}/_control/state", headers=handle.control_headers).json()["scenario"]
             seen.add((state["loop"], state["phase"]))
             time.sleep(0.02)
     # then
@@ -77,7 +77,8 @@ def test_run_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
     port = free_port()
     code = (
         "from engines.simulator.runner import run; "
-        f"run(port={port}, token='t', scenario={str(path)!r}, initial_records=10, mutations_per_s=20)"
+        f"run(port={port}, token='t', scenario={str(path)!r}, initial_records=10, mutations_per_s=20,"
+        " control_token='ctl')"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:
@@ -91,8 +92,9 @@ def test_run_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
 
         wait_for(answers, timeout=10)
         # when
-        wait_for(lambda: httpx.get(f"{base}/_control/state").json()["dataset"]["head_seq"] > 12)
-        state = httpx.get(f"{base}/_control/state").json()
+        control = {"Authorization": "Bearer ctl"}
+        wait_for(lambda: httpx.get(f"{base}/_control/state", headers=control).json()["dataset"]["head_seq"] > 12)
+        state = httpx.get(f"{base}/_control/state", headers=control).json()
         proc.send_signal(signal.SIGTERM)
         # then
         assert proc.wait(5) == 0

@@ -14,11 +14,13 @@ from engines.simulator.runner import SimulatorHandle, start_in_thread
 from tests.simulator.support import bucket_of, contract_errors, independent_digests, wait_for
 
 TOKEN = "upstream-token"
+CONTROL_TOKEN = "control-token"
+CONTROL = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimulatorHandle]:
-    with start_in_thread(token=TOKEN, seed=11) as handle:
+    with start_in_thread(token=TOKEN, seed=11, control_token=CONTROL_TOKEN) as handle:
         yield handle
 
 
@@ -32,7 +34,7 @@ def upstream(sim: SimulatorHandle) -> Iterator[httpx.Client]:
 
 
 def control(client: httpx.Client, route: str, body: Any = None) -> Any:
-    response = client.post(f"/_control/{route}", json=body if body is not None else {})
+    response = client.post(f"/_control/{route}", json=body if body is not None else {}, headers=CONTROL)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -201,7 +203,7 @@ def test_schema_break_puts_invalid_events_in_the_feed(upstream: httpx.Client) ->
 
 def test_the_control_api_is_never_faulted(upstream: httpx.Client, sim: SimulatorHandle) -> None:
     control(upstream, "faults", {"outage": "all", "outage_mode": "reset", "auth_fail": True})
-    state = httpx.get(f"{sim.base_url}/_control/state").json()
+    state = httpx.get(f"{sim.base_url}/_control/state", headers=CONTROL).json()
     assert state["faults"]["outage"] == "all"
     assert state["requests"] == {}
 
@@ -213,12 +215,12 @@ def test_state_counts_requests_by_outcome(upstream: httpx.Client) -> None:
     feed(upstream)
     control(upstream, "faults", {"http_429_rate": 1})
     feed(upstream)
-    state = upstream.get("/_control/state").json()
+    state = upstream.get("/_control/state", headers=CONTROL).json()
     assert state["requests"] == {"changes.ok": 1, "changes.rate_limited": 1}
 
 
 def test_a_bad_fault_patch_is_a_400_naming_the_field(upstream: httpx.Client) -> None:
-    response = upstream.post("/_control/faults", json={"drop_rate": 3})
+    response = upstream.post("/_control/faults", json={"drop_rate": 3}, headers=CONTROL)
     assert response.status_code == 400 and "drop_rate" in response.json()["detail"]
 
 
@@ -236,7 +238,7 @@ def test_traffic_makes_changes_on_its_own(upstream: httpx.Client, sim: Simulator
         wait_for(lambda: sim.dataset.head_seq >= 20)
     finally:
         control(upstream, "traffic", {"mutations_per_s": 0})
-    assert upstream.post("/_control/traffic", json={"silent_rate": 2}).status_code == 400
+    assert upstream.post("/_control/traffic", json={"silent_rate": 2}, headers=CONTROL).status_code == 400
 
 
 def test_a_scenario_posted_to_the_control_api_switches_phases_on_time(upstream: httpx.Client) -> None:
@@ -258,7 +260,7 @@ def test_a_scenario_posted_to_the_control_api_switches_phases_on_time(upstream: 
 
     # when / then
     def phase() -> str:
-        scenario = upstream.get("/_control/state").json()["scenario"]
+        scenario = upstream.get("/_control/state", headers=CONTROL).json()["scenario"]
         return scenario["phase"] if scenario else "ended"
 
     seen: list[tuple[float, str, int]] = []
@@ -276,7 +278,7 @@ def test_a_scenario_posted_to_the_control_api_switches_phases_on_time(upstream: 
 
 
 def test_an_invalid_scenario_is_a_400_and_stop_ends_a_running_one(upstream: httpx.Client) -> None:
-    assert upstream.post("/_control/scenario", json={"phases": []}).status_code == 400
+    assert upstream.post("/_control/scenario", json={"phases": []}, headers=CONTROL).status_code == 400
     control(upstream, "scenario", [{"name": "long", "duration_s": 60, "faults": {"outage": "feed"}}])
     assert control(upstream, "scenario", {"stop": True})["scenario"] is None
     assert feed(upstream).status_code == 200
@@ -294,5 +296,28 @@ def test_reset_clears_faults_and_optionally_the_dataset(upstream: httpx.Client) 
 def test_unknown_routes_and_methods_are_problems(upstream: httpx.Client) -> None:
     assert upstream.get("/nope").status_code == 404
     assert upstream.post("/changes").status_code == 405
-    assert upstream.get("/_control/faults").status_code == 405
-    assert upstream.post("/_control/nope", json={}).status_code == 404
+    assert upstream.get("/_control/faults", headers=CONTROL).status_code == 405
+    assert upstream.post("/_control/nope", json={}, headers=CONTROL).status_code == 404
+
+
+# -- the control token ---------------------------------------------------------------
+
+
+def test_the_control_api_refuses_a_request_without_the_control_token(upstream: httpx.Client) -> None:
+    # the upstream's own token is not the control token
+    for headers in ({}, {"Authorization": f"Bearer {TOKEN}"}, {"Authorization": f"Bearer {CONTROL_TOKEN}x"}):
+        response = httpx.post(f"{upstream.base_url}/_control/faults", json={"outage": "all"}, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{upstream.base_url}/_control/state").status_code == 401
+    # nothing was changed by the refused requests
+    assert upstream.get("/_control/state", headers=CONTROL).json()["faults"]["outage"] == "none"
+
+
+def test_a_simulator_started_without_a_control_token_gets_one_of_its_own() -> None:
+    with start_in_thread() as first, start_in_thread() as second:
+        assert len(first.control_token) >= 32 and first.control_token != second.control_token
+        assert httpx.get(f"{first.base_url}/_control/state").status_code == 401
+        assert httpx.get(f"{first.base_url}/_control/state", headers=second.control_headers).status_code == 401
+        assert httpx.get(f"{first.base_url}/_control/state", headers=first.control_headers).status_code == 200

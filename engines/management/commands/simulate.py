@@ -6,12 +6,19 @@
   makes it a GitHub- or Stripe-shaped upstream (see docs/simulator.md).
 - `simulate --demo [--base-port 9101] [--web-url http://127.0.0.1:8000]`: the `demo` tenant's
   sources and their simulators (engines.demo), as `make up` runs it.
+
+The control API of every simulator started here needs a bearer token:
+`--control-token`, else BEASTFLOW_SIMULATOR_TOKEN, else one generated for
+the run. The demo writes it to `<state dir>/simulator-control-token` (0600),
+where whoever drives the demo's upstreams reads it (docs/simulator.md).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
+import secrets
 import signal
 import threading
 from pathlib import Path
@@ -32,6 +39,7 @@ from tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
 
+CONTROL_TOKEN_ENV = "BEASTFLOW_SIMULATOR_TOKEN"  # noqa: S105 (the variable's name)
 WATCH_S = 0.25  # how often the demo checks for phase changes and dead simulators
 
 
@@ -46,6 +54,11 @@ class Command(BaseCommand):
         one.add_argument("--ingest-url", help="Push events and heartbeats here (none: serve the feed only).")
         one.add_argument("--secret", help="Webhook secret that signs the pushes.")
         one.add_argument("--token", help="Bearer token the feed and snapshot require.")
+        parser.add_argument(
+            "--control-token",
+            default=os.environ.get(CONTROL_TOKEN_ENV) or None,
+            help=f"Bearer token the control API requires (default ${CONTROL_TOKEN_ENV}, else generated).",
+        )
         one.add_argument("--scenario", help="Scenario file, or the name of one in engines/simulator/scenarios/.")
         one.add_argument("--seed", type=int, default=0)
         one.add_argument("--rate", type=float, default=2.0, help="Mutations per second outside scenario phases.")
@@ -93,6 +106,7 @@ class Command(BaseCommand):
                 mutations_per_s=options["rate"],
                 profile=options["profile"],
                 profile_options=_profile_options(options),
+                control_token=options["control_token"],
             )
         except ValueError as exc:  # an option the profile does not take
             raise CommandError(str(exc)) from exc
@@ -107,6 +121,9 @@ class Command(BaseCommand):
         base_port: int = options["base_port"] or demo.default_base_port()
         web_url: str = options["web_url"] or f"http://127.0.0.1:{settings.BEASTFLOW_PORT}"
         upstreams = _prepare_demo(base_port)
+        control_token = options["control_token"] or secrets.token_urlsafe(24)
+        token_file = _write_control_token(control_token)
+        log.info("simulator_control_token", file=str(token_file), header="Authorization: Bearer <its content>")
         # The simulators read nothing more from the database: do not hold an
         # idle connection for as long as the demo runs.
         connections.close_all()
@@ -117,7 +134,7 @@ class Command(BaseCommand):
         handles: dict[str, runner.SimulatorHandle] = {}
         try:
             for upstream in upstreams:
-                handles[upstream.name] = _start(upstream, web_url)
+                handles[upstream.name] = _start(upstream, web_url, control_token)
             _watch(handles, stopping)
         finally:
             for name, handle in handles.items():
@@ -149,9 +166,19 @@ def _prepare_demo(base_port: int) -> list[demo.Upstream]:
     return upstreams
 
 
-def _start(upstream: demo.Upstream, web_url: str) -> runner.SimulatorHandle:
+def _write_control_token(token: str) -> Path:
+    path = Path(settings.STATE_DIR) / "simulator-control-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)  # an older file may have been created wider
+    return path
+
+
+def _start(upstream: demo.Upstream, web_url: str, control_token: str) -> runner.SimulatorHandle:
     try:
-        return demo.start_simulator(upstream, web_url=web_url)
+        return demo.start_simulator(upstream, web_url=web_url, control_token=control_token)
     except OSError as exc:  # taken since the check above
         raise CommandError(f"port {upstream.port} is in use: cannot start the simulator of {upstream.name}") from exc
 
