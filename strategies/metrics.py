@@ -1,4 +1,4 @@
-"""Prometheus counters of strategies (docs/observability.md lists every family)."""
+"""Prometheus counters of strategies (docs/strategies.md lists them)."""
 
 from __future__ import annotations
 
