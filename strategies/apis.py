@@ -197,7 +197,7 @@ class StrategyAssignApi(APIView):
 
 class StrategyTuneApi(APIView):
     @extend_schema_serializer(component_name="StrategyTuneInput")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):
         scenarios = serializers.ListField(
             child=serializers.CharField(max_length=100),
             min_length=1,
