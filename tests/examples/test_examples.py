@@ -155,24 +155,48 @@ def test_approve_healing(decision: str, left: int, sdk_tenant: SdkTenant) -> Non
         assert re.search(r"action \d+ succeeded", out), out
 
 
-def test_github_issues_against_a_simulated_github(sdk_tenant: SdkTenant) -> None:
+def test_github_issues_against_the_demos_simulated_github_then_one_named_by_env(sdk_tenant: SdkTenant) -> None:
     github = start_in_thread(
         token="ghp_example", initial_records=12, profile="github", profile_options={"owner": "octo", "repo": "hello"}
     )
     try:
-        out = run(
-            "github_issues.py",
-            sdk_tenant,
-            GITHUB_API_URL=github.base_url,
-            GITHUB_OWNER="octo",
-            GITHUB_REPO="hello",
-            GITHUB_TOKEN="ghp_example",
-        )
+        # given: what make up's demo tenant has, a demo-github source on the simulated GitHub
+        with sdk_tenant.client() as bf:
+            bf.sources.create(
+                {
+                    "name": "demo-github",
+                    "preset": "github-issues",
+                    "config": {
+                        "base_url": github.base_url,
+                        "owner": "octo",
+                        "repo": "hello",
+                        "headers": {"Authorization": "Bearer ghp_example"},
+                    },
+                    "push": {"secret": "the demo's"},
+                }
+            )
+        # when: run as written, then again naming the repository (a second run starts afresh)
+        outs = [
+            run("github_issues.py", sdk_tenant),
+            run(
+                "github_issues.py",
+                sdk_tenant,
+                GITHUB_API_URL=github.base_url,
+                GITHUB_OWNER="octo",
+                GITHUB_REPO="hello",
+                GITHUB_TOKEN="ghp_example",
+            ),
+        ]
     finally:
         github.stop()
-    assert "ping: 202 {'accepted': 0, 'duplicates': 0, 'ignored': 1}" in out, out
-    assert len(re.findall(r"^  #\d+ \[(open|closed)\] ", out, re.MULTILINE)) == 5, out
-    assert re.search(r"^12 issues;", out, re.MULTILINE), out
+    # then
+    for out in outs:
+        assert f"octo/hello at {github.base_url}" in out, out
+        assert "ping: 202 {'accepted': 0, 'duplicates': 0, 'ignored': 1}" in out, out
+        assert len(re.findall(r"^  #\d+ \[(open|closed)\] ", out, re.MULTILINE)) == 5, out
+        assert re.search(r"^12 issues;", out, re.MULTILINE), out
+    with sdk_tenant.client() as bf:
+        assert sorted(s["name"] for s in bf.sources.iter()) == ["demo-github", "example-github"]
 
 
 def test_custom_preset(sdk_tenant: SdkTenant) -> None:
