@@ -18,7 +18,12 @@ from tests.factories import make_source
 
 @pytest.fixture
 def quiet(db: None) -> datetime:
-    """Nothing else in the (reused) test database is due: only what the test schedules."""
+    """Nothing else in the (reused) test database is due: only what the test schedules.
+
+    Every tenant gets its schedule row first: a tenant without one would be
+    given one with everything due by the first `tenant_schedules_fill`.
+    """
+    tenant_schedules_fill()
     SourceSchedule.objects.update(next_eval_at=None, next_poll_at=None, next_reconcile_at=None)
     TenantSchedule.objects.update(next_healing_at=None, next_sweep_at=None)
     return timezone.now()
