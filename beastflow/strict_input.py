@@ -40,9 +40,9 @@ def _type_problem(field: serializers.Field, value: Any) -> Any:  # type: ignore[
     return None
 
 
+# A request body serializer whose fields refuse JSON values of another type than their own. (A comment,
+# not a docstring: drf-spectacular would show an inherited docstring as every input body's description.)
 class StrictInputSerializer(serializers.Serializer[Any]):
-    """A request body serializer whose fields refuse JSON values of another type than their own."""
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             errors = {}

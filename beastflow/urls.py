@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from beastflow import openapi, views  # noqa: F401  (openapi registers the API key's schema extension)
 from beastflow.metrics import metrics_view
+from console.asyncapi import asyncapi_view
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -15,6 +16,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The websockets (AsyncAPI 3.0), beside the OpenAPI document: docs/api.md.
+    path("api/asyncapi.json", asyncapi_view, name="asyncapi"),
     path("api/v1/", include("engines.urls")),
     path("api/v1/", include("callbacks.urls")),
     path("api/v1/", include("healing.urls")),
