@@ -26,6 +26,7 @@ from strategies.tuner import tune
 from tenants.models import ApiKey
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "engines" / "simulator" / "scenarios"
+MAX_REPLAYS = 24  # scenario loops per tuning request (x 30 candidates)
 LIST_PARAMETERS = [
     OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
     OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
@@ -208,7 +209,7 @@ class StrategyTuneApi(APIView):
         source_id = serializers.IntegerField(
             required=False, source="source", help_text="Instead of scenarios: this source's recorded verdicts."
         )
-        hours = serializers.FloatField(min_value=0.1, max_value=24 * 14, default=24.0, help_text="With source_id.")
+        hours = serializers.FloatField(min_value=0.1, max_value=48, default=24.0, help_text="With source_id.")
         seeds = serializers.IntegerField(min_value=1, max_value=20, default=3)
         loops = serializers.IntegerField(min_value=1, max_value=5, default=2)
         budget_per_hour = serializers.FloatField(
@@ -236,6 +237,10 @@ class StrategyTuneApi(APIView):
             raise ProblemError(422, "Tune on scenarios or on a source's history.", errors=errors)
         if "source" in body:
             return Response(self._from_source(request, version, body))
+        # Every candidate replays every history: a request's work is bounded here (about 10 ms a history).
+        if len(body["scenarios"]) * body["seeds"] * body["loops"] > MAX_REPLAYS:
+            errors = [{"field": "seeds", "message": f"scenarios x seeds x loops must be at most {MAX_REPLAYS}"}]
+            raise ProblemError(422, "Too many histories to replay in one request.", errors=errors)
         histories = []
         for name in body["scenarios"]:
             path = SCENARIOS / f"{name}.yaml"

@@ -24,6 +24,7 @@ from strategies.params import diff
 from strategies.tuner import Judged
 
 Sample = tuple[datetime, bool, float]  # (when, treatment?, value)
+MAX_JUDGED = 20_000
 
 
 def _pk(raw: Any) -> int | None:
@@ -301,8 +302,9 @@ def judged_history(source: Source, *, hours: float) -> tuple[list[Judged], int]:
     from django.utils import timezone
 
     since = timezone.now() - timedelta(hours=hours)
-    samples = HealthSample.objects.filter(source=source, at__gte=since).order_by("at")
-    rows = samples.values_list("at", "verdict", "measures")
+    samples = HealthSample.objects.filter(source=source, at__gte=since).order_by("-at")
+    # The newest MAX_JUDGED at most: the tuner replays them once per candidate, within a request.
+    rows = reversed(list(samples.values_list("at", "verdict", "measures")[:MAX_JUDGED]))
     judged = []
     for at, verdict, measures in rows:
         silence, allowed = (measures or {}).get("silence_s"), (measures or {}).get("allowed_silence_s")
