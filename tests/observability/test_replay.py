@@ -126,10 +126,11 @@ def test_a_recorded_outage_replays_to_the_same_switches(alice: Persona, tmp_path
     assert comparison.matched, comparison.differences
     # and the command says so
     out = io.StringIO()
-    call_command("replay_failure", str(path), stdout=out)
+    call_command("replay_failure", str(path), "--steps", stdout=out)
     printed = out.getvalue()
     assert "same switches (4)" in printed
     assert "event -> hybrid  (degrade)" in printed and "hybrid -> event  (validated)" in printed
+    assert printed.count("<- switch") == 4 and " bad  -> hybrid  <- switch" in printed
     # and the recording holds the traffic: the polls with what they answered
     assert {poll["caught_up"] for poll in recording["polls"]} == {True} and len(recording["polls"]) >= 4
     assert [s["transition"] for s in recording["switches"]] == ["degrade", "caught_up", "recover", "validated"]

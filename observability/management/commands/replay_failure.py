@@ -5,7 +5,7 @@ switch the replay makes, the monitor's own, and whether they match; exits 0
 when they do, 1 when they differ (2 for a file that is not a recording).
 `--policy '{"fail_threshold": 5}'` replays with another hysteresis policy
 (and evolves its own state: what that policy would have done); `--json`
-prints the result as one JSON object instead.
+prints the result as one JSON object instead; `--steps` every judgement too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--policy", help="hysteresis config (JSON) to replay with instead of the recorded one")
         parser.add_argument("--tolerance", type=float, default=1.0, help="seconds a switch may be off (default 1)")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
+        parser.add_argument("--steps", action="store_true", help="print every judgement: score, verdict, mode after")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -58,6 +59,14 @@ class Command(BaseCommand):
             )
         else:
             self._print(recording, result.steps, comparison, result.outside_changes, policy is not None)
+            if options["steps"]:
+                start = result.steps[0].t if result.steps else 0.0
+                self.stdout.write("judgements:")
+                for step in result.steps:
+                    mark = "  <- switch" if step.switched else ""
+                    self.stdout.write(
+                        f"  +{step.t - start:8.3f}s  score {step.score:3d} {step.verdict:4s} -> {step.mode}{mark}"
+                    )
         if not comparison.matched:
             sys.exit(1)
 
