@@ -3,7 +3,8 @@
     export BEASTFLOW_API_KEY=$(cat .beastflow/demo_api_key)   # after `make up`
     .venv/bin/python examples/follow_changes.py [--source ID] [--count N] [--idle S] [--state FILE]
 
-The last handled seq is written to a state file after each change. Stop it
+The last handled seq is written to a state file (`.beastflow/follow_changes.seq`
+unless `--state` or FOLLOW_STATE say otherwise) after each change. Stop it
 (Ctrl-C) and start it again: it goes on from that seq, so nothing is missed
 and nothing is handled twice. Inside one run the SDK reconnects on its own
 after a dropped connection or a server restart, with the same rule.
@@ -23,9 +24,12 @@ def main() -> None:
     parser.add_argument("--source", type=int, help="only this source's changes")
     parser.add_argument("--count", type=int, help="stop after this many changes")
     parser.add_argument("--idle", type=float, help="stop after this many seconds without a change")
-    parser.add_argument("--state", default=os.environ.get("FOLLOW_STATE", ".follow_changes.seq"), help="state file")
+    parser.add_argument(
+        "--state", default=os.environ.get("FOLLOW_STATE", ".beastflow/follow_changes.seq"), help="state file"
+    )
     args = parser.parse_args()
     state = Path(args.state)
+    state.parent.mkdir(parents=True, exist_ok=True)
     after = int(state.read_text()) if state.exists() else 0
     print(f"following changes after seq {after}", flush=True)
     handled = 0
