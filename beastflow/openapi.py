@@ -266,3 +266,17 @@ def shared_answers_hook(result: dict[str, Any], generator: Any, request: Any, pu
                     responses[status] = {"$ref": f"#/components/responses/{PROBLEMS[int(status)][0]}"}
             operation["responses"] = dict(sorted(responses.items()))
     return result
+
+
+def example_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The first example a documentation model declares (`json_schema_extra={"examples": [...]}`), to extend."""
+    extra = model.model_config.get("json_schema_extra")
+    assert isinstance(extra, dict), model
+    examples = extra["examples"]
+    assert isinstance(examples, list) and isinstance(examples[0], dict), model
+    return dict(examples[0])
+
+
+def examples_config(example: dict[str, Any]) -> ConfigDict:
+    """A documentation model's config showing `example` in the schema."""
+    return ConfigDict(json_schema_extra={"examples": [example]})

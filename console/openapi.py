@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from beastflow.openapi import example_of, examples_config
 from engines.openapi import ModeSwitchOut, PollRunOut, SourceHealthOut, SourceOut
 from healing.openapi import FailureOut, HealingActionOut, RCAOut
 
@@ -29,6 +30,8 @@ class HealthSampleOut(BaseModel):
 
 
 class FailureWithRCA(FailureOut):
+    model_config = examples_config({**example_of(FailureOut), "rca": None})
+
     rca: RCAOut | None = Field(description="The latest analysis of the failure, if any.")
 
 

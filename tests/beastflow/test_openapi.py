@@ -138,3 +138,33 @@ def test_the_ingest_operation_is_described_from_the_code_that_serves_it(document
     assert event["key"]["maxLength"] == validation.MAX_KEY_LEN
     assert schemas["PushBatch"]["properties"]["events"]["maxItems"] == validation.MAX_EVENTS
     assert str(service.MAX_BODY_BYTES) in operation["description"]
+
+
+def test_every_example_in_the_document_matches_its_schema(document: dict[str, Any]) -> None:
+    import jsonschema
+
+    def check(value: Any, schema: dict[str, Any], where: str) -> None:
+        validator = jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+        errors = [f"{where}: {list(error.absolute_path)} {error.message}" for error in validator.iter_errors(value)]
+        assert not errors, errors[:3]
+
+    checked = 0
+    for name, schema in document["components"]["schemas"].items():
+        for position, example in enumerate(schema.get("examples", [])):
+            check(example, {"$ref": f"#/components/schemas/{name}"}, f"schema {name} example {position}")
+            checked += 1
+    for name, response in document["components"]["responses"].items():
+        media = response["content"]["application/problem+json"]
+        check(media["example"], media["schema"], f"response {name}")
+        checked += 1
+    for path, method, operation in _operations(document):
+        bodies = [("request", operation.get("requestBody", {}))]
+        bodies += [(status, answer) for status, answer in operation["responses"].items() if "content" in answer]
+        for label, body in bodies:
+            for media_type, media in body.get("content", {}).items():
+                if media_type != "application/json":
+                    continue
+                for example_name, example in media.get("examples", {}).items():
+                    check(example["value"], media["schema"], f"{method.upper()} {path} {label} {example_name}")
+                    checked += 1
+    assert checked >= 25
