@@ -4,8 +4,6 @@ They are plain dicts at run time (new fields the server adds are there, only
 not typed here); names follow the API's fields exactly.
 """
 
-from __future__ import annotations
-
 from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 T = TypeVar("T")
