@@ -27,6 +27,7 @@ from tests.conftest import Persona
 pytestmark = pytest.mark.e2e
 
 MAX_EXAMPLES = int(os.environ.get("BEASTFLOW_FUZZ_EXAMPLES", "6"))
+SEED = os.environ.get("BEASTFLOW_FUZZ_SEED", "1")  # fixed, so a run is reproducible; change it to explore
 MAX_SECONDS = int(os.environ.get("BEASTFLOW_FUZZ_SECONDS", "240"))
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,7 +126,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(
             "--max-examples",
             str(MAX_EXAMPLES),
             "--seed",
-            "1",
+            SEED,
             "--workers",
             "2",
             "--request-timeout",
