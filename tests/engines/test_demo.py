@@ -231,3 +231,29 @@ def test_a_demo_secret_stored_under_another_key_is_reissued_not_fatal(in_acme: o
     source.refresh_from_db()
     assert secret != "whsec_from_another_clone"
     assert sources.webhook_secret(source) == secret == crypto.decrypt(source.webhook_secret_encrypted)
+
+
+def test_a_demo_simulator_guards_its_control_api_with_the_demo_token(committed_demo: list[demo.Upstream]) -> None:
+    import httpx
+
+    handle = demo.start_simulator(committed_demo[0], web_url="http://127.0.0.1:9", control_token="demo-ctl")
+    try:
+        url = f"{handle.base_url}/_control/state"
+        assert httpx.get(url, timeout=5).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer demo-ctl"}, timeout=5).status_code == 200
+    finally:
+        handle.stop()
+
+
+def test_the_demo_writes_its_control_token_for_the_operator_readable_by_the_owner_only(
+    tmp_path: object, settings: object
+) -> None:
+    from pathlib import Path
+
+    from engines.management.commands.simulate import _write_control_token
+
+    settings.STATE_DIR = tmp_path  # type: ignore[attr-defined]
+    path = _write_control_token("tok-1")
+    assert path == Path(str(tmp_path)) / "simulator-control-token"
+    assert path.read_text() == "tok-1\n"
+    assert path.stat().st_mode & 0o777 == 0o600
