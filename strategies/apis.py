@@ -17,6 +17,8 @@ from beastflow.problems import ProblemError
 from beastflow.strict_input import StrictInputSerializer
 from engines.selectors import source_get
 from engines.simulator.scenario import ScenarioError, load_scenario
+from observability.models import FailureRecording
+from observability.replay import RecordingError
 from strategies import openapi as docs
 from strategies import selectors, services
 from strategies.models import Experiment, ExperimentStatus, Metric, StrategyVersion
@@ -209,6 +211,11 @@ class StrategyTuneApi(APIView):
         source_id = serializers.IntegerField(
             required=False, source="source", help_text="Instead of scenarios: this source's recorded verdicts."
         )
+        failure_id = serializers.IntegerField(
+            required=False,
+            source="failure",
+            help_text="Instead of scenarios: the failure recording of this failure (POST /failures/{id}/recording).",
+        )
         hours = serializers.FloatField(min_value=0.1, max_value=48, default=24.0, help_text="With source_id.")
         seeds = serializers.IntegerField(min_value=1, max_value=20, default=3)
         loops = serializers.IntegerField(min_value=1, max_value=5, default=2)
@@ -232,11 +239,13 @@ class StrategyTuneApi(APIView):
     def post(self, request: Request, config: str, number: str) -> Response:
         version = version_or_404(config, number)
         body = _valid(self.InputSerializer(data=request.data))
-        if ("scenarios" in body) == ("source" in body):
-            errors = [{"field": "scenarios", "message": "give scenarios or source_id, one of them"}]
-            raise ProblemError(422, "Tune on scenarios or on a source's history.", errors=errors)
+        if sum(name in body for name in ("scenarios", "source", "failure")) != 1:
+            errors = [{"field": "scenarios", "message": "give one of scenarios, source_id, failure_id"}]
+            raise ProblemError(422, "Tune on scenarios, a source's history or a failure recording.", errors=errors)
         if "source" in body:
             return Response(self._from_source(request, version, body))
+        if "failure" in body:
+            return Response(self._from_recording(request, version, body))
         # Every candidate replays every history: a request's work is bounded here (about 10 ms a history).
         if len(body["scenarios"]) * body["seeds"] * body["loops"] > MAX_REPLAYS:
             errors = [{"field": "seeds", "message": f"scenarios x seeds x loops must be at most {MAX_REPLAYS}"}]
@@ -265,6 +274,26 @@ class StrategyTuneApi(APIView):
             )
             answer["version"] = selectors.version_render(created)
         return Response(answer)
+
+    def _from_recording(self, request: Request, version: StrategyVersion, body: dict[str, Any]) -> dict[str, Any]:
+        recording = FailureRecording.objects.filter(failure_id=body["failure"]).first()
+        if recording is None:  # another tenant's failure is not in this schema either
+            raise ProblemError(404, "No recording of that failure (POST /api/v1/failures/{id}/recording makes one).")
+        try:
+            changes, report, created = services.recording_tune(
+                recording=recording.data, version=version, author=actor(request), failure_id=body["failure"]
+            )
+        except RecordingError as exc:
+            raise ProblemError(422, str(exc)) from exc
+        return {
+            "budget_per_hour": None,
+            "baseline": {"hysteresis": version.params["hysteresis"], **report["before"]},
+            "best": None if changes is None else {"changes": changes, **report.get("after", {})},
+            "improves": created is not None,
+            "candidates": 0,
+            "feasible": 0 if changes is None else 1,
+            "version": selectors.version_render(created) if created else None,
+        }
 
     def _from_source(self, request: Request, version: StrategyVersion, body: dict[str, Any]) -> dict[str, Any]:
         source = source_get(body["source"])

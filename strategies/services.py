@@ -49,7 +49,7 @@ from strategies.models import (
 )
 from strategies.params import StrategyParams, merged, validate_params
 from strategies.sequential import SequentialTest
-from strategies.tuner import tune_verdicts
+from strategies.tuner import tune_recording, tune_verdicts
 
 log = structlog.get_logger(__name__)
 
@@ -457,3 +457,31 @@ def source_tune(
         origin={"tuned_from": version.number, "source": source.pk, "budget_per_hour": budget, "changes": changes},
     )
     return changes, created
+
+
+def recording_tune(
+    *, recording: Mapping[str, Any], version: StrategyVersion, author: str, failure_id: int, budget: int | None = None
+) -> tuple[dict[str, float] | None, dict[str, Any], StrategyVersion | None]:
+    """Propose hysteresis parameters from a failure recording (observability); a new version, not adopted.
+
+    Only when the proposal is better on the recording: less time misjudging
+    the push (strategies.tuner.RecordedOutcome), or as long with fewer switches.
+    """
+    base = dict(version.params["hysteresis"])
+    changes, report = tune_recording(recording, base, budget=budget)
+    if changes is None or "after" not in report:
+        return changes, report, None
+    before, after = report["before"], report["after"]
+    better = after["misjudged_s"] < before["misjudged_s"] or (
+        after["misjudged_s"] == before["misjudged_s"] and after["switches"] < before["switches"]
+    )
+    if not better or all(base.get(k) == v for k, v in changes.items()):
+        return changes, report, None
+    created = version_create(
+        config_name=version.config.name,
+        params={"hysteresis": changes},
+        author=author,
+        reason=f"tuned from v{version.number} on the recording of failure {failure_id}",
+        origin={"tuned_from": version.number, "failure": failure_id, "report": report, "changes": changes},
+    )
+    return changes, report, created

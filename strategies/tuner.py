@@ -217,3 +217,101 @@ def tune_verdicts(
         if holds == 0 and switches / hours <= budget_per_hour:
             return changes
     return None
+
+
+# -- failure recordings (observability/recording.py) ------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedOutcome:
+    """What a policy does on a failure recording's judgements.
+
+    `misjudged_s`: time spent trusting a push judged bad (in event mode on a
+    bad verdict) plus time spent polling a push judged good (off event mode
+    on a good verdict): the cost of both a late failover and a late return.
+    """
+
+    switches: int
+    flap_holds: int
+    degrades: int
+    away_s: float
+    misjudged_s: float
+    span_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "switches": self.switches,
+            "flap_holds": self.flap_holds,
+            "away_s": round(self.away_s, 3),
+            "misjudged_s": round(self.misjudged_s, 3),
+        }
+
+
+def recording_outcomes(recording: Mapping[str, Any], policy: HysteresisPolicy) -> RecordedOutcome:
+    """A failure recording's judgements decided again by the policy alone.
+
+    observability.replay with follow_recorded_state=False: the same signals,
+    polls and health config, another hysteresis.
+    """
+    from observability.replay import replay  # pure, beside the engines' decisions
+
+    result = replay(recording, hysteresis=policy, follow_recorded_state=False)
+    if not result.steps:
+        return RecordedOutcome(0, 0, 0, 0.0, 0.0, 0.0)
+    away = misjudged = 0.0
+    previous, mode = result.steps[0].t, Mode.EVENT.value
+    for step in result.steps:
+        dt = step.t - previous
+        if mode != Mode.EVENT.value:
+            away += dt
+        if (mode == Mode.EVENT.value) == (step.verdict == Verdict.BAD.value):
+            misjudged += dt
+        previous, mode = step.t, step.mode
+    return RecordedOutcome(
+        switches=len(result.switches),
+        flap_holds=sum(1 for s in result.switches if s.transition == "flap_hold"),
+        degrades=sum(1 for s in result.switches if s.transition == "degrade"),
+        away_s=away,
+        misjudged_s=misjudged,
+        span_s=result.steps[-1].t - result.steps[0].t,
+    )
+
+
+def tune_recording(
+    recording: Mapping[str, Any],
+    base: Mapping[str, Any],
+    *,
+    budget: int | None = None,
+    grid: Mapping[str, Sequence[float]] | None = None,
+) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """The candidate that misjudges the push for the least time on this recording, within the budget.
+
+    Budget: at most `budget` switches over the recording (default: as many as
+    the current parameters make on it), no flap hold, and the failure still
+    noticed where the current parameters notice it. Ties go to the smaller
+    `fail_threshold`, then `min_dwell_s`. Returns the changes (None when none
+    fits) and what was measured, before and after.
+    """
+    grid = DEFAULT_GRID if grid is None else grid
+    before = recording_outcomes(recording, HysteresisPolicy.from_config(base))
+    limit = before.switches if budget is None else budget
+    best: tuple[float, tuple[float, ...], dict[str, float], RecordedOutcome] | None = None
+    names = sorted(grid, key=lambda n: list(DEFAULT_GRID).index(n) if n in DEFAULT_GRID else len(DEFAULT_GRID))
+    for values in itertools.product(*(sorted(grid[name]) for name in names)):
+        changes = dict(zip(names, values, strict=True))
+        config = {**base, **changes}
+        config["max_dwell_s"] = max(float(config.get("max_dwell_s", 600.0)), float(config.get("min_dwell_s", 10.0)))
+        try:
+            policy = HysteresisPolicy.from_config(config)
+        except ValueError:
+            continue
+        measured = recording_outcomes(recording, policy)
+        if measured.switches > limit or measured.flap_holds > 0 or (before.degrades > 0 and measured.degrades == 0):
+            continue
+        if best is None or (measured.misjudged_s, values) < (best[0], best[1]):
+            best = (measured.misjudged_s, values, changes, measured)
+    report: dict[str, Any] = {"span_s": before.span_s, "before": before.as_dict(), "budget_switches": limit}
+    if best is None:
+        return None, report
+    report["after"] = best[3].as_dict()
+    return best[2], report

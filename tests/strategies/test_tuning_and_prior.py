@@ -103,3 +103,42 @@ def test_a_tenant_with_no_outcomes_starts_from_the_other_tenants_experience(alic
         own = healer.arms("upstream_outage")
     assert own["retry_backoff"].prior_successes == 0
     get_redis().delete(key(POOL_KEY))
+
+
+def test_tuning_on_a_failure_recording_replays_the_recorded_judgements_under_each_candidate(alice: Persona) -> None:
+    from healing.models import FailureRecord
+    from tests.observability.test_replay import _outage_and_recovery
+
+    # given: an outage the monitor judged (fail_threshold 2, dwell 5 s), its failure recorded
+    source = _outage_and_recovery(alice)
+    with tenant_context(alice.tenant):
+        failure = FailureRecord.objects.filter(source=source).order_by("first_seen").first()
+        assert failure is not None
+    client = alice.client()
+    recorded = client.post(f"/api/v1/failures/{failure.pk}/recording", {"before_s": 900, "after_s": 900}, format="json")
+    assert recorded.status_code == 201, recorded.content
+    base = client.post(
+        "/api/v1/strategy-configs",
+        {
+            "config": "recorded",
+            "params": {"hysteresis": {"fail_threshold": 4, "recover_threshold": 2, "min_dwell_s": 30}},
+            "reason": "slow",
+        },
+        format="json",
+    ).json()
+    # when
+    response = client.post(
+        f"/api/v1/strategy-configs/recorded/versions/{base['number']}/tune", {"failure_id": failure.pk}, format="json"
+    )
+    # then: a faster set that makes no more switches on the recorded judgements
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["improves"], body
+    assert body["best"]["misjudged_s"] < body["baseline"]["misjudged_s"]
+    assert body["best"]["switches"] <= body["baseline"]["switches"] and body["best"]["flap_holds"] == 0
+    assert body["version"]["origin"]["failure"] == failure.pk
+    # and another tenant's failure has no recording here
+    other = alice.client().post(
+        f"/api/v1/strategy-configs/recorded/versions/{base['number']}/tune", {"failure_id": 999999}, format="json"
+    )
+    assert other.status_code == 404
