@@ -118,6 +118,20 @@ def _outage(
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "degraded" and ready.json()["degraded"] == ["redis"]
     assert httpx.get(f"{fast}/healthz", timeout=5).status_code == 200
+    # the API still reads and writes (what it would queue is done by the sweeps later, or it says 503)
+    auth = {"Authorization": f"Bearer {api_key}"}
+    assert httpx.get(f"{fast}/api/v1/sources", headers=auth, timeout=10).status_code == 200
+    created = httpx.post(
+        f"{fast}/api/v1/sources",
+        json={
+            "name": f"made-without-redis-{time.time_ns()}",
+            "connector": "http",
+            "config": {"poll_url": "http://127.0.0.1:9/x"},
+        },
+        headers=auth,
+        timeout=10,
+    )
+    assert created.status_code in (201, 503), created.text
     # the changes feed has them already (it reads PostgreSQL)
     feed = httpx.get(
         f"{fast}/api/v1/changes?after=0&source={source_id}&limit=100",
@@ -133,6 +147,9 @@ def _outage(
     caught_up = time.monotonic() - back
     ready = httpx.get(f"{fast}/readyz?only=database,redis", timeout=10)
     assert ready.json()["status"] == "ready", ready.text
+    if created.status_code == 201:  # committed: other tests of this tenant must not see it
+        deleted = httpx.delete(f"{fast}/api/v1/sources/{created.json()['id']}", headers=auth, timeout=10)
+        assert deleted.status_code == 204, deleted.text
     return {
         "redis stopped in s": round(stopped, 3),
         **{f"slowest push, {door}, s": round(took, 3) for door, took in slowest.items()},
