@@ -296,7 +296,10 @@ def decide(
     state = _forget(state, now=now, policy=policy)
     went_quiet = state.mode is Mode.POLLING and verdict is Verdict.BAD and silent and state.good > 0
     if verdict is Verdict.GOOD:
-        state = replace(state, good=state.good + 1, bad=0)
+        # In event mode the run of good verdicts is never read (only bad ones lead out, and a
+        # bad one resets the run), so there it stops at 1: a settled stream's state is then the
+        # same from one judgement to the next, and the batched judge has nothing to write for it.
+        state = replace(state, good=1 if state.mode is Mode.EVENT else state.good + 1, bad=0)
     else:
         state = replace(state, bad=state.bad + 1, good=0)
     if went_quiet:

@@ -44,6 +44,7 @@ from django_tenants.utils import tenant_context
 from prometheus_client import Histogram
 
 from beastflow.redis_client import get_redis, key
+from beastflow.sqlpipe import Statement, run_pipelined
 from beastflow.tenancy import current_schema
 from engines.deadlines import Cadence, next_judgement
 from engines.health import StreamHealth, StreamSignals, score_stream
@@ -185,39 +186,39 @@ def _streams(sources: Sequence[Source]) -> dict[int, StreamState]:
 
 
 def _load(groups: Sequence[tuple[Tenant, Sequence[Claim]]]) -> list[_Item]:
-    """Sources and stream rows of every group, in one statement (a UNION ALL over the schemas)."""
+    """Sources and stream rows of every group: one small statement per schema, all in one round trip.
+
+    Not one `UNION ALL` over the schemas: PostgreSQL plans and starts such a
+    statement as a whole, which cost more per schema than these small
+    statements do (beastflow/sqlpipe.py has the figures).
+    """
     source_fields = list(Source._meta.concrete_fields)
     stream_fields = list(StreamState._meta.concrete_fields)
     columns = ", ".join(
         [f"s.{connection.ops.quote_name(str(f.column))}" for f in source_fields]
         + [f"st.{connection.ops.quote_name(str(f.column))}" for f in stream_fields]
     )
-    parts, params = [], []
-    tenants: dict[str, Tenant] = {}
+    statements: list[Statement] = []
     for tenant, claims in groups:
         schema = connection.ops.quote_name(tenant.schema_name)
-        tenants[tenant.schema_name] = tenant
-        parts.append(
-            f"SELECT %s::text, {columns} FROM {schema}.{Source._meta.db_table} AS s "  # noqa: S608 (names from the catalog)
-            f"JOIN {schema}.{StreamState._meta.db_table} AS st ON st.source_id = s.id WHERE s.id = ANY(%s)"
+        statements.append(
+            (
+                f"SELECT {columns} FROM {schema}.{Source._meta.db_table} AS s "  # noqa: S608 (names from the catalog)
+                f"JOIN {schema}.{StreamState._meta.db_table} AS st ON st.source_id = s.id WHERE s.id = ANY(%s)",
+                [[claim.id for claim in claims]],
+            )
         )
-        params += [tenant.schema_name, [claim.id for claim in claims]]
-    if not parts:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params)
-        rows = cursor.fetchall()
     items = []
     width = len(source_fields)
-    for row in rows:
-        schema, values = row[0], row[1:]
-        source = Source.from_db(
-            "default", [f.attname for f in source_fields], _db_values(source_fields, values[:width])
-        )
-        stream = StreamState.from_db(
-            "default", [f.attname for f in stream_fields], _db_values(stream_fields, values[width:])
-        )
-        items.append(_Item(schema, tenants[schema], source, stream))
+    for (tenant, _), rows in zip(groups, run_pipelined(statements), strict=True):
+        for values in rows:
+            source = Source.from_db(
+                "default", [f.attname for f in source_fields], _db_values(source_fields, values[:width])
+            )
+            stream = StreamState.from_db(
+                "default", [f.attname for f in stream_fields], _db_values(stream_fields, values[width:])
+            )
+            items.append(_Item(tenant.schema_name, tenant, source, stream))
     return items
 
 
@@ -364,12 +365,15 @@ def _read_memories(items: Sequence[_Item], now: float, due: Mapping[int, float])
 
 
 def _poll_facts_by_schema(cases: Sequence[_Case]) -> dict[int, tuple[bool, ValidationResult | None]]:
-    by_schema: dict[str, list[_Case]] = defaultdict(list)
+    """`poll_facts` for the hybrid sources of every schema in the batch, one statement each, one round trip."""
+    by_schema: dict[str, list[tuple[Source, HysteresisState]]] = defaultdict(list)
     for case in cases:
-        by_schema[case.item.schema].append(case)
+        by_schema[case.item.schema].append((case.source, case.state))
+    groups = list(by_schema.items())
+    answers = run_pipelined([_poll_facts_statement(pairs, schema=schema) for schema, pairs in groups])
     facts: dict[int, tuple[bool, ValidationResult | None]] = {}
-    for schema, group in by_schema.items():
-        facts.update(poll_facts([(c.source, c.state) for c in group], schema=schema))
+    for (_, pairs), rows in zip(groups, answers, strict=True):
+        facts.update(_poll_facts_read(pairs, rows))
     return facts
 
 
@@ -388,6 +392,13 @@ def poll_facts(
     """
     if not pairs:
         return {}
+    sql, params = _poll_facts_statement(pairs, schema=schema)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return _poll_facts_read(pairs, cursor.fetchall())
+
+
+def _poll_facts_statement(pairs: Sequence[tuple[Source, HysteresisState]], *, schema: str | None) -> Statement:
     rows = [
         {
             "id": source.pk,
@@ -399,19 +410,19 @@ def poll_facts(
     prefix = f"{connection.ops.quote_name(schema)}." if schema else ""
     sql = f"""
         WITH v AS (
-            SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, since timestamptz, rest boolean)
+            SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, since timestamptz, rest boolean)
         ),
         p AS (
             SELECT v.id, bool_or(p.caught_up) AS caught_up, count(*) AS polls, coalesce(sum(p.missed), 0) AS missed
             FROM v JOIN {prefix}{PollRun._meta.db_table} AS p
-              ON p.source_id = v.id AND p.status = %(succeeded)s AND p.started_at >= v.since
+              ON p.source_id = v.id AND p.status = %s AND p.started_at >= v.since
             GROUP BY v.id
         ),
         e AS (
             SELECT v.id, count(*) AS missed
             FROM v JOIN {prefix}{Event._meta.db_table} AS e
               ON e.source_id = v.id AND e.received_at >= v.since AND e.origin <> 'push'
-             AND (e.occurred_at IS NULL OR e.occurred_at < e.received_at - make_interval(secs => %(grace)s))
+             AND (e.occurred_at IS NULL OR e.occurred_at < e.received_at - make_interval(secs => %s))
             WHERE NOT v.rest
             GROUP BY v.id
         )
@@ -419,9 +430,13 @@ def poll_facts(
                CASE WHEN v.rest THEN coalesce(p.missed, 0) ELSE coalesce(e.missed, 0) END
         FROM v LEFT JOIN p ON p.id = v.id LEFT JOIN e ON e.id = v.id
     """  # noqa: S608 (fixed names)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"rows": json.dumps(rows), "succeeded": PollStatus.SUCCEEDED.value, "grace": MISS_GRACE_S})
-        found = {row[0]: (bool(row[1]), int(row[2]), int(row[3])) for row in cursor.fetchall()}
+    return sql, [json.dumps(rows), PollStatus.SUCCEEDED.value, MISS_GRACE_S]
+
+
+def _poll_facts_read(
+    pairs: Sequence[tuple[Source, HysteresisState]], rows: Sequence[tuple[Any, ...]]
+) -> dict[int, tuple[bool, ValidationResult | None]]:
+    found = {row[0]: (bool(row[1]), int(row[2]), int(row[3])) for row in rows}
     facts: dict[int, tuple[bool, ValidationResult | None]] = {}
     for source, _ in pairs:
         caught_up, polls, missed = found.get(source.pk, (False, 0, 0))
@@ -462,57 +477,72 @@ def _write(cases: list[_Case]) -> None:
 
 
 def _store_and_sample(cases: list[_Case], at: datetime) -> set[int]:
-    """Compare-and-set every staying source's state, score and verdict, and insert the samples due,
-    in one statement for every schema of the batch; returns the ids stored.
+    """Compare-and-set every staying source's state, score and verdict, and insert the samples due;
+    returns the ids stored.
 
     Only where mode and state are still what this batch read (unlocked): a
     hold an operator or a healing action wrote meanwhile wins, and the next
-    judgement decides from it.
+    judgement decides from it. A judgement that changes nothing (most do: a
+    settled stream keeps its state, score and verdict) writes nothing and
+    counts as stored; a writer that changed the row meanwhile also woke the
+    source's deadline (scheduling.services.source_wake), so it is judged
+    again from the new state. Per schema at most two small statements, all
+    the batch's in one round trip (beastflow/sqlpipe.py).
     """
     if not cases:
         return set()
+    stored: set[int] = set()
     states: dict[str, list[dict[str, Any]]] = defaultdict(list)
     samples: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for case in cases:
         assert case.decision is not None
-        states[case.item.schema].append(
-            {
-                "id": case.source.pk,
-                "mode": case.source.mode,
-                "old": case.source.hysteresis_state,
-                "new": case.decision.state.to_dict(),
-                "score": case.health.score,
-                "verdict": case.health.verdict.value,
-            }
-        )
+        new = case.decision.state.to_dict()
+        source = case.source
+        if new == source.hysteresis_state and (source.health_score, source.verdict) == (
+            case.health.score,
+            case.health.verdict.value,
+        ):
+            stored.add(source.pk)
+        else:
+            states[case.item.schema].append(
+                {
+                    "id": source.pk,
+                    "mode": source.mode,
+                    "old": source.hysteresis_state,
+                    "new": new,
+                    "score": case.health.score,
+                    "verdict": case.health.verdict.value,
+                }
+            )
         if case.memory.window.sample_due:
             sample = _sample_fields(case, at)
             sample["id"], sample["at"] = sample.pop("source_id"), at.isoformat()
             samples[case.item.schema].append(sample)
-    ctes, params, returned = [], [], []
-    for n, schema in enumerate(states):
-        prefix = connection.ops.quote_name(schema)
-        ctes.append(
-            f"u{n} AS (UPDATE {prefix}.{Source._meta.db_table} AS s "  # noqa: S608 (names from the catalog)
-            "SET hysteresis_state = v.new, health_score = v.score, verdict = v.verdict "
-            "FROM jsonb_to_recordset(%s::jsonb) "
-            "AS v(id bigint, mode text, old jsonb, new jsonb, score int, verdict text) "
-            "WHERE s.id = v.id AND s.mode = v.mode AND s.hysteresis_state = v.old RETURNING s.id)"
+    statements: list[Statement] = []
+    for schema, rows in states.items():
+        statements.append(
+            (
+                f"UPDATE {connection.ops.quote_name(schema)}.{Source._meta.db_table} AS s "  # noqa: S608 (catalog names)
+                "SET hysteresis_state = v.new, health_score = v.score, verdict = v.verdict "
+                "FROM jsonb_to_recordset(%s::jsonb) "
+                "AS v(id bigint, mode text, old jsonb, new jsonb, score int, verdict text) "
+                "WHERE s.id = v.id AND s.mode = v.mode AND s.hysteresis_state = v.old RETURNING s.id",
+                [json.dumps(rows)],
+            )
         )
-        params.append(json.dumps(states[schema]))
-        returned.append(f"SELECT id FROM u{n}")  # noqa: S608 (a CTE's name)
-        if samples.get(schema):
-            ctes.append(
-                f"i{n} AS (INSERT INTO {prefix}.{HealthSample._meta.db_table} "  # noqa: S608
+    for schema, rows in samples.items():
+        statements.append(
+            (
+                f"INSERT INTO {connection.ops.quote_name(schema)}.{HealthSample._meta.db_table} "  # noqa: S608
                 "(source_id, at, score, verdict, mode, delivery_rate, measures) "
                 "SELECT id, at, score, verdict, mode, delivery_rate, measures FROM jsonb_to_recordset(%s::jsonb) "
                 "AS v(id bigint, at timestamptz, score int, verdict text, mode text, delivery_rate float8, "
-                "measures jsonb))"
+                "measures jsonb)",
+                [json.dumps(rows)],
             )
-            params.append(json.dumps(samples[schema]))
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(ctes)} {' UNION ALL '.join(returned)}", params)
-        stored = {row[0] for row in cursor.fetchall()}
+        )
+    for answer in run_pipelined(statements):
+        stored.update(row[0] for row in answer)
     for case in cases:
         if case.source.pk in stored:
             assert case.decision is not None
