@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from markdown.extensions.toc import slugify
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 # Where the code, the ops files and the README cite docs/ pages.
@@ -21,6 +23,7 @@ CITING = (
     *("strategies", "observability", "bench", "tools", "ops", "deploy", "tests", "templates", "examples", "sdk"),
 )
 TEXT_SUFFIXES = {".py", ".yml", ".yaml", ".md", ".html", ".toml", ".json"}
+PAGE_CITATION = re.compile(r"(?<![\w/.-])docs/([a-z0-9/_-]+\.md)(#[a-z0-9_-]+)?")
 SECTION_CITATION = re.compile(r"(?<![\w/.-])docs/([a-z0-9/_-]+\.md) ?§ ?(\d+(?:\.\d+)*)")
 NUMBERED_HEADING = re.compile(r"^#{2,4} (\d+(?:\.\d+)*)\.? ", re.MULTILINE)
 
@@ -30,6 +33,13 @@ def _cited_files() -> list[Path]:
     for folder in CITING:
         files += [p for p in (ROOT / folder).rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file()]
     return [p for p in files if p.exists() and ".venv" not in p.parts and "node_modules" not in p.parts]
+
+
+def _anchors(page: Path) -> set[str]:
+    """The heading anchors MkDocs gives a page (the toc extension's default slugify)."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+    headings = re.findall(r"^#{1,6} (.+?)\s*$", text, flags=re.MULTILINE)
+    return {slugify(re.sub(r"[`*]", "", heading), "-") for heading in headings}
 
 
 def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
@@ -46,6 +56,18 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stdout + built.stderr
     assert (tmp_path / "site" / "index.html").exists()
     assert (tmp_path / "site" / "contract" / "index.html").exists()
+
+
+def test_every_docs_page_the_code_cites_exists_with_its_anchor() -> None:
+    missing = []
+    for path in _cited_files():
+        for page, anchor in PAGE_CITATION.findall(path.read_text(errors="replace")):
+            target = DOCS / page
+            if not target.exists():
+                missing.append(f"{path.relative_to(ROOT)}: docs/{page}")
+            elif anchor and anchor[1:] not in _anchors(target):
+                missing.append(f"{path.relative_to(ROOT)}: docs/{page}{anchor}")
+    assert not missing, missing
 
 
 def test_every_numbered_section_the_code_cites_exists() -> None:
