@@ -173,6 +173,14 @@ def source_version_clear(*, source: Source, actor: str) -> None:
     log.info("strategy_override_cleared", source=source.pk, actor=actor)
 
 
+def source_follow_default(*, source: Source) -> bool:
+    """A new source takes the tenant default, if there is one (its fields on the row and on `source`)."""
+    row = TenantStrategy.objects.select_related("default_version").filter(pk=1).first()
+    if row is None or row.default_version is None:
+        return False
+    return _apply(source, row.default_version)
+
+
 def source_fields(source: Source, version: StrategyVersion) -> dict[str, Any]:
     """What the source row holds under `version` (see the module's note on the adaptive fields)."""
     params = version.params

@@ -172,3 +172,20 @@ def test_the_endpoints_are_in_the_openapi_with_their_bodies(alice: Persona) -> N
     assert "/api/v1/strategy-configs" in paths and "/api/v1/experiments/{experiment_id}" in paths
     ok = paths["/api/v1/experiments/{experiment_id}"]["get"]["responses"]["200"]
     assert "ExperimentOut" in str(ok)
+
+
+def test_a_source_created_after_the_tenant_chose_a_default_follows_it(alice: Persona) -> None:
+    # given
+    version = _version(alice.client(), {"hysteresis": {"fail_threshold": 6}})
+    alice.client().post("/api/v1/strategy-configs/default/versions/1/assign", {"scope": "tenant"}, format="json")
+    # when
+    created = alice.client().post(
+        "/api/v1/sources",
+        {"name": "later", "connector": "http", "config": {"poll_url": "http://127.0.0.1:9/changes"}},
+        format="json",
+    )
+    # then
+    assert created.status_code == 201, created.content
+    assert created.json()["hysteresis"]["fail_threshold"] == 6
+    with tenant_context(alice.tenant):
+        assert Source.objects.get(pk=created.json()["id"]).strategy_version_id == version["id"]
