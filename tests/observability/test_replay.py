@@ -201,3 +201,32 @@ def test_another_tenants_failure_has_no_recording_to_read_or_make(alice: Persona
     made = alice.client().post(f"/api/v1/failures/{failure.pk}/recording", {}, format="json")
     assert made.status_code == 201 and made.json()["judgements"] == 0
     assert alice.client().get(f"/api/v1/failures/{failure.pk}/recording").json()["failure"]["id"] == failure.pk
+
+
+def test_the_tenant_admin_lists_recordings_read_only(alice: Persona) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    # given: a recording of an acme failure
+    with tenant_context(alice.tenant):
+        source, _ = make_source("recorded")
+        failure = FailureRecord.objects.create(
+            source=source, kind="stream_silent", fingerprint="replay-admin", first_seen=at(0), last_seen=at(0)
+        )
+    assert alice.client().post(f"/api/v1/failures/{failure.pk}/recording", {}, format="json").status_code == 201
+    staff = get_user_model().objects.create_user("olga-rec", password="x", is_staff=True, is_superuser=True)
+    client = Client(HTTP_HOST=str(alice.tenant.domains.get(is_primary=True).domain))
+    client.force_login(staff)
+    # when
+    tenant = connection.tenant  # type: ignore[attr-defined]
+    try:
+        page = client.get("/admin/observability/failurerecording/")
+    finally:
+        connection.set_tenant(tenant)  # type: ignore[attr-defined]
+    # then
+    with tenant_context(alice.tenant):
+        recording = FailureRecording.objects.get(failure=failure)
+    assert page.status_code == 200
+    assert f"/admin/observability/failurerecording/{recording.pk}/change/" in page.content.decode()
+    assert "Add failure recording" not in page.content.decode()
