@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 from django.db import transaction
 from django.utils import timezone
+from prometheus_client import Counter
 
 from engines import flight
 from engines.models import Event, HealthSample, ModeSwitch, PollRun, Source
@@ -46,6 +47,10 @@ from observability.models import FailureRecording
 from observability.replay import FORMAT, VERSION
 
 log = structlog.get_logger(__name__)
+
+RECORDINGS = Counter(
+    "beastflow_failure_recordings_total", "Failure recordings stored, by what made them", ["trigger", "truncated"]
+)
 
 BEFORE_S = 120.0
 AFTER_S = 180.0
@@ -195,9 +200,14 @@ def _fit(document: dict[str, Any], max_bytes: int) -> dict[str, Any]:
 
 @transaction.atomic
 def recording_store(
-    *, failure: Any, before_s: float = BEFORE_S, after_s: float = AFTER_S, anchor: float | None = None
+    *,
+    failure: Any,
+    before_s: float = BEFORE_S,
+    after_s: float = AFTER_S,
+    anchor: float | None = None,
+    trigger: str = "api",
 ) -> FailureRecording:
-    """Record `failure` now and keep it (replacing an earlier recording of it)."""
+    """Record `failure` now and keep it (replacing an earlier recording of it); `trigger`: api or degrade."""
     document = build(failure, before_s=before_s, after_s=after_s, anchor=anchor)
     window = document["window"]
     recording, _ = FailureRecording.objects.update_or_create(
@@ -212,8 +222,10 @@ def recording_store(
             "data": document,
         },
     )
+    RECORDINGS.labels(trigger=trigger, truncated=str(recording.truncated).lower()).inc()
     log.info(
         "failure_recorded",
+        trigger=trigger,
         failure=failure.pk,
         source=failure.source_id,
         judgements=recording.judgements,
@@ -257,7 +269,9 @@ def record_due(*, now: float | None = None, after_s: float = AFTER_S, before_s: 
                     log.info("failure_recording_skipped", schema=schema, source=source_id, reason="no failure found")
                     continue
                 # Around the switch itself: a failure that folds repeats was first seen earlier.
-                recording_store(failure=failure, before_s=before_s, after_s=after_s, anchor=float(at))
+                recording_store(
+                    failure=failure, before_s=before_s, after_s=after_s, anchor=float(at), trigger="degrade"
+                )
                 recorded += 1
         except Exception:
             log.exception("failure_recording_failed", member=member)
