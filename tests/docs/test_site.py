@@ -92,3 +92,22 @@ def test_the_docs_cite_no_document_outside_the_repository() -> None:
         for where in [f"{p.relative_to(ROOT)}:{n}: {line.strip()}"]
     ]
     assert not found, found
+
+
+def test_every_environment_variable_the_service_reads_is_documented() -> None:
+    read = re.compile(
+        r"(?:env_(?:str|int|float|bool|list)\(\s*|os\.environ\.get\(\s*|os\.environ\[\s*|os\.getenv\(\s*"
+        r"|environ\.setdefault\(\s*)\"(BEASTFLOW_[A-Z0-9_]+)\""
+    )
+    service = ["beastflow", "tenants", "engines", "healing", "callbacks", "console", "scheduling", "retention"]
+    service += ["observability", "strategies"]
+    names = {
+        match.group(1): str(path.relative_to(ROOT))
+        for folder in service
+        for path in (ROOT / folder).rglob("*.py")
+        for match in read.finditer(path.read_text())
+    }
+    documented = (ROOT / "README.md").read_text() + "".join(p.read_text() for p in DOCS.rglob("*.md"))
+    assert len(names) >= 40
+    missing = {name: where for name, where in names.items() if name not in documented}
+    assert not missing, f"read from the environment but in no docs/ page (docs/operations.md#configuration): {missing}"
