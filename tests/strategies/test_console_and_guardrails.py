@@ -103,3 +103,21 @@ def test_without_a_real_difference_nothing_is_promoted(alice: Persona) -> None:
     with tenant_context(alice.tenant):
         evaluated = services.experiment_evaluate(experiment=experiment)
     assert evaluated.status == ExperimentStatus.RUNNING and evaluated.p_value == 1.0
+
+
+def test_the_sweep_finds_the_tenants_with_a_running_experiment_and_their_evaluation_reads_it(alice: Persona) -> None:
+    from beastflow.redis_client import get_redis, key
+    from strategies.services import RUNNING_KEY
+    from strategies.tasks import _sweep, experiment_evaluate_task
+
+    # given: an experiment whose tenant the running set forgot (a Redis flush)
+    experiment = _experiment(alice)
+    get_redis().delete(key(RUNNING_KEY))
+    # when
+    _sweep()
+    with tenant_context(alice.tenant):
+        evaluated = experiment_evaluate_task()
+        reading = Experiment.objects.get(pk=experiment.pk)
+    # then
+    assert alice.tenant.schema_name.encode() in get_redis().smembers(key(RUNNING_KEY))
+    assert evaluated == 1 and reading.evaluated_at is not None and reading.result["samples"] == 0
