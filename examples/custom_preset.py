@@ -85,7 +85,7 @@ def main() -> None:
             }
         )
         source_id = source["id"]
-        print(f"source {source_id}: polls {source['config']['base_url']}{source['config']['list_path']}")
+        print(f"source {source_id}: polls {source['config']['base_url'].rstrip('/')}{source['config']['list_path']}")
 
         def count() -> int:
             return sum(1 for _ in bf.records.iter(source_id))
