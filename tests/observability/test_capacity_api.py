@@ -266,3 +266,24 @@ def test_the_console_platform_view_shows_capacity_and_its_recommendations(alice:
     assert 'id="capacity"' in page
     assert "tenant acme at 95% of its ingest quota" in page
     assert "Headroom to /readyz" in page
+
+
+def test_the_scrape_time_gauges_hold_each_tenants_last_minute_against_its_quota(alice: Persona) -> None:
+    from observability.capacity_metrics import TenantIngestCollector
+
+    # given: 1,200 events in the last whole minute for acme
+    with tenant_context(alice.tenant):
+        source, _ = make_source("scraped")
+    for _ in range(12):
+        ingest_capacity.tallies.add(source.pk, 0.002, 202, 100)
+    ingest_capacity.flush(now=(int(time.time() // 60) - 1) * 60 + 1)
+    # when
+    samples = {
+        (sample.name, sample.labels["tenant"]): sample.value
+        for family in TenantIngestCollector().collect()
+        for sample in family.samples
+    }
+    # then
+    assert samples[("beastflow_tenant_ingest_events_per_second", "acme")] == 20.0
+    assert samples[("beastflow_tenant_ingest_quota_events_per_second", "acme")] == alice.tenant.ingest_rate_per_s
+    assert samples[("beastflow_tenant_ingest_events_per_second", "globex")] == 0.0
