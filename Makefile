@@ -41,8 +41,9 @@ $(BIN)/python:
 		{ echo "BeastFlow needs Python 3.11+, found $$($(PYTHON) --version 2>&1) at $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the lock file is newer than the last install.
-$(STAMP): $(LOCK) | $(BIN)/python
+# Reinstall only when the lock file (or the SDK's own dependencies: the lock
+# installs sdk/python editable) is newer than the last install.
+$(STAMP): $(LOCK) sdk/python/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -r $(LOCK)
 	touch $(STAMP)
 
