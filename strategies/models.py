@@ -159,6 +159,8 @@ class Assignment(models.Model):
     stratum = models.CharField(max_length=200, blank=True, default="")
     # The source's override before the experiment (None: it followed the tenant default).
     previous_version_id = models.BigIntegerField(null=True, blank=True)
+    # Its adaptive fields before the experiment, given back when it followed no version at all.
+    previous_fields = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["experiment", "source"]

@@ -272,6 +272,7 @@ def experiment_start(
                         arm=arm.value,
                         stratum=units[source_id].stratum,
                         previous_version_id=overrides.get(source_id),
+                        previous_fields=_fields_of(by_id[source_id]),
                     )
                 )
                 version = treatment if arm is Arm.TREATMENT else control
@@ -283,6 +284,15 @@ def experiment_start(
     metrics.EXPERIMENTS.labels(event="started").inc()
     log.info("experiment_started", experiment=experiment.pk, metric=metric, sources=len(placed), actor=actor)
     return experiment
+
+
+def _fields_of(source: Source) -> dict[str, Any]:
+    return {
+        "hysteresis": source.hysteresis,
+        "health": source.health,
+        "poll": source.poll,
+        "strategy_version_id": source.strategy_version_id,
+    }
 
 
 def _units(sources: list[Source], stratify: list[str]) -> dict[int, Unit]:
@@ -353,15 +363,24 @@ def _end(experiment: Experiment, status: str, *, actor: str, reason: str, promot
 
 
 def _restore(experiment: Experiment, *, actor: str) -> None:
-    """Each source back on its previous override, or on the tenant default (which a promotion just set)."""
-    previous = {a.source_id: a.previous_version_id for a in experiment.assignments.all()}
-    versions = StrategyVersion.objects.in_bulk([v for v in previous.values() if v is not None])
-    for source in Source.objects.filter(pk__in=list(previous)):
-        before = versions.get(previous[source.pk]) if previous[source.pk] is not None else None
+    """Each source back where it was: its previous override, else the tenant default (which a
+    promotion has just set), else the very parameters it had (a source that followed no version)."""
+    assignments = {a.source_id: a for a in experiment.assignments.all()}
+    versions = StrategyVersion.objects.in_bulk(
+        [a.previous_version_id for a in assignments.values() if a.previous_version_id is not None]
+    )
+    default = tenant_strategy().default_version
+    for source in Source.objects.filter(pk__in=list(assignments)):
+        assignment = assignments[source.pk]
+        before = versions.get(assignment.previous_version_id) if assignment.previous_version_id else None
         if before is not None:
             source_version_set(source=source, version=before, actor=actor)
-        else:
+        elif default is not None or not assignment.previous_fields:
             source_version_clear(source=source, actor=actor)
+        else:
+            SourceStrategy.objects.filter(source=source).delete()
+            Source.objects.filter(pk=source.pk).update(**assignment.previous_fields, updated_at=timezone.now())
+            source_wake(source.pk, judge=True)
 
 
 def experiment_evaluate(*, experiment: Experiment, now: datetime | None = None) -> Experiment:

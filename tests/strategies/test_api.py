@@ -112,6 +112,10 @@ def test_an_experiment_splits_the_sources_and_stopping_it_puts_them_back(alice: 
     assert stopped.json()["status"] == "stopped"
     with tenant_context(alice.tenant):
         assert set(Source.objects.filter(pk__in=ids).values_list("strategy_version_id", flat=True)) == {None}
+        # the treatment's fail_threshold is gone with it: each source has its own parameters back
+        assert {
+            h["fail_threshold"] for h in Source.objects.filter(pk__in=ids).values_list("hysteresis", flat=True)
+        } == {3}
     promote = alice.client().post(f"/api/v1/experiments/{body['id']}/promote", {}, format="json")
     assert promote.status_code == 409
 
