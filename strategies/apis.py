@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -224,28 +225,53 @@ class StrategyTuneApi(APIView):
             required=False,
             help_text="Switches per source-hour allowed; default: what the version (or the source) does today.",
         )
+        experiment_metric = serializers.ChoiceField(
+            Metric.values,
+            required=False,
+            help_text="Also start an A/B experiment on this metric: the version (control) against the proposal.",
+        )
 
     @extend_schema(
         operation_id="strategy_configs_tune",
         request=InputSerializer,
-        responses={200: docs.TuneOut, **problems(422)},
+        responses={200: docs.TuneOut, **problems(409, 422)},
         summary="Propose faster hysteresis parameters within the flap budget; stored as a new version, not adopted",
         description=(
-            "From the simulator's scenarios (same seeds for every candidate) or from one source's recorded "
-            "verdicts. The proposal is a new version of the config; adopt it only after an experiment "
-            "(POST /api/v1/experiments with this version as the control and the proposal as the treatment)."
+            "From the simulator's scenarios (same seeds for every candidate), one source's recorded verdicts or "
+            "a failure recording. The proposal is a new version of the config, adopted only after an experiment: "
+            "with experiment_metric the experiment starts at once (this version as the control, the proposal "
+            "as the treatment); when it cannot (another one runs, too few sources) nothing is stored."
         ),
     )
     def post(self, request: Request, config: str, number: str) -> Response:
         version = version_or_404(config, number)
         body = _valid(self.InputSerializer(data=request.data))
+        with transaction.atomic():  # the proposal and its experiment, or neither
+            answer = self._tune(request, version, body)
+            created = selectors.version_by_id(answer["version"]["id"]) if answer["version"] else None
+            answer["experiment"] = None
+            if created is not None and "experiment_metric" in body:
+                try:
+                    experiment = services.experiment_start(
+                        name=f"{version} vs tuned {created}",
+                        control=version,
+                        treatment=created,
+                        metric=body["experiment_metric"],
+                        actor=actor(request),
+                    )
+                except services.StrategyError as exc:
+                    raise _raise(exc) from exc
+                answer["experiment"] = selectors.experiment_render(experiment)
+        return Response(answer)
+
+    def _tune(self, request: Request, version: StrategyVersion, body: dict[str, Any]) -> dict[str, Any]:
         if sum(name in body for name in ("scenarios", "source", "failure")) != 1:
             errors = [{"field": "scenarios", "message": "give one of scenarios, source_id, failure_id"}]
             raise ProblemError(422, "Tune on scenarios, a source's history or a failure recording.", errors=errors)
         if "source" in body:
-            return Response(self._from_source(request, version, body))
+            return self._from_source(request, version, body)
         if "failure" in body:
-            return Response(self._from_recording(request, version, body))
+            return self._from_recording(request, version, body)
         # Every candidate replays every history: a request's work is bounded here (about 10 ms a history).
         if len(body["scenarios"]) * body["seeds"] * body["loops"] > MAX_REPLAYS:
             errors = [{"field": "seeds", "message": f"scenarios x seeds x loops must be at most {MAX_REPLAYS}"}]
@@ -273,7 +299,7 @@ class StrategyTuneApi(APIView):
                 origin={"tuned_from": version.number, "proposal": proposal.as_dict()},
             )
             answer["version"] = selectors.version_render(created)
-        return Response(answer)
+        return answer
 
     def _from_recording(self, request: Request, version: StrategyVersion, body: dict[str, Any]) -> dict[str, Any]:
         recording = FailureRecording.objects.filter(failure_id=body["failure"]).first()

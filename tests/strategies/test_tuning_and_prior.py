@@ -142,3 +142,25 @@ def test_tuning_on_a_failure_recording_replays_the_recorded_judgements_under_eac
         f"/api/v1/strategy-configs/recorded/versions/{base['number']}/tune", {"failure_id": 999999}, format="json"
     )
     assert other.status_code == 404
+
+
+def test_a_proposal_can_go_straight_into_an_experiment_and_without_sources_nothing_is_stored(alice: Persona) -> None:
+    client = alice.client()
+    _base(client)
+    tune_body = {"scenarios": ["demo-outage"], "seeds": 1, "loops": 2, "experiment_metric": "time_to_detect"}
+    # when: no source to split
+    refused = client.post("/api/v1/strategy-configs/tuned/versions/1/tune", tune_body, format="json")
+    # then: neither the proposal nor an experiment
+    assert refused.status_code == 422
+    assert [v["number"] for v in client.get("/api/v1/strategy-configs?config=tuned").json()["results"]] == [1]
+    # when: with sources
+    with tenant_context(alice.tenant):
+        for n in range(4):
+            make_source(f"t{n}")
+    started = client.post("/api/v1/strategy-configs/tuned/versions/1/tune", tune_body, format="json")
+    # then
+    assert started.status_code == 200, started.content
+    body = started.json()
+    assert body["experiment"]["control"]["id"] != body["experiment"]["treatment"]["id"]
+    assert body["experiment"]["treatment"]["id"] == body["version"]["id"]
+    assert body["experiment"]["status"] == "running" and body["experiment"]["metric"] == "time_to_detect"
