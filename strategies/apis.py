@@ -225,7 +225,7 @@ class StrategyTuneApi(APIView):
             required=False,
             help_text="Switches per source-hour allowed; default: what the version (or the source) does today.",
         )
-        experiment_metric = serializers.ChoiceField(
+        metric = serializers.ChoiceField(
             Metric.values,
             required=False,
             help_text="Also start an A/B experiment on this metric: the version (control) against the proposal.",
@@ -239,7 +239,7 @@ class StrategyTuneApi(APIView):
         description=(
             "From the simulator's scenarios (same seeds for every candidate), one source's recorded verdicts or "
             "a failure recording. The proposal is a new version of the config, adopted only after an experiment: "
-            "with experiment_metric the experiment starts at once (this version as the control, the proposal "
+            "with metric the experiment starts at once (this version as the control, the proposal "
             "as the treatment); when it cannot (another one runs, too few sources) nothing is stored."
         ),
     )
@@ -250,13 +250,13 @@ class StrategyTuneApi(APIView):
             answer = self._tune(request, version, body)
             created = selectors.version_by_id(answer["version"]["id"]) if answer["version"] else None
             answer["experiment"] = None
-            if created is not None and "experiment_metric" in body:
+            if created is not None and "metric" in body:
                 try:
                     experiment = services.experiment_start(
                         name=f"{version} vs tuned {created}",
                         control=version,
                         treatment=created,
-                        metric=body["experiment_metric"],
+                        metric=body["metric"],
                         actor=actor(request),
                     )
                 except services.StrategyError as exc:

@@ -98,4 +98,4 @@ class TuneOut(BaseModel):
     candidates: int
     feasible: int
     version: StrategyVersionOut | None = Field(description="The proposal, stored as a new version (not adopted).")
-    experiment: ExperimentOut | None = Field(description="The experiment started on it, with experiment_metric.")
+    experiment: ExperimentOut | None = Field(description="The experiment started on it, when a metric was given.")

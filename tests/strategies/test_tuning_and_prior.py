@@ -147,7 +147,7 @@ def test_tuning_on_a_failure_recording_replays_the_recorded_judgements_under_eac
 def test_a_proposal_can_go_straight_into_an_experiment_and_without_sources_nothing_is_stored(alice: Persona) -> None:
     client = alice.client()
     _base(client)
-    tune_body = {"scenarios": ["demo-outage"], "seeds": 1, "loops": 2, "experiment_metric": "time_to_detect"}
+    tune_body = {"scenarios": ["demo-outage"], "seeds": 1, "loops": 2, "metric": "time_to_detect"}
     # when: no source to split
     refused = client.post("/api/v1/strategy-configs/tuned/versions/1/tune", tune_body, format="json")
     # then: neither the proposal nor an experiment
