@@ -12,12 +12,15 @@ time) so it fits `make test`; docs/api.md has what earlier runs found.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -33,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _seed(url: str, api_key: str) -> dict[str, Any]:
-    """Objects for the operations to find: a source with three live records, a subscription, a poll queued."""
+    """Objects for the operations to find: a source with three live records, a subscription."""
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
     import uuid
 
@@ -55,7 +58,15 @@ def _seed(url: str, api_key: str) -> dict[str, Any]:
 
 
 def _config(seeded: dict[str, Any]) -> str:
-    """Reads, pushes, patches, polls and previews find the seeded objects; deletes keep generated ids."""
+    """The source's reads, pushes, patches and previews find the seeded source; the rest keep generated ids.
+
+    Not pointed: operations whose path is all there is to get wrong (a DELETE,
+    POST .../poll), where the fixed id would turn every negative case (a wrong
+    id) into a valid request, and the subscriptions' (the stateful phase
+    mutates their ids in sequences, and the fixed id undid that: seen as an
+    accepted "negative" replay). The stateful phase reaches subscriptions by
+    the ids their creation answers.
+    """
     return f"""
 hooks = "tests.e2e.schemathesis_hooks"
 
@@ -74,13 +85,8 @@ include-path-regex = "^/api/v1/sources/\\\\{{source_id\\\\}}"
 parameters = {{ "path.source_id" = {seeded["source_id"]}, "path.key" = "{seeded["key"]}" }}
 
 [[operations]]
-include-name-regex = "^(POST|PATCH) /api/v1/sources/\\\\{{source_id\\\\}}(/events|/mapping/preview|/poll|/reconcile)?$"
+include-name-regex = "^(POST|PATCH) /api/v1/sources/\\\\{{source_id\\\\}}(/events|/mapping/preview)?$"
 parameters = {{ "path.source_id" = {seeded["source_id"]} }}
-
-[[operations]]
-include-method = "GET"
-include-path-regex = "^/api/v1/subscriptions/\\\\{{subscription_id\\\\}}"
-parameters = {{ "path.subscription_id" = {seeded["subscription_id"]} }}
 """
 
 
@@ -127,12 +133,18 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(
             str(MAX_EXAMPLES),
             "--seed",
             SEED,
+            # One worker: concurrent draws have hit a CPython 3.11 fault in `ast` ("AST constructor recursion
+            # depth mismatch") inside schemathesis' generator; the one uvicorn worker is the bottleneck anyway.
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "20",
             "--suppress-health-check",
             "all",
+            "--report",
+            "har",
+            "--report-har-path",
+            str(tmp_path / "calls.har"),
         ],
         capture_output=True,
         text=True,
@@ -145,3 +157,15 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(
     print(output)  # the run's own summary: operations, cases, failures
     # then
     assert done.returncode == 0, output[-20000:]
+    # and the operations on objects found the seeded ones (every call is in the HAR report)
+    calls = json.loads((tmp_path / "calls.har").read_text())["log"]["entries"]
+    answered = Counter(
+        (entry["request"]["method"], urlsplit(entry["request"]["url"]).path, entry["response"]["status"])
+        for entry in calls
+    )
+    print(f"{len(calls)} calls; by status: {dict(Counter(status for (_, _, status) in answered.elements()))}")
+    source = f"/api/v1/sources/{seeded['source_id']}"
+    assert answered["GET", f"{source}/records/{seeded['key']}", 200] > 0
+    assert answered["GET", f"{source}/records", 200] > 0
+    assert answered["POST", f"{source}/events", 202] > 0
+    assert not [call for call in answered if call[2] >= 500]
