@@ -3,11 +3,13 @@
 Every check is on: no 5xx, only documented status codes, content types,
 headers and bodies that match their schemas, schema-invalid input refused,
 schema-valid input not refused as invalid, auth not ignored, and the stateful
-checks. It calls as alice, with a real API key of acme, where a source with
-records, a subscription and a reconciliation run exist: the read operations
-on objects are pointed at them (config `parameters`), so they answer from
-real rows and not only 404s. The budget is bounded (examples per operation,
-time) so it fits `make test`; docs/api.md has what earlier runs found.
+checks. It calls with a real API key of a tenant of its own (what the
+fuzzing creates goes with that tenant's schema at the end; the other tests'
+tenants never see it), where a source with records and a subscription exist:
+the source's operations are pointed at it (config `parameters`), so they
+answer from real rows and not only 404s, and the run's HAR report proves it.
+The budget is bounded (examples per operation, a fixed seed) so it fits
+`make test`; docs/api.md has what earlier runs found.
 """
 
 from __future__ import annotations
