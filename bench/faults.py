@@ -272,6 +272,9 @@ def summarize(ctx: Ctx, name: str, start: float, end: float, found: dict[str, An
     window = [a for a in ctx.pusher.answers if start <= a.sent < end]
     acked = [event_id for a in window if a.ok for event_id in a.ids]
     stored = ctx.stack.stored(ctx.pusher.source_id, acked)
+    # Committed, but the answer was lost (a reset in flight): a client's retry is a duplicate, deduplicated by id.
+    unanswered = [event_id for a in window if not a.ok for event_id in a.ids]
+    stored_unacked = ctx.stack.stored(ctx.pusher.source_id, unanswered)
     not_ok = Counter(a.outcome for a in window if not a.ok)
     result: dict[str, Any] = {
         "scenario": name,
@@ -279,6 +282,7 @@ def summarize(ctx: Ctx, name: str, start: float, end: float, found: dict[str, An
         "acknowledged": len(acked),
         "stored": len(stored),
         "lost": len(acked) - len(stored),
+        "stored_not_acknowledged": len(stored_unacked),
         "not_2xx": dict(sorted(not_ok.items())),
         "5xx": sum(count for outcome, count in not_ok.items() if outcome.startswith("5")),
         "longest_gap_s": round(longest_gap([a for a in window if a.label == "steady"], start, end), 2),
@@ -315,11 +319,13 @@ def restart_counts(ctx: Ctx) -> dict[str, float]:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    head = f"{'scenario':<12} {'requests':>8} {'acked':>7} {'stored':>7} {'lost':>5} {'5xx':>4} {'gap s':>6} {'fault s':>7} {'recovered s':>11}  not 2xx"  # noqa: E501
+    head = f"{'scenario':<12} {'requests':>8} {'acked':>7} {'stored':>7} {'lost':>5} {'5xx':>4} {'gap s':>6} {'fault s':>7} {'recovered s':>11}  not 2xx (their events stored)"  # noqa: E501
     print(head)
     for r in results:
         recovered = "never" if r["recovered_in_s"] is None else f"{r['recovered_in_s']:.1f}"
         not_ok = ", ".join(f"{k}: {v}" for k, v in r["not_2xx"].items()) or "-"
+        if r["not_2xx"]:
+            not_ok += f" ({r['stored_not_acknowledged']})"
         print(
             f"{r['scenario']:<12} {r['requests']:>8} {r['acknowledged']:>7} {r['stored']:>7} {r['lost']:>5} "
             f"{r['5xx']:>4} {r['longest_gap_s']:>6.2f} {r['fault_s'] or 0:>7.1f} {recovered:>11}  {not_ok}"
