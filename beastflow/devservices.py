@@ -1,4 +1,4 @@
-"""PostgreSQL and Redis for a machine that may have neither (CONTRACT §1).
+"""PostgreSQL and Redis for a machine that may have neither (docs/contract.md §1).
 
 For each of DATABASE_URL and REDIS_URL, `resolve` picks, in order:
 

@@ -1,4 +1,4 @@
-"""Keyset pagination for list endpoints (CONTRACT §2).
+"""Keyset pagination for list endpoints (docs/contract.md §2).
 
 `{"results": [...], "next_cursor": str|null}`, newest first, `?limit=` up
 to 500 and `?cursor=` for the next page. The cursor is the last row's key,

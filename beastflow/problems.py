@@ -1,4 +1,4 @@
-"""Every error is application/problem+json (RFC 9457, CONTRACT §2).
+"""Every error is application/problem+json (RFC 9457, docs/contract.md §2).
 
 Shape: {"type", "title", "status", "detail", "errors": [{"field"|"index", "message"}]}.
 """

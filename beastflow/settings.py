@@ -1,4 +1,4 @@
-"""BeastFlow settings: everything comes from the environment (CONTRACT §1)."""
+"""BeastFlow settings: everything comes from the environment (docs/contract.md §1)."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 LOGIN_URL = "console:login"
 LOGIN_REDIRECT_URL = "console:home"
 
-# Request body limit; ingest checks its own, larger limit (CONTRACT §2: 413).
+# Request body limit; ingest checks its own, larger limit (docs/contract.md §2: 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BEASTFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)
 
 REST_FRAMEWORK = {

@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness and readiness (CONTRACT §7)."""
+"""Operational endpoints: liveness and readiness (docs/contract.md §7)."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ class ChangeWatcher:
         return True
 
     def order_problems(self) -> dict[str, int]:
-        """CONTRACT §5: seq order, no gaps, no duplicates (from `after` on)."""
+        """docs/contract.md §5: seq order, no gaps, no duplicates (from `after` on)."""
         duplicates = len(self.seqs) - len(set(self.seqs))
         backwards = sum(1 for a, b in zip(self.seqs, self.seqs[1:], strict=False) if b <= a)
         gaps = 0

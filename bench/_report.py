@@ -159,7 +159,7 @@ def print_table(report: dict[str, Any]) -> None:
     say(f"stored == acknowledged in every phase: {'yes' if checks['ok'] else 'NO: ' + ', '.join(checks['failed'])}")
     order = paced_figures.get("websocket_order")
     if order is not None:
-        say(f"websocket order (CONTRACT §5): {order}")
+        say(f"websocket order (docs/contract.md §5): {order}")
 
 
 def native_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:

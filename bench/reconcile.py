@@ -11,7 +11,7 @@ server, migrated, one tenant. For each size (100,000 then 1,000,000 records):
 2. an upstream process (this script with --serve) holds the same records
    in the simulator's dataset, with 0.1% drift: a third missing locally, a
    third changed upstream (version 2), a third deleted upstream. It serves
-   CONTRACT §6 through the simulator's own ASGI app (no push, no faults);
+   docs/contract.md §6 through the simulator's own ASGI app (no push, no faults);
    its top-level digests are computed once before the runs, as a real
    upstream keeps them;
 3. each run executes in a fresh process (this script with --execute) that

@@ -1,4 +1,4 @@
-"""The subscriptions API (CONTRACT §5): one view per operation, logic in services."""
+"""The subscriptions API (docs/contract.md §5): one view per operation, logic in services."""
 
 from __future__ import annotations
 

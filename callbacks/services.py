@@ -1,4 +1,4 @@
-"""Writes on subscriptions, and delivering changes to them (CONTRACT §5).
+"""Writes on subscriptions, and delivering changes to them (docs/contract.md §5).
 
 Delivery guarantees, per subscription:
 

@@ -1,4 +1,4 @@
-"""Signatures of outbound callbacks (CONTRACT §5).
+"""Signatures of outbound callbacks (docs/contract.md §5).
 
 `X-BeastFlow-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`.
 The timestamp is signed with the body so that a captured request cannot be

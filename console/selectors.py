@@ -155,7 +155,7 @@ def subscriptions_for(source: Source) -> list[dict[str, Any]]:
     return rows
 
 
-# The mapping fields in the order a reader follows them (CONTRACT §8.2 names them).
+# The mapping fields in the order a reader follows them (docs/contract.md §8.2 names them).
 PUSH_MAPPING_FIELDS = ("filter", "items", "id", "key", "version", "op", "data", "occurred_at")
 RECORD_MAPPING_FIELDS = ("records", "key", "version", "op", "data")
 

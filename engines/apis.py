@@ -1,4 +1,4 @@
-"""The sources API (CONTRACT §3): one view per operation, logic in services."""
+"""The sources API (docs/contract.md §3): one view per operation, logic in services."""
 
 from __future__ import annotations
 

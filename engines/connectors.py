@@ -1,4 +1,4 @@
-"""The `http` connector: what BeastFlow calls on an upstream (CONTRACT §6).
+"""The `http` connector: what BeastFlow calls on an upstream (docs/contract.md §6).
 
 Used for connector `http` and for the built-in `simulator`, which speaks the
 same protocol. Three calls:
@@ -10,7 +10,7 @@ same protocol. Three calls:
 Every call sends `config.headers` and waits at most `config.timeout_s` per
 network step; `http_get` is the one request function, shared with the
 `rest` connector (engines/rest.py). Every failure raises `UpstreamError` with a `kind` that is a
-failure kind and an RCA category (CONTRACT §7), so the engines report it
+failure kind and an RCA category (docs/contract.md §7), so the engines report it
 as is. Bodies are only checked for shape here; events are validated by the
 caller exactly like a push (engines.ingest.validation).
 """
@@ -106,7 +106,7 @@ class FeedPage:
 
 
 class UpstreamRecord(msgspec.Struct, frozen=True):
-    """One record of an upstream snapshot (CONTRACT §6)."""
+    """One record of an upstream snapshot (docs/contract.md §6)."""
 
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
     version: Annotated[int, msgspec.Meta(ge=0)]
@@ -171,7 +171,7 @@ def fetch_digests(config: HttpConnectorConfig, *, bucket: str | None = None) -> 
     An upstream without digests answers with an error status (typically
     400 or 404: kind `poll_error`); the caller falls back to a full snapshot.
     With `bucket` ("ab"), the digests of its 256 sub-buckets, {"ab00": hex,
-    ..., "abff": hex}: an optional extension of CONTRACT §6 that upstreams
+    ..., "abff": hex}: an optional extension of docs/contract.md §6 that upstreams
     may not offer (same error statuses, same fallback: fetch the bucket).
     """
     url = _snapshot_url(config)

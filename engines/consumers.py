@@ -57,7 +57,7 @@ class PingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 class ChangesConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """`ws/v1/changes?after=<seq>&source=<id>` (CONTRACT §5).
+    """`ws/v1/changes?after=<seq>&source=<id>` (docs/contract.md §5).
 
     Sends every change after `after` as one JSON frame each, in the changes
     feed's item shape, strictly in seq order, then live changes as they are

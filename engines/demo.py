@@ -11,7 +11,7 @@ in this order:
    delivered (see there why);
 3. `start_simulator` for each: a simulated upstream on 127.0.0.1 playing its
    repeating scenario from engines/simulator/scenarios/. The first three
-   serve the change feed and snapshot (CONTRACT §6, behind the source's
+   serve the change feed and snapshot (docs/contract.md §6, behind the source's
    bearer token) and push signed events and a heartbeat a second; the
    GitHub one serves a repository's issues API (Link pages, ETags, rate-limit
    headers) and pushes natively signed `issues` webhooks, no seq, no

@@ -8,7 +8,7 @@ audit trail. `paused` is orthogonal: a paused source is simply not decided.
 `push_allowed_at` tells a caller the soonest the policy lets a held source
 back on push (healing waits that long before judging a stream failure).
 
-The machine (DESIGN.md "Modes and hysteresis"):
+The machine (docs/modes.md, the state diagram):
 
     event             --fail_threshold bad verdicts in a row-->              hybrid (degrading)
     hybrid degrading  --a poll caught up to the upstream head-->             polling
@@ -37,7 +37,7 @@ upstream: when the push goes silent again `flap_switches` times within
 `flap_window_s` while the source is in polling, the source is held (a strike,
 the grown dwell) and the caller raises a `flapping` failure, without a switch.
 
-Deviation from a literal reading of DESIGN.md: one clean outage-and-recovery
+Why K switches are allowed (docs/adr/0004-hysteresis.md): one clean outage-and-recovery
 is already four switches (event, hybrid, polling, hybrid, event), so counting
 "K switches in W" as flapping with the default K=4 would flag every short
 outage. Here K switches in W are allowed; the next move towards push is the
@@ -81,7 +81,7 @@ class Transition(StrEnum):
 
 @dataclass(frozen=True)
 class HysteresisPolicy:
-    """The source's `hysteresis` config (CONTRACT §3), with its defaults.
+    """The source's `hysteresis` config (docs/contract.md §3), with its defaults.
 
     - `fail_threshold` (3): bad verdicts in a row that leave event mode, or
       that roll a recovery back.
@@ -191,7 +191,7 @@ class HysteresisState:
 
     @classmethod
     def initial(cls, *, now: float, mode: Mode = Mode.EVENT) -> HysteresisState:
-        """A new source: push first (DESIGN.md), or polling when asked."""
+        """A new source: push first (docs/modes.md), or polling when asked."""
         if mode is Mode.HYBRID:
             raise ValueError("a source starts in event or polling")
         return cls(mode=mode, since=now, hold_until=now, quiet_since=now)

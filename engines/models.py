@@ -207,7 +207,7 @@ class StreamState(models.Model):
     expected_interval_s = models.FloatField(null=True)
     # What the latest poll found that push had missed (records it committed
     # as changes, past the grace a push in flight gets): the signal of a
-    # stream without seqs, as gaps are for one with seqs (CONTRACT §8.3).
+    # stream without seqs, as gaps are for one with seqs (docs/contract.md §8.3).
     polled_missed = models.IntegerField(default=0)
     polled_missed_at = models.DateTimeField(null=True)
     last_audit_at = models.DateTimeField(null=True)
@@ -266,7 +266,7 @@ class PollTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Scheduled"
     GAP_FILL = "gap_fill", "Gap fill"
     MANUAL = "manual", "Manual"
-    # In event mode, a source without upstream seqs is checked by a poll (CONTRACT §8.3).
+    # In event mode, a source without upstream seqs is checked by a poll (docs/contract.md §8.3).
     AUDIT = "audit", "Audit"
 
 

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 
 class Mode(StrEnum):
-    """How a source's data reaches BeastFlow (DESIGN.md "Modes and hysteresis")."""
+    """How a source's data reaches BeastFlow (docs/modes.md)."""
 
     EVENT = "event"  # push only: cheap and fast while the stream is healthy
     HYBRID = "hybrid"  # push plus polls from the contiguous watermark

@@ -173,7 +173,7 @@ class RecordOut(BaseModel):
     key: str
     version: int
     data: dict[str, Any] | None
-    hash: str = Field(description="The record hash of data (CONTRACT: sha256 of its canonical JSON).")
+    hash: str = Field(description="The record hash of data (docs/contract.md §5: sha256 of its canonical JSON).")
     updated_at: str
 
 

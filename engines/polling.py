@@ -1,6 +1,6 @@
 """The PollingEngine: poll a source's change feed and commit what push missed.
 
-DESIGN.md "Polling". `source_poll` runs in the current tenant schema:
+docs/polling.md. `source_poll` runs in the current tenant schema:
 
 1. Take the source's lease (compare-and-set on `poll_lease_until`); when
    another poll holds it there is nothing to do.
@@ -85,7 +85,7 @@ BREAKER_TTL_S = 3_600
 # started is not sent again meanwhile, and a lost one is retried after it.
 DISPATCH_CLAIM_S = 30.0
 # Per tenant and tick, so one tenant's thousand due sources cannot fill the
-# queue ahead of the other tenants (DESIGN.md "Tenancy": fair sharing).
+# queue ahead of the other tenants (fair sharing: docs/scheduling.md, "Weighted fair sharing and backpressure").
 DISPATCH_LIMIT = 500
 # Failure kinds a poll reports; a successful poll resolves them.
 POLL_FAILURE_KINDS = tuple(kind.value for kind in ErrorKind)
@@ -285,7 +285,7 @@ def _release(source_id: int, lease_until: datetime) -> None:
 
 
 def _connector_config(source: Source) -> HttpConnectorConfig | RestConnectorConfig:
-    # `http` and `simulator` speak the same protocol (CONTRACT §6); `rest` is an upstream's own list API.
+    # `http` and `simulator` speak the same protocol (docs/contract.md §6); `rest` is an upstream's own list API.
     return CONNECTOR_CONFIGS[Connector(source.connector)].model_validate(source.config)
 
 
@@ -440,7 +440,7 @@ def _checked(job: _Job, page: FeedPage, *, after: int) -> list[Event]:
         )
     raw_seqs = [event.seq for event in batch.events if event.type != "heartbeat"]
     seqs = [seq for seq in raw_seqs if seq is not None]
-    # Paging by seq relies on CONTRACT §6: seq present, ascending, all > after.
+    # Paging by seq relies on docs/contract.md §6: seq present, ascending, all > after.
     if len(seqs) != len(raw_seqs) or any(seq <= after for seq in seqs) or seqs != sorted(set(seqs)):
         raise UpstreamError(
             ErrorKind.SCHEMA_INVALID,

@@ -1,6 +1,6 @@
 """PollingEngine scheduling: when to poll next, and whether a host may be called.
 
-Pure Python over plain data (DESIGN.md "Polling"). After each poll the engine
+Pure Python over plain data (docs/polling.md). After each poll the engine
 calls `after_success` or `after_error` with the source's `PollState` and
 stores the returned state; `PollPlan.delay_s` says when the next poll is due.
 Before calling an upstream host it asks `breaker_check` and afterwards tells
@@ -24,7 +24,7 @@ _MAX_DOUBLINGS = 60
 
 @dataclass(frozen=True)
 class PollPolicy:
-    """The source's `poll` config (CONTRACT §3) plus tuning, with defaults.
+    """The source's `poll` config (docs/contract.md §3) plus tuning, with defaults.
 
     - `min_interval_s` (1) / `max_interval_s` (60): bounds of the interval.
     - `target_changes` (10): the interval aims at polls bringing about this

@@ -1,4 +1,4 @@
-"""Typed, validated shapes of a data source's configuration (CONTRACT §3).
+"""Typed, validated shapes of a data source's configuration (docs/contract.md §3).
 
 Every field has a documented default, so `{"name", "connector", config with
 the connector's required fields}` is a whole source. Validation errors carry
@@ -29,7 +29,7 @@ DataFlowMode = Mode
 class Connector(StrEnum):
     HTTP = "http"
     SIMULATOR = "simulator"
-    REST = "rest"  # an upstream's own list API (CONTRACT §8.3)
+    REST = "rest"  # an upstream's own list API (docs/contract.md §8.3)
 
 
 def check_jmespath(value: str | None) -> str | None:
@@ -73,7 +73,7 @@ class _Strict(BaseModel):
 
 
 class HttpConnectorConfig(_Strict):
-    """An upstream speaking CONTRACT §6 over HTTP."""
+    """An upstream speaking docs/contract.md §6 over HTTP."""
 
     poll_url: AnyHttpUrl
     snapshot_url: AnyHttpUrl | None = None
@@ -94,7 +94,7 @@ class SimulatorConnectorConfig(HttpConnectorConfig):
 
 
 class RestPagination(_Strict):
-    """How the next page of a listing is found (CONTRACT §8.3).
+    """How the next page of a listing is found (docs/contract.md §8.3).
 
     `link`: the `Link: <url>; rel="next"` header; `cursor`: `next` (JMESPath
     over the response body) gives the value sent as `param` on the next
@@ -140,7 +140,7 @@ class RestListing(_Strict):
 
 
 class RestConnectorConfig(_Strict):
-    """An upstream's own list API, polled from a watermark (CONTRACT §8.3).
+    """An upstream's own list API, polled from a watermark (docs/contract.md §8.3).
 
     Extra string fields (a preset's `owner`, `repo`) fill `{name}`
     placeholders in paths and params.
@@ -204,7 +204,7 @@ CONNECTOR_CONFIGS: dict[Connector, type[HttpConnectorConfig] | type[RestConnecto
 
 
 class PushScheme(StrEnum):
-    """How a source's pushes are signed (CONTRACT §8.2)."""
+    """How a source's pushes are signed (docs/contract.md §8.2)."""
 
     BEASTFLOW = "beastflow"
     STANDARD_WEBHOOKS = "standard-webhooks"
@@ -214,7 +214,7 @@ class PushScheme(StrEnum):
 
 
 class PushMapping(_Strict):
-    """JMESPath over {"headers", "body", "item"} turning an upstream's request into events (CONTRACT §8.2)."""
+    """JMESPath over {"headers", "body", "item"} turning an upstream's request into events (docs/contract.md §8.2)."""
 
     filter: Expression | None = None
     items: Expression | None = None
@@ -235,7 +235,7 @@ class PushConfig(_Strict):
 
     `secret` is write-only: accepted here, stored encrypted on the source,
     never rendered. A native scheme needs a mapping; `beastflow` takes
-    CONTRACT §4 bodies and has none.
+    docs/contract.md §4 bodies and has none.
     """
 
     scheme: PushScheme = PushScheme.BEASTFLOW
@@ -251,7 +251,7 @@ class PushConfig(_Strict):
     def _consistent(self) -> PushConfig:
         if self.scheme is PushScheme.BEASTFLOW:
             if self.mapping is not None:
-                raise ValueError("scheme beastflow takes CONTRACT §4 events and has no mapping")
+                raise ValueError("scheme beastflow takes docs/contract.md §4 events and has no mapping")
         elif self.mapping is None:
             raise ValueError(f"scheme {self.scheme.value} needs a mapping")
         if self.secret is not None and self.scheme is PushScheme.STANDARD_WEBHOOKS:
@@ -378,7 +378,7 @@ class DataSourceConfig(_Strict):
 
 
 class StreamHealthOut(_Strict):
-    """The health endpoint's body (CONTRACT §3)."""
+    """The health endpoint's body (docs/contract.md §3)."""
 
     mode: Literal["event", "hybrid", "polling"]
     paused: bool
@@ -392,7 +392,7 @@ class StreamHealthOut(_Strict):
 
 
 def field_errors(exc: ValidationError, *, prefix: str = "") -> list[dict[str, str]]:
-    """pydantic errors as CONTRACT §2 `errors[]` entries."""
+    """pydantic errors as docs/contract.md §2 `errors[]` entries."""
     out = []
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"])

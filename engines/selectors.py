@@ -93,7 +93,7 @@ def records_live(source_id: int) -> QuerySet[Record]:
 
 
 def source_health(source: Source) -> dict[str, Any]:
-    """CONTRACT §3 health: the monitor's latest judgement plus the raw stream signals."""
+    """docs/contract.md §3 health: the monitor's latest judgement plus the raw stream signals."""
     stream = StreamState.objects.filter(source=source).first()
     latest = HealthSample.objects.filter(source=source).order_by("-at").first()
     return {
@@ -167,7 +167,7 @@ def poll_run_render(run: PollRun) -> dict[str, Any]:
 
 
 def reconciliation_render(run: ReconciliationRun) -> dict[str, Any]:
-    """CONTRACT §3 reconciliation fields, then what the run measured."""
+    """docs/contract.md §3 reconciliation fields, then what the run measured."""
     return {
         "id": run.pk,
         "status": run.status,

@@ -1,4 +1,4 @@
-"""The failures, RCA and healing-actions API (CONTRACT §7): lists, an operator's word and decisions."""
+"""The failures, RCA and healing-actions API (docs/contract.md §7): lists, an operator's word and decisions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed shapes of failures and their root-cause analysis (CONTRACT §7)."""
+"""Typed shapes of failures and their root-cause analysis (docs/contract.md §7)."""
 
 from __future__ import annotations
 

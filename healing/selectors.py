@@ -81,7 +81,7 @@ def rca_get(rca_id: Any) -> RCAResult | None:
 
 
 def rca_render(rca: RCAResult) -> dict[str, Any]:
-    """CONTRACT §7 fields, then the ranking, the learner's view and the operator's answer."""
+    """docs/contract.md §7 fields, then the ranking, the learner's view and the operator's answer."""
     return {
         "id": rca.pk,
         "source": rca.source_id,
@@ -168,7 +168,7 @@ def healing_action_get(action_id: Any) -> HealingAction | None:
 
 
 def healing_action_render(action: HealingAction, *, events: bool = False) -> dict[str, Any]:
-    """CONTRACT §7 fields, then the decision's reason, what the action is about, and escalation."""
+    """docs/contract.md §7 fields, then the decision's reason, what the action is about, and escalation."""
     body = {
         "id": action.pk,
         "source": action.source_id,

@@ -39,7 +39,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         return None
 
     def authenticate_header(self, request: Request) -> str:
-        # A value here makes DRF answer 401 rather than 403 (CONTRACT §2).
+        # A value here makes DRF answer 401 rather than 403 (docs/contract.md §2).
         return 'Bearer realm="beastflow"'
 
 

@@ -1,6 +1,6 @@
 """Which tenant a request belongs to.
 
-The API key decides for the API (CONTRACT §2); a push carrying no key
+The API key decides for the API (docs/contract.md §2); a push carrying no key
 (BeastFlow events signed with the source's secret, or an upstream's own
 webhook, docs/push.md) is routed by its global source id; the host decides
 for the console and the admin. Operational endpoints always run in the public

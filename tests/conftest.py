@@ -2,7 +2,7 @@
 
 One test database for the session; tenants acme (alice) and globex
 (charlie) are created once, committed, and every test runs in a
-transaction that is rolled back (STACK.md: a schema per test is slow).
+transaction that is rolled back (docs/testing.md: a schema per test is slow).
 """
 
 from __future__ import annotations
@@ -120,7 +120,10 @@ def _public_after_each_test() -> Iterator[None]:
 
 @pytest.fixture
 def close_db_threads() -> Iterator[None]:
-    """Websocket tests leave a DB connection in Channels' thread (STACK.md)."""
+    """Websocket tests leave a DB connection in Channels' thread.
+
+    See docs/testing.md, "Websockets and database connections".
+    """
     yield
     connections.close_all()
 

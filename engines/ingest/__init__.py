@@ -1,1 +1,1 @@
-"""The ingest path (DESIGN.md): validate a batch, commit it durably, then publish."""
+"""The ingest path (docs/ingest.md): validate a batch, commit it durably, then publish."""

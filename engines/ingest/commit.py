@@ -1,4 +1,4 @@
-"""The durable commit path: one transaction for many events (DESIGN.md, ingest steps 3-4).
+"""The durable commit path: one transaction for many events (docs/ingest.md, "The commit: four statements").
 
 Every way a change enters BeastFlow (push, poll, reconcile) goes through
 `commit_batches`, so dedup, version ordering and seq numbering are written

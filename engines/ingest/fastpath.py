@@ -1,7 +1,7 @@
 """The ingest endpoint as raw ASGI in front of Django, with group commit.
 
 Django's ASGI request cycle costs more than the work of a single-event
-webhook (STACK.md: ~5x its WSGI path), so `POST /api/v1/sources/{id}/events`
+webhook (~5x its WSGI path: docs/performance.md, "The stack's ceilings"), so `POST /api/v1/sources/{id}/events`
 is answered here without it. Everything it decides comes from
 engines/ingest/service.py, the same as the Django view.
 

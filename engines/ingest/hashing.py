@@ -1,4 +1,4 @@
-"""The record hash of CONTRACT §5, in a module of its own (validation and planning both use it)."""
+"""The record hash of docs/contract.md §5, in a module of its own (validation and planning both use it)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def canonical_json(data: Any) -> str:
 
 
 def record_hash(data: Any) -> str:
-    """CONTRACT §5: sha256 of the canonical JSON of data, as UTF-8."""
+    """docs/contract.md §5: sha256 of the canonical JSON of data, as UTF-8."""
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""Parse and validate an ingest body as a whole batch (CONTRACT §4).
+"""Parse and validate an ingest body as a whole batch (docs/contract.md §4).
 
 Pure. A body is one event, `{"events": [...]}`, or NDJSON. Any invalid event
 rejects the whole batch; every error names the event's index.
@@ -99,7 +99,7 @@ class Event(msgspec.Struct, frozen=True):
     data: dict[str, Any] | None
     seq: int | None
     occurred_at: datetime | None
-    # The record hash of `data` (CONTRACT §5), computed while validating, on
+    # The record hash of `data` (docs/contract.md §5), computed while validating, on
     # the request's thread, so the commit's serial section does not spend on it.
     hash: str = ""
 

@@ -1,4 +1,4 @@
-"""The ingest endpoint through Django (CONTRACT §4; upstreams' own webhooks: docs/push.md).
+"""The ingest endpoint through Django (docs/contract.md §4; upstreams' own webhooks: docs/push.md).
 
 `POST /api/v1/sources/{id}/events`. The raw ASGI fast path serves the same
 URL in front of Django in production (engines/ingest/fastpath.py); this

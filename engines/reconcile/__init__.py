@@ -1,4 +1,4 @@
-"""The ReconciliationEngine (DESIGN.md "Reconciliation").
+"""The ReconciliationEngine (docs/reconciliation.md).
 
 - `diff`, `policy`: pure decisions (what differs, when to hold, when due);
 - `store`: the local side in SQL (digests, seen keys, corrections);

@@ -2,7 +2,7 @@
 
 - `compare`: one upstream record against the local row of its key;
 - `Tally`: the counts of a run's diff and bounded samples of its keys;
-- bucket digests (CONTRACT §6): which bucket a key is in, a digest set's
+- bucket digests (docs/contract.md §6): which bucket a key is in, a digest set's
   root, which buckets differ;
 - the events a correction becomes (ids, delete versions).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-# CONTRACT §6: an empty bucket digests to sha256 of nothing.
+# docs/contract.md §6: an empty bucket digests to sha256 of nothing.
 EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 BUCKETS: tuple[str, ...] = tuple(f"{i:02x}" for i in range(256))
 BUCKET_DIGITS = 2
@@ -116,7 +116,7 @@ class Tally:
 
 
 def bucket_of(key: str, digits: int = BUCKET_DIGITS) -> str:
-    """CONTRACT §6: the first hex digits of sha256(key) (2: bucket, 4: sub-bucket)."""
+    """docs/contract.md §6: the first hex digits of sha256(key) (2: bucket, 4: sub-bucket)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:digits]
 
 

@@ -1,6 +1,6 @@
 """The ReconciliationEngine: find what push and poll both missed, and correct it.
 
-DESIGN.md "Reconciliation". `reconcile_execute` runs one queued run in the
+docs/reconciliation.md. `reconcile_execute` runs one queued run in the
 current tenant schema:
 
 1. Claim the run (compare-and-set on `claimed_at`): a redelivered task finds
@@ -133,7 +133,7 @@ class _Job:
 
     @property
     def http(self) -> HttpConnectorConfig:
-        """The CONTRACT §6 upstream's config (digests, snapshot pages); a rest source never gets here."""
+        """The docs/contract.md §6 upstream's config (digests, snapshot pages); a rest source never gets here."""
         assert isinstance(self.config, HttpConnectorConfig)
         return self.config
 
@@ -321,7 +321,7 @@ def _narrow(
         try:
             workspace.add_sub_digests(fetch_digests(job.http, bucket=bucket))
         except UpstreamError as exc:
-            if exc.kind is ErrorKind.REQUEST_REJECTED:  # an upstream with CONTRACT §6 digests only
+            if exc.kind is ErrorKind.REQUEST_REJECTED:  # an upstream with docs/contract.md §6 digests only
                 whole = buckets[position:]
                 break
             raise

@@ -24,11 +24,11 @@ from django.db import connection
 
 from engines.reconcile.diff import BUCKET_DIGITS, SUB_BUCKET_DIGITS, LocalRow
 
-# sha256(key) in hex, as CONTRACT §6 buckets keys. convert_to, not ::bytea:
+# sha256(key) in hex, as docs/contract.md §6 buckets keys. convert_to, not ::bytea:
 # a text-to-bytea cast reads backslashes as escapes.
 _KEY_HASH = "encode(sha256(convert_to(r.key, 'UTF8')), 'hex')"
 
-# CONTRACT §6 bucket digests. COLLATE "C" orders by UTF-8 bytes, which is
+# docs/contract.md §6 bucket digests. COLLATE "C" orders by UTF-8 bytes, which is
 # code point order: the order of the upstream's "sorted by key".
 _BUCKETS = f"""
 SELECT substr(b.h, 1, %s) AS bucket, count(*),

@@ -28,7 +28,7 @@ _HANDOFF_POLL_S = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One upstream record, checked and hashed (CONTRACT §5)."""
+    """One upstream record, checked and hashed (docs/contract.md §5)."""
 
     key: str
     version: int

@@ -4,7 +4,7 @@ Pure: no I/O, no clock except the injectable one for `occurred_at`. Every
 public method takes one lock, because tests mutate the dataset from their own
 thread while the server reads it from the event loop's thread.
 
-What the change log models (CONTRACT §4 and §6):
+What the change log models (docs/contract.md §4 and §6):
 
 - every visible mutation appends one event with the next `seq` (1, 2, 3, ...),
   so the feed is contiguous and `seq` = position in the log;
@@ -46,7 +46,7 @@ _NOTES = ("", "rush", "gift wrap", "café au lait", "Straße 7", "東京")
 
 
 def canonical_json(data: object) -> str:
-    """CONTRACT §5: the only serialisation a record hash may be computed from."""
+    """docs/contract.md §5: the only serialisation a record hash may be computed from."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -55,7 +55,7 @@ def record_hash(data: object) -> str:
 
 
 def bucket_of(key: str) -> str:
-    """CONTRACT §6: the first two hex digits of sha256(key)."""
+    """docs/contract.md §6: the first two hex digits of sha256(key)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:2]
 
 
@@ -241,7 +241,7 @@ class Dataset:
             return items, (encode_page_token(chosen[-1]) if more and chosen else None)
 
     def digests(self, bucket: str | None = None) -> dict[str, str]:
-        """CONTRACT §6 digest of every bucket, "00".."ff".
+        """docs/contract.md §6 digest of every bucket, "00".."ff".
 
         With `bucket`, the digests of its 256 sub-buckets ("ab00".."abff"),
         same line format: what lets a reconciler narrow a differing bucket

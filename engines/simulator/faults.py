@@ -7,9 +7,9 @@ switches); `FaultState` holds the current value and answers two questions:
 - what should this feed/snapshot request get (`decide_request`);
 - what should this push carry (`plan_push`, `is_down`).
 
-Feed/snapshot faults model an upstream API that misbehaves (CONTRACT §6:
+Feed/snapshot faults model an upstream API that misbehaves (docs/contract.md §6:
 non-2xx, timeouts, bad JSON). Push faults model a webhook stream that loses,
-repeats, reorders or mangles events (CONTRACT §4). The feed itself never
+repeats, reorders or mangles events (docs/contract.md §4). The feed itself never
 loses or reorders events: it is the truth that polling recovers from.
 """
 
@@ -42,7 +42,7 @@ class Faults(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     duplicate_rate: Rate = 0.0  # events pushed again in the next request
     reorder_window: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0  # pool size shuffled
     # -- push and feed --
-    schema_break_rate: Rate = 0.0  # events replaced by a copy invalid per CONTRACT §4
+    schema_break_rate: Rate = 0.0  # events replaced by a copy invalid per docs/contract.md §4
     outage: Target = "none"  # push: nothing sent, no heartbeat; feed: see outage_mode
     outage_mode: Literal["503", "reset"] = "503"  # feed during outage: 503 or TCP reset
     flap_up_s: NonNegative = 0.0  # both > 0: the target goes up/down on this cycle
@@ -97,7 +97,7 @@ class PushPlan:
 
 Breaker = Callable[[Event], Event]
 
-# Each breaks CONTRACT §4 in one way the receiver must reject (422, whole batch).
+# Each breaks docs/contract.md §4 in one way the receiver must reject (422, whole batch).
 # A real-shaped profile brings its own (engines/simulator/profiles).
 CONTRACT_BREAKS: tuple[Breaker, ...] = (
     lambda e: {k: v for k, v in e.items() if k != "key"},  # missing key

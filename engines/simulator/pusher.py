@@ -1,7 +1,7 @@
 """Pushes the simulator's events and keep-alives to a BeastFlow ingest URL.
 
 What a request looks like is the profile's wire (engines/simulator/profiles):
-CONTRACT §4 batches signed `X-BeastFlow-Signature` by default, one native
+docs/contract.md §4 batches signed `X-BeastFlow-Signature` by default, one native
 webhook per change for `github` and `stripe`. Each step (every `batch_window_s`):
 
 1. take the events appended to the change log since the last step and
@@ -39,7 +39,7 @@ __all__ = ["MAX_BATCH", "Pusher", "sign"]
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 500  # well under CONTRACT §4's 1000 per request
+MAX_BATCH = 500  # well under docs/contract.md §4's 1000 per request
 POOL_MAX_AGE_S = 2.0  # a reorder pool never holds an event longer than this
 
 

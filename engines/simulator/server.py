@@ -1,7 +1,7 @@
 """The simulator's HTTP surface: a raw ASGI app, no framework.
 
 Upstream endpoints are the profile's (engines/simulator/profiles): the
-default `beastflow` profile serves CONTRACT §6 (`/changes`, `/snapshot`),
+default `beastflow` profile serves docs/contract.md §6 (`/changes`, `/snapshot`),
 `github` serves `/repos/{owner}/{repo}/issues`, `stripe` `/v1/events` and
 `/v1/customers`. The faults apply to every one of them, in the same order:
 outage, credentials, timeout, 429, 5xx, truncated body. See docs/simulator.md.

@@ -47,7 +47,7 @@ class PushStats:
     ok: int = 0
     failed: int = 0
     events_sent: int = 0  # includes duplicates and broken copies
-    heartbeats: int = 0  # keep-alives sent: CONTRACT §4 heartbeats, GitHub pings
+    heartbeats: int = 0  # keep-alives sent: docs/contract.md §4 heartbeats, GitHub pings
     dropped: int = 0  # by drop_rate
     lost_down: int = 0  # not sent because push was down (outage, flapping)
     duplicated: int = 0

@@ -79,7 +79,7 @@ def run_now(source: Source, *, tuning: Tuning = DEFAULT_TUNING) -> Reconciliatio
 
 
 class WithoutDigests:
-    """An upstream that speaks CONTRACT §6 without the optional digests (or without sub-bucket ones)."""
+    """An upstream that speaks docs/contract.md §6 without the optional digests (or without sub-bucket ones)."""
 
     def __init__(self, app: SimulatorApp, *, sub_buckets_only: bool = False) -> None:
         self.app = app

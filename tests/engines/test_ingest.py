@@ -1,4 +1,4 @@
-"""Push ingestion through the Django path (CONTRACT §4, §5), inside a rolled-back transaction."""
+"""Push ingestion through the Django path (docs/contract.md §4, §5), inside a rolled-back transaction."""
 
 from __future__ import annotations
 

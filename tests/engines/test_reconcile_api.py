@@ -1,4 +1,4 @@
-"""The reconcile and reconciliations endpoints (CONTRACT §3), in the test transaction."""
+"""The reconcile and reconciliations endpoints (docs/contract.md §3), in the test transaction."""
 
 from __future__ import annotations
 

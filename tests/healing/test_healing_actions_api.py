@@ -1,4 +1,4 @@
-"""The healing-actions endpoints (CONTRACT §7): list, approve, reject."""
+"""The healing-actions endpoints (docs/contract.md §7): list, approve, reject."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers for the simulator tests: a signed-push receiver, a CONTRACT §4 checker, waiting.
+"""Helpers for the simulator tests: a signed-push receiver, a docs/contract.md §4 checker, waiting.
 
 Plain module, not a conftest: the simulator tests need no Django and must also
 run with `-p no:django --noconftest`.
@@ -37,7 +37,7 @@ def bucket_of(key: str) -> str:
 
 
 def independent_digests(records: list[dict[str, Any]]) -> dict[str, str]:
-    """CONTRACT §6 bucket digests recomputed from snapshot items, sharing no code
+    """docs/contract.md §6 bucket digests recomputed from snapshot items, sharing no code
     with the simulator."""
     lines: dict[str, list[tuple[str, str]]] = {f"{i:02x}": [] for i in range(256)}
     for rec in records:
@@ -51,7 +51,7 @@ def independent_digests(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def contract_errors(event: Any) -> list[str]:
-    """CONTRACT §4 written out independently of the simulator's own code."""
+    """docs/contract.md §4 written out independently of the simulator's own code."""
     if not isinstance(event, dict):
         return ["not an object"]
     errors = []

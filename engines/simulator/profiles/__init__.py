@@ -1,6 +1,6 @@
 """Simulator profiles: which upstream the simulator pretends to be (see profiles/base.py).
 
-- `beastflow` (default): BeastFlow's own protocol, CONTRACT §4 pushes and §6 feed;
+- `beastflow` (default): BeastFlow's own protocol, docs/contract.md §4 pushes and §6 feed;
 - `github`: a repository's issues API and `issues` webhooks;
 - `stripe`: the Events and Customers APIs and `customer.*` webhooks;
 - `shopify`: a store's orders (Admin REST API) and `orders/*` webhooks.

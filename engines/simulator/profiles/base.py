@@ -29,7 +29,7 @@ from engines.simulator.faults import Breaker, RequestPlan
 if TYPE_CHECKING:
     from engines.simulator.state import Simulator
 
-Item = dict[str, Any]  # one thing to push: a CONTRACT §4 event, or a native webhook's parts
+Item = dict[str, Any]  # one thing to push: a docs/contract.md §4 event, or a native webhook's parts
 
 
 class ApiError(Exception):
@@ -73,7 +73,7 @@ class Response:
 class Wire(Protocol):
     """How a profile's webhooks look on the wire (used by engines.simulator.pusher)."""
 
-    batched: bool  # many events a request (CONTRACT §4), or one request each (native webhooks)
+    batched: bool  # many events a request (docs/contract.md §4), or one request each (native webhooks)
     breaks: Sequence[Breaker]  # schema breaks of a rendered item
 
     def render(self, event: Event, meta: ChangeMeta) -> Item | None:

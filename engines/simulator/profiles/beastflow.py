@@ -1,4 +1,4 @@
-"""The default profile: BeastFlow's own protocol (CONTRACT §6 feed and snapshot, §4 pushes).
+"""The default profile: BeastFlow's own protocol (docs/contract.md §6 feed and snapshot, §4 pushes).
 
     GET /changes?after=<seq>&limit=<n>          -> {"events": [...], "has_more": bool}
     GET /snapshot?page_token=<t>&limit=<n>      -> {"records": [...], "next_page_token"}
@@ -7,7 +7,7 @@
     GET /snapshot?digest=1&bucket=ab            -> {"buckets": {"ab00": hex, ..., "abff": hex}}
     GET /snapshot?bucket=abcd&page_token=&limit= -> one sub-bucket, paged like a snapshot
 
-(The last two extend CONTRACT §6 one level down: a sub-bucket is the first
+(The last two extend docs/contract.md §6 one level down: a sub-bucket is the first
 four hex digits of sha256(key), its digest has the bucket's line format.)
 
 Pushes: `{"events": [...]}` signed `X-BeastFlow-Signature: sha256=<hex HMAC>`,
@@ -58,7 +58,7 @@ def problem(status: int, detail: str, field: str | None = None) -> bytes:
 
 
 def sign(secret: str, body: bytes) -> str:
-    """CONTRACT §4: `sha256=<hex HMAC-SHA256(webhook_secret, raw body)>`."""
+    """docs/contract.md §4: `sha256=<hex HMAC-SHA256(webhook_secret, raw body)>`."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
@@ -136,7 +136,7 @@ class BeastflowProfile(Profile):
 
 
 class BeastflowWire:
-    """CONTRACT §4 batches and heartbeats."""
+    """docs/contract.md §4 batches and heartbeats."""
 
     batched = True
     breaks: Sequence[Breaker] = CONTRACT_BREAKS

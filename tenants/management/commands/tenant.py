@@ -1,4 +1,4 @@
-"""`manage.py tenant create|apikey|list|revoke` (CONTRACT §1)."""
+"""`manage.py tenant create|apikey|list|revoke` (docs/contract.md §1)."""
 
 from __future__ import annotations
 
