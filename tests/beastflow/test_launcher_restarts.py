@@ -49,11 +49,21 @@ def _supervise(commands: dict[str, list[str]], folder: Path) -> subprocess.Popen
     )
 
 
+def _live_children(pid: int) -> list[int]:
+    live = []
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                live.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue  # reaped between the listing and the question
+    return live
+
+
 def _child_pid(supervisor: subprocess.Popen[str], deadline_s: float, *, other_than: int | None = None) -> int:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        children = [c.pid for c in psutil.Process(supervisor.pid).children() if c.status() != psutil.STATUS_ZOMBIE]
-        found = [pid for pid in children if pid != other_than]
+        found = [pid for pid in _live_children(supervisor.pid) if pid != other_than]
         if found:
             return found[0]
         assert supervisor.poll() is None, supervisor.communicate()[0]
