@@ -5,18 +5,22 @@ one source (signals -> health -> hysteresis -> writes); the pure parts are
 the same functions (engines/health.py, engines/hysteresis.py). What changes
 is the I/O: per batch, not per source, and not per tenant either. With a
 thousand tenants a batch of 200 due sources spans nearly 200 schemas, so a
-round trip per schema would be a round trip per source again. Every bulk
-statement therefore names each schema's tables itself (`"t_acme".engines_source`)
-and covers the whole batch:
+round trip per schema would be a round trip per source again. The
+statements name each schema's tables themselves (`"t_acme".engines_source`),
+one small statement per schema, and go to PostgreSQL in one pipelined round
+trip per step (beastflow/sqlpipe.py: a single statement over 200 schemas,
+a UNION ALL or a chain of CTEs, cost PostgreSQL more to plan and start than
+200 small ones):
 
-1. one statement loads the sources and their stream state (UNION ALL over
-   the schemas; the single-tenant entry point gets them from the ORM);
+1. the sources and their stream state, one SELECT per schema (the
+   single-tenant entry point gets them from the ORM);
 2. one Redis pipeline reads the monitor's memory (rates since the last
    judgement), one writes it back;
-3. for the sources in hybrid only, one statement per schema with a GROUP
-   BY over poll runs and events (the only mode whose decision reads them);
-4. one statement compare-and-sets every source's state, score and verdict
-   and inserts the health samples due (data-modifying CTEs, one per schema);
+3. for the sources in hybrid only, one GROUP BY over poll runs and events
+   per schema (the only mode whose decision reads them);
+4. per schema, one compare-and-set of the state, score and verdict of the
+   sources whose judgement changed them (a settled stream's does not: it
+   writes nothing) and one insert of the health samples due;
 5. one statement writes the next deadlines (engines/deadlines.py) to the
    public schedule;
 6. only what is rare goes source by source, in its tenant's context: a
@@ -46,6 +50,7 @@ from prometheus_client import Histogram
 from beastflow.redis_client import get_redis, key
 from beastflow.sqlpipe import Statement, run_pipelined
 from beastflow.tenancy import current_schema
+from engines import outbound
 from engines.deadlines import Cadence, next_judgement
 from engines.health import StreamHealth, StreamSignals, score_stream
 from engines.hysteresis import Decision, HysteresisPolicy, HysteresisState, ValidationResult, decide
@@ -553,21 +558,21 @@ def _store_and_sample(cases: list[_Case], at: datetime) -> set[int]:
 
 
 def _report_flapping(case: _Case) -> None:
-    from healing.services import failure_report  # here: healing builds on engines
-
     decision = case.decision
     assert decision is not None
-    failure_report(
-        kind="flapping",
-        source_id=case.source.pk,
-        identity={},
-        detail={
-            "reason": decision.reason,
-            "switches": list(decision.state.switches),
-            "silences": list(decision.state.silences),
-            # How long the hold contains it: healing judges its strategies after this.
-            "held_until": datetime.fromtimestamp(decision.state.hold_until, tz=UTC).isoformat(),
-        },
+    outbound.announce(
+        outbound.FailureObserved(
+            kind="flapping",
+            source_id=case.source.pk,
+            identity={},
+            detail={
+                "reason": decision.reason,
+                "switches": list(decision.state.switches),
+                "silences": list(decision.state.silences),
+                # How long the hold contains it: healing judges its strategies after this.
+                "held_until": datetime.fromtimestamp(decision.state.hold_until, tz=UTC).isoformat(),
+            },
+        )
     )
 
 
@@ -617,11 +622,7 @@ def _gap_fill(case: _Case) -> None:
 
 
 def _tell_consoles(cases: list[_Case], rates: Mapping[int, float | None] | None) -> None:
-    from console.live import sources_changed, watched  # here: console reads engines
-
     by_schema: dict[str, list[int]] = defaultdict(list)
     for case in cases:
         by_schema[case.item.schema].append(case.source.pk)
-    # One message per tenant and batch to its open consoles; nobody watching, no work.
-    for schema in watched(list(by_schema)):
-        sources_changed(schema, by_schema[schema], rates=rates)
+    outbound.announce(outbound.SourcesJudged(by_schema=by_schema, rates=rates))
