@@ -9,3 +9,6 @@ class CallbacksConfig(AppConfig):
 
     def ready(self) -> None:
         from callbacks import health_checks  # noqa: F401  (registers the /readyz components)
+        from callbacks.listeners import listen
+
+        listen()  # committed changes wake deliveries (engines/outbound.py)

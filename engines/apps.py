@@ -10,6 +10,7 @@ class EnginesConfig(AppConfig):
     def ready(self) -> None:
         from engines import health_checks  # noqa: F401  (registers the /readyz components)
         from engines.presets import registry
+        from engines.reconcile import runs  # noqa: F401  (registers the full_reconcile strategy handler)
 
         registry()  # read once (~20 ms); a broken preset file stops the process here, naming the file
 

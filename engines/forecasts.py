@@ -23,6 +23,7 @@ import structlog
 from prometheus_client import Counter
 
 from beastflow.redis_client import get_redis, key
+from engines import outbound
 from engines.prediction import Ewma, Memory, PredictionPolicy, Trend, observe
 
 log = structlog.get_logger(__name__)
@@ -82,10 +83,10 @@ def forecasts_observe(schema: str, judged: Sequence[tuple[int, str, float, float
                 predicted.append((source_id, prediction.as_dict()))
         pipe.execute()
     if predicted:
-        from healing.services import failure_report  # here: healing builds on engines
-
         for source_id, detail in predicted:
             PREDICTIONS.labels(str(detail["detector"])).inc()
             log.info("degradation_predicted", source=source_id, **detail)
-            failure_report(kind="predicted_degradation", source_id=source_id, identity={}, detail=detail)
+            outbound.announce(
+                outbound.FailureObserved(kind="predicted_degradation", source_id=source_id, identity={}, detail=detail)
+            )
     return len(predicted)

@@ -22,7 +22,7 @@ from prometheus_client import Counter, Histogram
 
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
-from engines import flight
+from engines import flight, outbound
 from engines.health import HealthPolicy, StreamHealth, StreamSignals
 from engines.hysteresis import (
     Decision,
@@ -181,10 +181,10 @@ def _store(
     if decision.transition is Transition.DEGRADE:
         flight.mark_degraded(schema=current_schema(), source_id=source.pk, at=signals.now)
         # A degraded stream is a failure for RCA (silence, gaps or refused pushes).
-        from healing.services import stream_failure_report
-
-        stream_failure_report(
-            source_id=source.pk, health=health.as_dict(), signals=signals.as_dict(), reason=decision.reason
+        outbound.announce(
+            outbound.StreamDegraded(
+                source_id=source.pk, health=health.as_dict(), signals=signals.as_dict(), reason=decision.reason
+            )
         )
     return True
 
@@ -210,17 +210,17 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     from engines.tasks import source_poll_task
 
     log.info("gap_fill_requested", source=source.pk, after_seq=request.after_seq, missing=request.missing)
-    from healing.services import stream_gap_report
-
-    stream_gap_report(
-        source_id=source.pk,
-        after_seq=request.after_seq,
-        missing=request.missing,
-        signals={
-            "contiguous_seq": stream.contiguous_seq,
-            "highest_seq": stream.highest_seq,
-            "upstream_seq": stream.upstream_seq,
-        },
+    outbound.announce(
+        outbound.StreamGapFound(
+            source_id=source.pk,
+            after_seq=request.after_seq,
+            missing=request.missing,
+            signals={
+                "contiguous_seq": stream.contiguous_seq,
+                "highest_seq": stream.highest_seq,
+                "upstream_seq": stream.upstream_seq,
+            },
+        )
     )
     source_poll_task.delay(source.pk, "gap_fill")
 

@@ -43,6 +43,7 @@ from prometheus_client import Counter, Histogram
 
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
+from engines import outbound
 from engines.connectors import ErrorKind, FeedPage, UpstreamError, fetch_changes, upstream_host
 from engines.ingest import service
 from engines.ingest.commit import BatchResult, PendingBatch
@@ -66,7 +67,6 @@ from engines.publish import changes_committed
 from engines.rest import host_of, rate_limit_until
 from engines.rest_poll import RestMemory, RestProgress, rest_page_through
 from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, PollConfig, RestConnectorConfig
-from healing.services import failure_report, failure_resolve
 from scheduling.services import source_polls_at, source_wake
 
 log = structlog.get_logger(__name__)
@@ -495,7 +495,7 @@ def _succeeded(job: _Job, progress: _Progress) -> PollRun:
     _schedule(job, plan, memory=progress.memory)
     if job.state.errors:  # the previous poll failed: its failures are over
         for kind in POLL_FAILURE_KINDS:
-            failure_resolve(source_id=job.source_id, kind=kind)
+            outbound.announce(outbound.FailureCleared(source_id=job.source_id, kind=kind))
     run = _record(job, progress, status=PollStatus.SUCCEEDED, caught_up=caught_up, plan=plan)
     POLLED_EVENTS.labels("new").inc(progress.new_events)
     POLLED_EVENTS.labels("duplicate").inc(progress.duplicates)
@@ -520,22 +520,24 @@ def _succeeded(job: _Job, progress: _Progress) -> PollRun:
 def _failed(job: _Job, progress: _Progress, error: UpstreamError) -> PollRun:
     plan = after_error(job.state, policy=job.policy, retry_after_s=error.retry_after_s)
     _schedule(job, plan, memory=progress.memory)
-    failure_report(
-        kind=error.kind.value,
-        source_id=job.source_id,
-        identity={"host": error.host, "kind": error.kind.value, "status": error.http_status},
-        detail={
-            "error": error.detail,
-            "host": error.host,
-            "http_status": error.http_status,
-            "retry_after_s": error.retry_after_s,
-            "errors": error.errors,
-            "trigger": job.trigger.value,
-            "after_seq": progress.to_seq if progress.seqs else None,
-            "pages_committed": progress.pages,
-            **({"rest": progress.details} if progress.details is not None else {}),
-            "next_in_s": round(plan.delay_s, 3),
-        },
+    outbound.announce(
+        outbound.FailureObserved(
+            kind=error.kind.value,
+            source_id=job.source_id,
+            identity={"host": error.host, "kind": error.kind.value, "status": error.http_status},
+            detail={
+                "error": error.detail,
+                "host": error.host,
+                "http_status": error.http_status,
+                "retry_after_s": error.retry_after_s,
+                "errors": error.errors,
+                "trigger": job.trigger.value,
+                "after_seq": progress.to_seq if progress.seqs else None,
+                "pages_committed": progress.pages,
+                **({"rest": progress.details} if progress.details is not None else {}),
+                "next_in_s": round(plan.delay_s, 3),
+            },
+        )
     )
     run = _record(job, progress, status=PollStatus.FAILED, caught_up=False, plan=plan, error=error)
     POLLED_EVENTS.labels("new").inc(progress.new_events)

@@ -32,7 +32,7 @@ import structlog
 from prometheus_client import Counter
 
 from beastflow import otel
-from engines import changes_bus
+from engines import changes_bus, outbound
 
 log = structlog.get_logger(__name__)
 
@@ -171,9 +171,7 @@ class _Waker:
 
 def _wake_callbacks(schema: str) -> None:
     try:
-        from callbacks.wake import wake_deliveries  # here: callbacks imports engines
-
-        wake_deliveries(schema)
+        outbound.announce(outbound.ChangesCommitted(schema))
     except Exception:
         PUBLISH_FAILURES.labels("wake").inc()
         log.exception("publish_wake_failed", schema=schema)

@@ -11,6 +11,7 @@ from prometheus_client import Counter
 
 from beastflow import correlation, otel
 from beastflow.tenancy import current_schema, current_tenant
+from engines import outbound
 from engines.hysteresis import Decision, Transition
 from engines.models import ModeSwitch, Source
 from engines.modes import Mode
@@ -111,8 +112,6 @@ def source_switch_mode(
 
 
 def _console_push(source_id: int) -> None:
-    """After commit, show the switch on the tenant's open consoles (console.live never raises)."""
-    from console.live import sources_changed  # here: console reads engines
-
+    """After commit, tell the open consoles of the tenant (the console subscribes: engines/outbound.py)."""
     schema = current_schema()
-    transaction.on_commit(lambda: sources_changed(schema, [source_id]))
+    transaction.on_commit(lambda: outbound.announce(outbound.ModeSwitched(schema=schema, source_id=source_id)))

@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 from django.db import transaction
-from django.utils import timezone
 
 from engines.models import Source
 from healing.models import HealingAction
@@ -174,18 +173,3 @@ ACTIONS: dict[str, Action] = {
     "rotate_webhook_secret": rotate_webhook_secret,
     "notify_operator": notify_operator,
 }
-
-
-# -- approval handler (healing.services.STRATEGY_HANDLERS default) -----------------
-
-
-def approved(action: HealingAction) -> None:
-    from healing.healer import action_execute
-
-    effect = action_execute(action, actor=action.decided_by)
-    # Shown once to the approver (a rotated webhook secret), never stored.
-    action.secret_once = effect.get("webhook_secret")  # type: ignore[attr-defined]
-
-
-def rejected(action: HealingAction) -> None:
-    log.info("healing_action_not_run", action=action.pk, strategy=action.strategy, at=timezone.now().isoformat())

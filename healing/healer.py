@@ -46,7 +46,7 @@ from healing.models import (
     StrategyStats,
 )
 from healing.recovery import needs_event_mode, quiet_s
-from healing.services import healing_action_request
+from healing.services import healing_action_request, own_strategy_handler
 from healing.strategies import BY_NAME, MAX_AUTOMATIC_ATTEMPTS, Strategy, candidates
 
 log = structlog.get_logger(__name__)
@@ -340,3 +340,21 @@ def _defer(action: HealingAction, *, deadline: datetime, until: datetime) -> Non
         at=timezone.now(),
     )
     log.info("healing_verification_deferred", action=action.pk, strategy=action.strategy, until=until.isoformat())
+
+
+# -- healing's own strategies, approved or rejected by an operator (healing.services._carry_out) --
+
+
+class _OwnStrategies:
+    @staticmethod
+    def approved(action: HealingAction) -> None:
+        effect = action_execute(action, actor=action.decided_by)
+        # Shown once to the approver (a rotated webhook secret), never stored.
+        action.secret_once = effect.get("webhook_secret")  # type: ignore[attr-defined]
+
+    @staticmethod
+    def rejected(action: HealingAction) -> None:
+        log.info("healing_action_not_run", action=action.pk, strategy=action.strategy, at=timezone.now().isoformat())
+
+
+own_strategy_handler(_OwnStrategies())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from functools import partial
 from typing import Any, Protocol
 
@@ -13,6 +12,7 @@ from django.utils import timezone
 
 from beastflow import correlation
 from beastflow.tenancy import current_schema, current_tenant
+from engines import outbound
 from engines.models import Source
 from healing import metrics
 from healing.escalation import first_deadline
@@ -130,13 +130,11 @@ def healing_wake() -> None:
 
 # -- healing actions ---------------------------------------------------------------
 
-# Where an approved or rejected strategy is carried out: a module with
-# `approved(action)` and `rejected(action)`, imported when first needed (the
-# engines depend on healing, not the other way round). A full_reconcile
-# awaiting approval is a run held by the reconciliation's safety cap; every
-# other strategy is healing's own (healing.actions).
-STRATEGY_HANDLERS = {"full_reconcile": "engines.reconcile.runs"}
-DEFAULT_HANDLER = "healing.actions"
+# Where an approved or rejected strategy is carried out: a strategy an engine
+# carries out registered its handler with engines.outbound.strategy_handler
+# (a full_reconcile awaiting approval is a run held by the reconciliation's
+# safety cap, engines/reconcile/runs.py); every other strategy is healing's
+# own, carried out by the handler healing.healer registers here.
 # Actions that have been decided and not yet finished.
 _IN_PROGRESS = (HealingStatus.APPROVED, HealingStatus.RUNNING)
 # Actions an operator can still decide: escalation does not take the choice away.
@@ -152,15 +150,38 @@ class HealingActionError(Exception):
         self.detail = detail
 
 
-class StrategyHandler(Protocol):
+class OwnStrategyHandler(Protocol):
     def approved(self, action: HealingAction) -> None: ...
 
     def rejected(self, action: HealingAction) -> None: ...
 
 
-def _handler(strategy: str) -> StrategyHandler:
-    module: StrategyHandler = importlib.import_module(STRATEGY_HANDLERS.get(strategy, DEFAULT_HANDLER))
-    return module
+_own_handler: list[OwnStrategyHandler] = []
+
+
+def own_strategy_handler(handler: OwnStrategyHandler) -> None:
+    """Healing's own strategies are carried out by `handler` (healing.healer registers itself)."""
+    _own_handler[:] = [handler]
+
+
+def _carry_out(action: HealingAction, *, approved: bool) -> None:
+    """The decision's effect, in the decision's transaction: an engine's handler or healing's own."""
+    handler = outbound.strategy_handlers.get(action.strategy)
+    if handler is None:
+        own = _own_handler[0]
+        (own.approved if approved else own.rejected)(action)
+        return
+    decision = outbound.Decision(
+        action_id=action.pk,
+        source_id=action.source_id,
+        detail=action.detail,
+        decided_by=action.decided_by,
+        reason=action.reason,
+    )
+    try:
+        (handler.approved if approved else handler.rejected)(decision)
+    except outbound.DecisionRefusedError as exc:
+        raise HealingActionError(exc.status, exc.detail) from None
 
 
 def healing_event_add(
@@ -232,7 +253,7 @@ def healing_action_approve(*, action: HealingAction, actor: str, reason: str) ->
     or when its strategy cannot start now; then nothing changes."""
     _decide(action, status=HealingStatus.APPROVED, actor=actor, reason=reason)
     healing_event_add(action, kind=HealingEventKind.APPROVED, actor=actor, note=reason)
-    _handler(action.strategy).approved(action)
+    _carry_out(action, approved=True)
     metrics.DECISIONS.labels(decision="approved").inc()
     log.info("healing_action_approved", action=action.pk, strategy=action.strategy, actor=actor, reason=reason)
     action.refresh_from_db()
@@ -244,7 +265,7 @@ def healing_action_reject(*, action: HealingAction, actor: str, reason: str) -> 
     """Reject a waiting action: nothing runs; who and why are kept. Raises HealingActionError (409)."""
     _decide(action, status=HealingStatus.REJECTED, actor=actor, reason=reason)
     healing_event_add(action, kind=HealingEventKind.REJECTED, actor=actor, note=reason)
-    _handler(action.strategy).rejected(action)
+    _carry_out(action, approved=False)
     metrics.DECISIONS.labels(decision="rejected").inc()
     log.info("healing_action_rejected", action=action.pk, strategy=action.strategy, actor=actor, reason=reason)
     action.refresh_from_db()

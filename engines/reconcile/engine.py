@@ -47,6 +47,7 @@ from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
 from beastflow.tenancy import current_schema
+from engines import outbound
 from engines.connectors import ErrorKind, SnapshotPage, UpstreamError, fetch_digests, upstream_host
 from engines.ingest import service
 from engines.ingest.commit import PendingBatch
@@ -64,8 +65,6 @@ from engines.reconcile import diff, policy, store
 from engines.reconcile.upstream import Item, checked, prefetched, snapshot_pages
 from engines.rest import host_of, snapshot_items
 from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, ReconcileConfig, RestConnectorConfig
-from healing import services as healing
-from healing.models import HealingRisk, HealingStatus, HealingStrategy
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +76,9 @@ HEARTBEAT_S = 10.0
 SWITCH_WINDOW_INTERVALS = 2.0
 SWITCH_WINDOW_DEFAULT_S = 600.0
 RECONCILE_FAILURE_KINDS = tuple(kind.value for kind in ErrorKind)
+# The healing strategy a run held past its safety cap asks an operator for
+# (healing's HealingStrategy.FULL_RECONCILE; carried out by engines/reconcile/runs.py).
+FULL_RECONCILE = "full_reconcile"
 
 RUNS = Counter("beastflow_reconciliations_total", "Reconciliation runs by outcome", ["status", "mode"])
 DRIFT = Counter("beastflow_reconcile_drift_total", "Records found drifted by reconciliation", ["kind"])
@@ -204,7 +206,7 @@ def _claim(run_id: int, tuning: Tuning) -> _Job | None:
         )
         raise
     if run.healing_action_id is not None:
-        healing.healing_action_progress(action_id=run.healing_action_id, status=HealingStatus.RUNNING)
+        outbound.announce(outbound.ApprovalProgress(action_id=run.healing_action_id, status="running"))
     return job
 
 
@@ -393,14 +395,14 @@ def _succeeded(job: _Job, progress: _Progress) -> ReconciliationRun | None:
     if run is None:
         return None
     for kind in RECONCILE_FAILURE_KINDS:
-        healing.failure_resolve(source_id=job.source_id, kind=kind, identity=_failure_identity(job))
+        outbound.announce(outbound.FailureCleared(source_id=job.source_id, kind=kind, identity=_failure_identity(job)))
     if progress.corrections or tally.conflicts:
         _report_drift(job, run, progress)
     else:
-        healing.failure_resolve(source_id=job.source_id, kind="reconciliation_drift")
+        outbound.announce(outbound.FailureCleared(source_id=job.source_id, kind="reconciliation_drift"))
     if job.approval_id is not None:
-        healing.healing_action_progress(
-            action_id=job.approval_id, status=HealingStatus.SUCCEEDED, outcome=_outcome(run, progress)
+        outbound.announce(
+            outbound.ApprovalProgress(action_id=job.approval_id, status="succeeded", outcome=_outcome(run, progress))
         )
     for kind in ("missing", "changed", "deleted"):
         DRIFT.labels(kind).inc(getattr(tally, kind))
@@ -437,17 +439,19 @@ def _held(job: _Job, progress: _Progress, decision: policy.Decision) -> Reconcil
         digest_root=progress.digest_root or None,
     )
     if job.approval_id is not None:  # the approved run's fresh diff went past what was approved
-        healing.healing_action_progress(
-            action_id=job.approval_id,
-            status=HealingStatus.FAILED,
-            outcome={**_outcome(run, progress), "held_again": decision.detail},
+        outbound.announce(
+            outbound.ApprovalProgress(
+                action_id=job.approval_id,
+                status="failed",
+                outcome={**_outcome(run, progress), "held_again": decision.detail},
+            )
         )
     # An older held run of the source is answered by this one's action.
     ReconciliationRun.objects.filter(source_id=job.source_id, status=ReconcileStatus.AWAITING_APPROVAL).exclude(
         pk=run.pk
     ).update(status=ReconcileStatus.FAILED, error_kind="superseded", error=f"superseded by run {run.pk}")
-    action, created = healing.healing_action_request(
-        source_id=job.source_id, strategy=HealingStrategy.FULL_RECONCILE, risk=HealingRisk.HIGH, detail=summary
+    answer = outbound.approval_request(
+        outbound.ApprovalNeeded(source_id=job.source_id, strategy=FULL_RECONCILE, risk="high", detail=summary)
     )
     log.warning(
         "reconcile_held",
@@ -455,8 +459,8 @@ def _held(job: _Job, progress: _Progress, decision: policy.Decision) -> Reconcil
         run=job.run_id,
         reason=str(decision.reason),
         detail=decision.detail,
-        healing_action=action.pk,
-        new_action=created,
+        healing_action=answer.action_id,
+        new_action=answer.created,
         **progress.tally.counts(),
     )
     return run
@@ -467,25 +471,27 @@ def _failed(job: _Job, progress: _Progress, error: UpstreamError) -> Reconciliat
     run = _finish(job, progress, ReconcileStatus.FAILED, error_kind=error.kind.value, error=error.detail)
     if run is None:
         return None
-    healing.failure_report(
-        kind=error.kind.value,
-        source_id=job.source_id,
-        identity=_failure_identity(job),
-        detail={
-            "engine": "reconcile",
-            "run": run.pk,
-            "error": error.detail,
-            "host": error.host,
-            "http_status": error.http_status,
-            "retry_after_s": error.retry_after_s,
-            "errors": error.errors[:5],
-            "pages_fetched": progress.pages,
-            "records_fetched": progress.records,
-        },
+    outbound.announce(
+        outbound.FailureObserved(
+            kind=error.kind.value,
+            source_id=job.source_id,
+            identity=_failure_identity(job),
+            detail={
+                "engine": "reconcile",
+                "run": run.pk,
+                "error": error.detail,
+                "host": error.host,
+                "http_status": error.http_status,
+                "retry_after_s": error.retry_after_s,
+                "errors": error.errors[:5],
+                "pages_fetched": progress.pages,
+                "records_fetched": progress.records,
+            },
+        )
     )
     if job.approval_id is not None:
-        healing.healing_action_progress(
-            action_id=job.approval_id, status=HealingStatus.FAILED, outcome=_outcome(run, progress)
+        outbound.announce(
+            outbound.ApprovalProgress(action_id=job.approval_id, status="failed", outcome=_outcome(run, progress))
         )
     log.warning(
         "reconcile_failed",
@@ -547,21 +553,23 @@ def _report_drift(job: _Job, run: ReconciliationRun, progress: _Progress) -> Non
         ModeSwitch.objects.filter(source_id=job.source_id, at__gte=since, at__lte=job.started_at).order_by("-at")[:5]
     )
     mode = Source.objects.filter(pk=job.source_id).values_list("mode", flat=True).first()
-    healing.failure_report(
-        kind="reconciliation_drift",
-        source_id=job.source_id,
-        detail=diff.summary(
-            progress.tally,
-            run=run.pk,
-            corrections=progress.corrections,
-            mode=mode,
-            in_mode_switch_window=bool(switches),
-            mode_switch_window_s=window_s,
-            mode_switches=[
-                {"from_mode": s.from_mode, "to_mode": s.to_mode, "at": s.at.isoformat(), "reason": s.reason}
-                for s in switches
-            ],
-        ),
+    outbound.announce(
+        outbound.FailureObserved(
+            kind="reconciliation_drift",
+            source_id=job.source_id,
+            detail=diff.summary(
+                progress.tally,
+                run=run.pk,
+                corrections=progress.corrections,
+                mode=mode,
+                in_mode_switch_window=bool(switches),
+                mode_switch_window_s=window_s,
+                mode_switches=[
+                    {"from_mode": s.from_mode, "to_mode": s.to_mode, "at": s.at.isoformat(), "reason": s.reason}
+                    for s in switches
+                ],
+            ),
+        )
     )
 
 

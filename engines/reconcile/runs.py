@@ -6,9 +6,9 @@ back instead of starting another. The row is written before its task is
 queued; a run whose worker died (or whose task was lost) stops beating and
 is failed as abandoned, which frees the source.
 
-Also the `full_reconcile` healing strategy (healing.services
-STRATEGY_HANDLERS): approving re-runs the held run, with the cap widened
-to what was approved; rejecting fails it.
+Also the `full_reconcile` healing strategy, registered below with
+engines.outbound.strategy_handler: approving re-runs the held run, with the
+cap widened to what was approved; rejecting fails it.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
+from engines import outbound
 from engines.models import ReconcileStatus, ReconcileTrigger, ReconciliationRun, Source
 from engines.reconcile import policy
 from engines.reconcile.engine import HEARTBEAT_S
 from engines.schemas import Connector, ReconcileConfig
-from healing.models import HealingAction, HealingStatus
-from healing.services import HealingActionError, healing_action_progress
 
 log = structlog.get_logger(__name__)
 
@@ -180,10 +179,10 @@ def runs_abandon_stale(*, now: datetime) -> int:
         ):
             log.warning("reconcile_abandoned", source=run.source_id, run=run.pk, claimed=run.claimed_at is not None)
             if run.healing_action_id is not None:
-                healing_action_progress(
-                    action_id=run.healing_action_id,
-                    status=HealingStatus.FAILED,
-                    outcome={"run": run.pk, "abandoned": True},
+                outbound.announce(
+                    outbound.ApprovalProgress(
+                        action_id=run.healing_action_id, status="failed", outcome={"run": run.pk, "abandoned": True}
+                    )
                 )
     return len(stale)
 
@@ -198,10 +197,10 @@ def _queue(run_id: int, countdown: float | None) -> None:
 # -- the full_reconcile healing strategy -----------------------------------------
 
 
-def approved(action: HealingAction) -> None:
+def approved(action: outbound.Decision) -> None:
     """Re-run the held run with the approved scope (in the approval's transaction).
 
-    Raises HealingActionError (409) when the run is no longer held or
+    Raises DecisionRefusedError (409) when the run is no longer held or
     another run of the source is running: then the approval is undone.
     """
     run = _held_run(action)
@@ -218,18 +217,18 @@ def approved(action: HealingAction) -> None:
                 error="",
                 approved_ratio=float(action.detail.get("change_ratio") or 0.0),
                 approved_empty=action.detail.get("hold_reason") == policy.HoldReason.EMPTY_SNAPSHOT,
-                healing_action_id=action.pk,
+                healing_action_id=action.action_id,
             )
     except IntegrityError:
-        raise HealingActionError(
+        raise outbound.DecisionRefusedError(
             409, "A reconciliation of this source is running; approve again once it has finished."
         ) from None
     if reopened != 1:
-        raise HealingActionError(409, f"Run {run.pk} is no longer awaiting approval.")
+        raise outbound.DecisionRefusedError(409, f"Run {run.pk} is no longer awaiting approval.")
     _queue(run.pk, None)
 
 
-def rejected(action: HealingAction) -> None:
+def rejected(action: outbound.Decision) -> None:
     """The held run ends as failed, with who rejected it and why."""
     run = _held_run(action)
     ReconciliationRun.objects.filter(pk=run.pk, status=ReconcileStatus.AWAITING_APPROVAL).update(
@@ -239,8 +238,17 @@ def rejected(action: HealingAction) -> None:
     )
 
 
-def _held_run(action: HealingAction) -> ReconciliationRun:
-    run = ReconciliationRun.objects.filter(pk=action.detail.get("run"), source=action.source_id).first()
+def _held_run(action: outbound.Decision) -> ReconciliationRun:
+    run_id = action.detail.get("run")
+    run = None if run_id is None else ReconciliationRun.objects.filter(pk=run_id, source=action.source_id).first()
     if run is None or run.status != ReconcileStatus.AWAITING_APPROVAL:
-        raise HealingActionError(409, "The held reconciliation is no longer awaiting approval.")
+        raise outbound.DecisionRefusedError(409, "The held reconciliation is no longer awaiting approval.")
     return run
+
+
+class _FullReconcile:
+    approved = staticmethod(approved)
+    rejected = staticmethod(rejected)
+
+
+outbound.strategy_handler("full_reconcile", _FullReconcile())

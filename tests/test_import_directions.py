@@ -1,0 +1,201 @@
+"""Rooms depend downward only: every import, at module level or inside a function, obeys docs/architecture.md.
+
+Each Python file of the product rooms is parsed with `ast`; every Import and
+ImportFrom wherever it stands (a function-local import breaks a cycle, it
+does not make the arrow go away) and every `importlib.import_module("...")`
+with a literal name is an arrow from the file's room to the imported room.
+An arrow is allowed when it points to a lower layer, stays in its room, is
+one of the few sideways arrows listed, or is a known exception listed by
+file and module with its reason. tests/, bench/, tools/, sdk/ and examples/
+are outside the rooms.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Lowest first; a room may import any room of a lower layer.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"beastflow"}),
+    frozenset({"tenants"}),
+    frozenset({"scheduling"}),
+    frozenset({"engines"}),
+    frozenset({"healing", "callbacks", "retention"}),
+    frozenset({"observability"}),
+    frozenset({"strategies"}),
+    frozenset({"console"}),
+)
+LAYER = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
+ROOMS = frozenset(LAYER)
+
+# Rooms of one layer that may read each other, and why.
+SIDEWAYS = {
+    ("callbacks", "healing"): "a delivery endpoint that keeps failing is a failure for RCA",
+    ("healing", "callbacks"): "healing's notifications are signed like deliveries (callbacks.signing)",
+    ("retention", "callbacks"): "retention deletes old deliveries with the rest of a tenant's history",
+}
+
+# The composition roots wire every room together.
+COMPOSITION_ROOTS = frozenset({"beastflow/asgi.py", "beastflow/urls.py"})
+
+# Upward arrows that exist today, by file and imported module (issue 14 lists them as left to do).
+EXCEPTIONS = {
+    ("beastflow/health_checks.py", "tenants.models"): "the readiness check counts tenants",
+    ("beastflow/probes.py", "scheduling.beat"): "the beat probe reads the leader lock",
+    ("beastflow/probes.py", "tenants.schema_migrations"): "the readiness probe checks tenant migrations",
+    ("beastflow/tasks.py", "tenants.selectors"): "the tenant-aware task base finds a tenant's schema",
+    ("beastflow/tenancy.py", "tenants.models"): "current_tenant() returns the Tenant row",
+    ("tenants/management/commands/bootstrap.py", "engines"): "the bootstrap command seeds the demo's sources",
+    ("healing/console_views.py", "console.access"): "healing's console pages use the console's access check",
+    ("strategies/console_views.py", "console.access"): "the strategies' console pages use the console's access check",
+}
+
+
+@dataclass(frozen=True)
+class Arrow:
+    path: str
+    line: int
+    module: str
+
+    @property
+    def source_room(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    @property
+    def target_room(self) -> str:
+        return self.module.split(".", 1)[0]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}:{self.line} imports {self.module} ({self.source_room} may not depend on {self.target_room})"
+        )
+
+
+def _package(path: str) -> list[str]:
+    """The package a relative import starts from: the folder (of a module and of an __init__.py alike)."""
+    return path.split("/")[:-1]
+
+
+def arrows(path: str, source: str) -> list[Arrow]:
+    """Every import of another room in `source` (the file at `path`, relative to the repository)."""
+    found: list[Arrow] = []
+    for node in ast.walk(ast.parse(source, filename=path)):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolved against the file's package
+                package = _package(path)
+                base = package[: len(package) - node.level + 1]
+                modules = [".".join([*base, node.module] if node.module else base)]
+            elif node.module:
+                modules = [node.module]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            modules = [node.args[0].value]  # a string import hides an arrow from grep, not from this test
+        for module in modules:
+            if module.split(".", 1)[0] in ROOMS:
+                found.append(Arrow(path=path, line=node.lineno, module=module))
+    return found
+
+
+def _allowed(arrow: Arrow) -> bool:
+    source, target = arrow.source_room, arrow.target_room
+    if source == target or LAYER[target] < LAYER[source]:
+        return True
+    if arrow.path in COMPOSITION_ROOTS or (source, target) in SIDEWAYS:
+        return True
+    return any(
+        arrow.path == path and (arrow.module == module or arrow.module.startswith(module + "."))
+        for path, module in EXCEPTIONS
+    )
+
+
+def forbidden(path: str, source: str) -> list[str]:
+    """The arrows of `source` that point the wrong way, as `file:line imports module (why not)`."""
+    return [str(arrow) for arrow in arrows(path, source) if not _allowed(arrow)]
+
+
+def _product_files() -> list[Path]:
+    return sorted(file for room in ROOMS for file in (ROOT / room).rglob("*.py") if "migrations" not in file.parts)
+
+
+def test_every_import_of_the_product_points_downward() -> None:
+    # given
+    files = _product_files()
+    # when
+    wrong = [line for file in files for line in forbidden(file.relative_to(ROOT).as_posix(), file.read_text())]
+    # then
+    assert len(files) > 200  # the walk found the rooms
+    assert wrong == []
+
+
+def test_engines_import_nothing_from_the_rooms_above_them() -> None:
+    above = {"healing", "callbacks", "console", "observability", "strategies", "retention"}
+    files = [file for file in _product_files() if file.relative_to(ROOT).parts[0] == "engines"]
+    upward = [
+        str(arrow)
+        for file in files
+        for arrow in arrows(file.relative_to(ROOT).as_posix(), file.read_text())
+        if arrow.target_room in above
+    ]
+    assert upward == []
+
+
+def test_a_function_local_import_of_a_room_above_is_named_with_its_file_and_line() -> None:
+    # given: an engine that calls healing from inside a function, the way engines/ once did
+    source = '''"""An engine."""
+
+from engines.models import Source
+
+
+def judge(source: Source) -> None:
+    if source.paused:
+        from healing.services import failure_report  # breaks a cycle, still an arrow
+
+        failure_report(kind="paused", source_id=source.pk)
+'''
+    # when
+    wrong = forbidden("engines/judge_example.py", source)
+    # then
+    assert wrong == ["engines/judge_example.py:8 imports healing.services (engines may not depend on healing)"]
+
+
+def test_a_module_level_import_of_the_console_from_healing_is_refused() -> None:
+    wrong = forbidden("healing/example.py", "from console.live import sources_changed\n")
+    assert wrong == ["healing/example.py:1 imports console.live (healing may not depend on console)"]
+
+
+def test_a_string_import_is_an_arrow_too() -> None:
+    source = 'import importlib\n\n\ndef handler():\n    return importlib.import_module("healing.actions")\n'
+    assert forbidden("engines/reconcile/example.py", source) == [
+        "engines/reconcile/example.py:5 imports healing.actions (engines may not depend on healing)"
+    ]
+
+
+def test_a_relative_import_is_resolved_against_its_package() -> None:
+    # given: engines/reconcile/x.py importing `..models` means engines.models (down), `...console` would be up
+    assert arrows("engines/reconcile/example.py", "from ..models import Source\n")[0].module == "engines.models"
+    assert forbidden("engines/reconcile/example.py", "from ..models import Source\n") == []
+    assert forbidden("engines/reconcile/example.py", "from ...console import live\n") == [
+        "engines/reconcile/example.py:1 imports console (engines may not depend on console)"
+    ]
+
+
+def test_downward_sideways_and_listed_arrows_pass() -> None:
+    assert forbidden("console/views.py", "from engines.models import Source\nfrom healing import services\n") == []
+    assert forbidden("callbacks/services.py", "from healing.services import failure_report\n") == []
+    assert forbidden("beastflow/asgi.py", "from console.routing import websocket_urlpatterns\n") == []
+    assert forbidden("beastflow/tenancy.py", "from engines.models import Source\n") == [
+        "beastflow/tenancy.py:1 imports engines.models (beastflow may not depend on engines)"
+    ]
