@@ -60,6 +60,7 @@ from bench._world import OUT_DIR, World, free_port, log
 
 HERE = Path(__file__).resolve().parent.parent
 DATABASE = "beastflow_bench_scale"
+WORLD_FILE = OUT_DIR / "scale-world.jsonl"  # the tenants a --keep run made, for --reuse
 QUEUES = ("celery", "monitor", "polls", "reconcile", "healing", "callbacks")
 TICK_S = 1.0  # the monitor tick both schedulers run with (BEASTFLOW_MONITOR_TICK_S default)
 
@@ -490,6 +491,22 @@ def main() -> int:
     parser.add_argument("--root", default=str(HERE), help="the checkout to run (default this one)")
     parser.add_argument("--label", default="after")
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the database and the tenants made (in .beastflow/bench/scale-world.jsonl) for --reuse",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="run on the database a --keep run left (same checkout and --sources), without building",
+    )
+    parser.add_argument(
+        "--monitor-processes",
+        type=int,
+        default=1,
+        help="pool processes of the monitor worker (split workers); claimers per tick follow it",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -514,6 +531,8 @@ def main() -> int:
 
     world = ScaleWorld(Path(args.root).resolve())
     world.settings = dict(item.split("=", 1) for item in args.set)
+    if args.monitor_processes > 1:  # beat sends that many claimers a tick, one per monitor process
+        world.settings.setdefault("BEASTFLOW_MONITOR_CLAIMERS", str(args.monitor_processes))
     stop = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -524,7 +543,16 @@ def main() -> int:
     pusher: Pusher | None = None
     try:
         log(f"database {DATABASE} from {world.root}")
-        world.create_database()
+        tenants: list[TenantInfo] = []
+        if args.reuse:
+            tenants = [TenantInfo(**json.loads(line)) for line in WORLD_FILE.read_text().splitlines() if line]
+            log(f"reusing {len(tenants)} tenants of a --keep run")
+            sql_in_every_schema(world, tenants, "UPDATE {schema}.engines_source SET paused = false")
+        else:
+            world.create_database()
+        world.database_created = not args.keep
+        if args.keep and not args.reuse:
+            WORLD_FILE.write_text("")
         sim_port = free_port()
         # The polled upstream: our simulator serving its feed (no pushes), from this checkout whatever --root is.
         world.spawn(
@@ -542,7 +570,8 @@ def main() -> int:
         celery = [sys.executable, "-m", "celery", "-A", "beastflow", "worker", "-l", level]
         if args.workers == "split":
             # As in production, smaller: the monitor on a worker of its own, the rest on another.
-            world.spawn("worker-monitor", [*celery, "-Q", "monitor", "--concurrency", "1", "-n", "monitor@%h"],
+            monitor = str(args.monitor_processes)
+            world.spawn("worker-monitor", [*celery, "-Q", "monitor", "--concurrency", monitor, "-n", "monitor@%h"],
                         BEASTFLOW_LOG_LEVEL=level)  # fmt: skip
             rest = ",".join(q for q in QUEUES if q != "monitor")
             world.spawn(
@@ -553,14 +582,18 @@ def main() -> int:
         world.spawn("beat", [sys.executable, "-m", "celery", "-A", "beastflow", "beat", "-l", "WARNING",
                              "--schedule", str(OUT_DIR / f"scale-beat-{os.getpid()}")])  # fmt: skip
         spec = {"kinds": kinds, "specs": source_specs(sim_port, args.push_every)}
-        tenants: list[TenantInfo] = []
         build_deadline = time.monotonic() + args.max_build_s
         for size in sizes:
-            if len(tenants) >= size:
+            made: list[TenantInfo] = []
+            if len(tenants) < size:
+                log(f"building tenants {len(tenants)}..{size - 1}")
+                made = world.build(len(tenants), size, spec, build_deadline)
+                tenants += made
+            elif not (args.reuse and len(tenants) == size):
                 continue
-            log(f"building tenants {len(tenants)}..{size - 1}")
-            made = world.build(len(tenants), size, spec, build_deadline)
-            tenants += made
+            if args.keep:
+                with WORLD_FILE.open("a") as kept:
+                    kept.writelines(json.dumps(t.__dict__) + "\n" for t in made)
             if pusher is not None:
                 pusher.stop()
             targets = [(s["id"], t.api_key) for t in tenants for s in t.sources if s["kind"] == "pushing"]
@@ -568,7 +601,7 @@ def main() -> int:
             total = sum(len(t.sources) for t in tenants)
             log(f"{len(tenants)} tenants, {total} sources; warming up {args.warmup_s:.0f}s")
             time.sleep(args.warmup_s)
-            creates = [t.create_s for t in made] or [0.0]
+            creates = [t.create_s for t in made or tenants] or [0.0]
             row = {
                 "size": len(tenants),
                 "asked": size,
