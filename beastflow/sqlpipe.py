@@ -42,7 +42,9 @@ def run_pipelined(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]
             for cursor, (sql, params) in zip(cursors, statements, strict=True):
                 # The SQL is built from catalog names, never from input; values travel as parameters.
                 cursor.execute(sql, params)
-        return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+        # `rownumber` is None without a result set (an UPDATE without RETURNING); cheaper
+        # to ask than `description`, which builds a column object per column each time.
+        return [cursor.fetchall() if cursor.rownumber is not None else [] for cursor in cursors]
     finally:
         for cursor in cursors:
             cursor.close()
