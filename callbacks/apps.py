@@ -8,7 +8,10 @@ class CallbacksConfig(AppConfig):
     verbose_name = "Outbound callbacks"
 
     def ready(self) -> None:
-        from callbacks import health_checks  # noqa: F401  (registers the /readyz components)
+        from callbacks import (
+            health_checks,  # noqa: F401  (registers the /readyz components)
+            tasks,  # noqa: F401  (registers the delivery task with callbacks.wake)
+        )
         from callbacks.listeners import listen
 
         listen()  # committed changes wake deliveries (engines/outbound.py)

@@ -82,3 +82,8 @@ def callbacks_sweep_task() -> int:
             )
     pass_mark("callbacks")
     return len(claims)
+
+
+# A closure, not the bound method: reading the task's attributes here would
+# finalize the Celery app while Django is still loading the apps.
+wake.deliver_task_register(lambda **options: callbacks_deliver_task.apply_async(**options))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -172,9 +173,19 @@ def schedule_retry(schema: str, delay_s: float) -> bool:
     return True
 
 
-def _enqueue(schema: str, **options: Any) -> None:
-    from callbacks.tasks import callbacks_deliver_task  # here: tasks import services, which import this
+# How the delivery task is sent: callbacks.tasks registers its apply_async when
+# imported (CallbacksConfig.ready() imports it in every process). The tasks
+# import services, which import this module, so this one cannot import them.
+_senders: list[Callable[..., object]] = []
 
+
+def deliver_task_register(send: Callable[..., object]) -> None:
+    _senders[:] = [send]
+
+
+def _enqueue(schema: str, **options: Any) -> None:
+    if not _senders:
+        raise RuntimeError("callbacks.tasks was not imported: no delivery task to send")
     # tenant-schemas-celery sends the task to run in the sending connection's schema.
     with schema_context(schema):
-        callbacks_deliver_task.apply_async(**options)
+        _senders[0](**options)
