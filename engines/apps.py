@@ -8,7 +8,10 @@ class EnginesConfig(AppConfig):
     verbose_name = "Engines"
 
     def ready(self) -> None:
-        from engines import health_checks  # noqa: F401  (registers the /readyz components)
+        from engines import (
+            health_checks,  # noqa: F401  (registers the /readyz components)
+            tasks,  # noqa: F401  (registers the per-source tasks with engines.sending)
+        )
         from engines.presets import registry
         from engines.reconcile import runs  # noqa: F401  (registers the full_reconcile strategy handler)
 

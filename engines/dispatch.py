@@ -24,6 +24,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from prometheus_client import Counter
 
+from engines import sending
 from engines.judge import judge_claims
 from engines.models import PollTrigger
 from engines.polling import DISPATCH_CLAIM_S, audits_claim_due, poll_deadlines, polls_claim_due
@@ -145,8 +146,7 @@ def polls_dispatch() -> int:
                 tenants[tenant.pk] = tenant
         except Exception:
             log.exception("polls_dispatch_failed", tenant=tenant.slug, sources=len(group))
-    from engines.tasks import source_poll_task
-
+    source_poll_task = sending.poll_task()
     # In the claims' order, which takes tenants in turns: the queue serves them alternately.
     sent = 0
     for claim in claims:

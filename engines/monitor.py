@@ -22,7 +22,7 @@ from prometheus_client import Counter, Histogram
 
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
-from engines import flight, outbound
+from engines import flight, outbound, sending
 from engines.health import HealthPolicy, StreamHealth, StreamSignals
 from engines.hysteresis import (
     Decision,
@@ -207,8 +207,6 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     # One gap-fill poll in flight per source: the tick repeats faster than a poll may take.
     if not get_redis().set(key("gapfill", current_schema(), source.pk), 1, nx=True, ex=GAP_FILL_COOLDOWN_S):
         return
-    from engines.tasks import source_poll_task
-
     log.info("gap_fill_requested", source=source.pk, after_seq=request.after_seq, missing=request.missing)
     outbound.announce(
         outbound.StreamGapFound(
@@ -222,7 +220,7 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
             },
         )
     )
-    source_poll_task.delay(source.pk, "gap_fill")
+    sending.poll_task().delay(source.pk, "gap_fill")
 
 
 def monitor_tenant() -> int:

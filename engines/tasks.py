@@ -17,6 +17,7 @@ from beastflow.passes import pass_mark
 from beastflow.tasks import fan_out_to_tenants
 from beastflow.tenancy import current_schema
 from beastflow.tracing import stage
+from engines import sending
 from engines.dispatch import monitor_claim_pass, polls_dispatch, reconciles_dispatch
 from engines.models import PollTrigger
 from engines.monitor import TICK_SECONDS, prune_samples
@@ -90,3 +91,7 @@ def reconciles_dispatch_task() -> int:
     started = reconciles_dispatch()
     pass_mark("reconciliation")
     return started
+
+
+# The engines queue these two through engines.sending (they cannot import this module).
+sending.tasks_register(poll=source_poll_task, reconcile=source_reconcile_task)

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from engines import outbound
+from engines import outbound, sending
 from engines.models import ReconcileStatus, ReconcileTrigger, ReconciliationRun, Source
 from engines.reconcile import policy
 from engines.reconcile.engine import HEARTBEAT_S
@@ -188,10 +188,8 @@ def runs_abandon_stale(*, now: datetime) -> int:
 
 
 def _queue(run_id: int, countdown: float | None) -> None:
-    from engines.tasks import source_reconcile_task
-
     # After commit: the worker must find the row (and a rolled-back row must not run).
-    transaction.on_commit(lambda: source_reconcile_task.apply_async(args=(run_id,), countdown=countdown or None))
+    transaction.on_commit(lambda: sending.reconcile_task().apply_async(args=(run_id,), countdown=countdown or None))
 
 
 # -- the full_reconcile healing strategy -----------------------------------------
