@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,6 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -87,3 +92,38 @@ def read_multiprocess_counters(folder: Path) -> dict[str, dict[tuple[tuple[str, 
         for sample in family.samples:
             found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return found
+
+
+@contextmanager
+def run_stack(tmp_path: Path, *, env: dict[str, str], name: str = "obs") -> Iterator[str]:
+    """web + worker + beat sharing one metrics folder, as `make up` runs them; yields the web's URL.
+
+    `env` is the processes' environment (tests.conftest.subprocess_env() for the
+    test database). They get a Redis namespace of their own, so no other test's
+    worker takes their tasks, and a quick monitor clock (beat every 0.5 s).
+    """
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    port = free_port()
+    prefix = f"bf{name}{uuid.uuid4().hex[:8]}"
+    env = env | {
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "BEASTFLOW_REDIS_PREFIX": prefix,
+        "BEASTFLOW_MONITOR_TICK_S": "0.5",
+        "BEASTFLOW_MONITOR_ACTIVE_S": "1",
+    }
+    python = sys.executable
+    worker = ["worker", "--concurrency", "2", "-l", "WARNING", "-n", f"{name}@%h"]
+    commands = [
+        [python, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
+        [python, "-m", "celery", "-A", "beastflow", *worker],
+        [python, "-m", "celery", "-A", "beastflow", "beat", "-l", "WARNING", "--schedule", str(tmp_path / "beat")],
+    ]
+    processes = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL) for argv in commands]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, processes)
+        yield url
+    finally:
+        stop(processes)
+        forget_namespace(prefix)

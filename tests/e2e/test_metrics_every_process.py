@@ -26,7 +26,7 @@ from django_tenants.utils import tenant_context
 from engines.models import Source
 from engines.simulator.runner import start_in_thread
 from tests.conftest import Persona, subprocess_env
-from tests.stack import forget_namespace, free_port, scrape, stop, total, wait_healthy
+from tests.stack import forget_namespace, free_port, run_stack, scrape, stop, total
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "upstream-token"
@@ -35,30 +35,8 @@ TOKEN = "upstream-token"
 @pytest.fixture
 def stack(personas: dict[str, Persona], tmp_path: Path) -> Iterator[str]:
     """web + worker + beat sharing a metrics folder; yields the web's URL."""
-    folder = tmp_path / "metrics"
-    folder.mkdir()
-    port = free_port()
-    prefix = f"bfobs{uuid.uuid4().hex[:8]}"
-    env = subprocess_env() | {
-        "PROMETHEUS_MULTIPROC_DIR": str(folder),
-        "BEASTFLOW_REDIS_PREFIX": prefix,
-        "BEASTFLOW_MONITOR_TICK_S": "0.5",
-        "BEASTFLOW_MONITOR_ACTIVE_S": "1",
-    }
-    python = sys.executable
-    commands = [
-        [python, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
-        [python, "-m", "celery", "-A", "beastflow", "worker", "--concurrency", "2", "-l", "WARNING", "-n", "obs@%h"],
-        [python, "-m", "celery", "-A", "beastflow", "beat", "-l", "WARNING", "--schedule", str(tmp_path / "beat")],
-    ]
-    processes = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL) for argv in commands]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, processes)
+    with run_stack(tmp_path, env=subprocess_env()) as url:
         yield url
-    finally:
-        stop(processes)
-        forget_namespace(prefix)
 
 
 @pytest.mark.e2e
