@@ -1,14 +1,14 @@
 """A real Prometheus, configured from ops/prometheus, scrapes a `make up`-like stack: every dashboard panel has data.
 
-The stack is web + worker + beat sharing one metrics folder (tests/stack.py),
-with activity: a source its simulated upstream pushes to, a poll asked for
-through the API, and a source whose upstream never pushes, so the monitor
-switches it to polling and the worker polls the simulator. Prometheus
-(tests/prometheus_server.py: ops/'s web job and rules, the target and the
-intervals changed) scrapes it; then every target of every panel in
-ops/grafana/dashboards, its Grafana variables filled in, must answer data
-on /api/v1/query, and every rule of ops/prometheus/alerts.yml must evaluate
-with health "ok". docs/observability.md says what this proves.
+The stack is web + worker + beat sharing one metrics folder (tests/stack.py).
+Prometheus (tests/prometheus_server.py: ops/'s web job and rules, the target
+and the intervals changed) scrapes it from the start; then the activity: a
+source its simulator pushes to, polled and reconciled on demand; a second
+whose simulator stops pushing, so the monitor degrades it and the worker
+polls it; a native webhook; a subscription whose receiver is down. Then
+every target of every panel in ops/grafana/dashboards, its Grafana variables
+filled in, must answer data on /api/v1/query, and every rule of
+ops/prometheus/alerts.yml must evaluate with health "ok". docs/observability.md says what this proves.
 """
 
 from __future__ import annotations
