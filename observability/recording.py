@@ -263,7 +263,9 @@ def record_due(*, now: float | None = None, after_s: float = AFTER_S, before_s: 
             continue
         try:
             schema, source_id, at = member.decode().rsplit(":", 2)
-            with schema_context(schema):
+            # A savepoint each: a member whose schema is gone (a deleted tenant) fails its own
+            # statement only, never the transaction the others are recorded in.
+            with schema_context(schema), transaction.atomic():
                 failure = failure_for_degradation(int(source_id), float(at))
                 if failure is None:
                     log.info("failure_recording_skipped", schema=schema, source=source_id, reason="no failure found")

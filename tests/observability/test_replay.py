@@ -162,9 +162,11 @@ def test_a_degrading_switch_is_recorded_by_the_tick_once_its_window_has_passed(a
     source = _outage_and_recovery(alice)
     due = get_redis().zrange(key(*flight.DUE_KEY_PARTS), 0, -1)
     assert any(f":{source.pk}:" in member.decode() for member in due)
+    # and a mark left by a tenant deleted since (its schema is gone), due first
+    get_redis().zadd(key(*flight.DUE_KEY_PARTS), {"t_gone_since:1:1.0": 0})
     # when: the tick comes after the window (180 s after the switch)
     recorded = record_due(now=time.time() + 1000)
-    # then
+    # then: the gone tenant's mark fails alone
     assert recorded >= 1
     with tenant_context(alice.tenant):
         recording = FailureRecording.objects.get(source_id=source.pk)
