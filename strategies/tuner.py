@@ -28,7 +28,7 @@ hysteresis (polls taken as catching up at once) and counts switches.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +203,23 @@ def tune_verdicts(
     if len(judged) < 2:
         return None
     hours = max(1e-9, (judged[-1].at - judged[0].at) / 3600.0)
+    for _, changes, policy in _policies(base, grid):
+        switches, holds, _ = measure(judged, policy)
+        if holds == 0 and switches / hours <= budget_per_hour:
+            return changes
+    return None
+
+
+def _policies(
+    base: Mapping[str, Any], grid: Mapping[str, Sequence[float]] | None
+) -> Iterator[tuple[tuple[float, ...], dict[str, float], HysteresisPolicy]]:
+    """Every candidate of the grid over the `base` hysteresis config, smallest first.
+
+    The default grid's names come first, in its order (`fail_threshold`, then
+    `min_dwell_s`), each over its values sorted: the first candidate that fits
+    is the smallest. `max_dwell_s` is raised to `min_dwell_s` where a
+    candidate's dwell passes it; a candidate the policy refuses is skipped.
+    """
     grid = DEFAULT_GRID if grid is None else grid
     names = sorted(grid, key=lambda n: list(DEFAULT_GRID).index(n) if n in DEFAULT_GRID else len(DEFAULT_GRID))
     for values in itertools.product(*(sorted(grid[name]) for name in names)):
@@ -213,10 +230,7 @@ def tune_verdicts(
             policy = HysteresisPolicy.from_config(config)
         except ValueError:
             continue
-        switches, holds, _ = measure(judged, policy)
-        if holds == 0 and switches / hours <= budget_per_hour:
-            return changes
-    return None
+        yield values, changes, policy
 
 
 # -- failure recordings (observability/recording.py) ------------------------------------
@@ -292,19 +306,10 @@ def tune_recording(
     `fail_threshold`, then `min_dwell_s`. Returns the changes (None when none
     fits) and what was measured, before and after.
     """
-    grid = DEFAULT_GRID if grid is None else grid
     before = recording_outcomes(recording, HysteresisPolicy.from_config(base))
     limit = before.switches if budget is None else budget
     best: tuple[float, tuple[float, ...], dict[str, float], RecordedOutcome] | None = None
-    names = sorted(grid, key=lambda n: list(DEFAULT_GRID).index(n) if n in DEFAULT_GRID else len(DEFAULT_GRID))
-    for values in itertools.product(*(sorted(grid[name]) for name in names)):
-        changes = dict(zip(names, values, strict=True))
-        config = {**base, **changes}
-        config["max_dwell_s"] = max(float(config.get("max_dwell_s", 600.0)), float(config.get("min_dwell_s", 10.0)))
-        try:
-            policy = HysteresisPolicy.from_config(config)
-        except ValueError:
-            continue
+    for values, changes, policy in _policies(base, grid):
         measured = recording_outcomes(recording, policy)
         if measured.switches > limit or measured.flap_holds > 0 or (before.degrades > 0 and measured.degrades == 0):
             continue
