@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
-from engines.health import HealthPolicy, StreamSignals, score_stream
+from engines.health import StreamSignals, score_stream
 from engines.hysteresis import HysteresisPolicy, HysteresisState, Transition, ValidationResult, decide
-from engines.modes import Mode, Verdict
+from engines.modes import Mode
 from engines.polling_policy import PollPolicy, PollState, after_error, after_success
 from engines.simulator.scenario import Scenario, ScenarioPlayer
+from observability.replay import health_policy, silent
 from strategies.params import StrategyParams
 
 HEARTBEAT_S = 1.0  # the simulator's default keep-alive (engines/demo.py says the same)
@@ -212,11 +213,7 @@ def evaluate(hist: History, params: StrategyParams) -> Metrics:
     4. Score the stream and let the hysteresis decide, as the judge does.
     """
     hysteresis = HysteresisPolicy.from_config(params.hysteresis.model_dump())
-    health = HealthPolicy(
-        silence_tolerance=params.health.silence_tolerance,
-        min_silence_s=params.health.min_silence_s,
-        bad_below=params.health.bad_below,
-    )
+    health = health_policy(params.health.model_dump())
     poll_policy = PollPolicy(min_interval_s=params.poll.min_interval_s, max_interval_s=params.poll.max_interval_s)
     rng = random.Random(hist.seed ^ 0x5EED)  # the backoff's jitter, reproducible per history
     tick_s = hist.tick_s
@@ -299,7 +296,7 @@ def evaluate(hist: History, params: StrategyParams) -> Metrics:
             policy=hysteresis,
             caught_up=bool(ok_polls),
             validation=validation,
-            silent=_silent(scored.penalties),
+            silent=silent(scored),
         )
         if decision.flapping:
             flap_holds += 1
@@ -422,11 +419,6 @@ def _expected_interval(hist: History, tick: Tick) -> float:
     return min(max(learned, CONFIGURED_INTERVAL_S / 4), CONFIGURED_INTERVAL_S * 4)
 
 
-def _silent(penalties: dict[str, int]) -> bool:
-    """engines.monitor._silent: the verdict's worst penalty is silence."""
-    return bool(penalties) and penalties.get("silence", 0) > 0 and penalties["silence"] == max(penalties.values())
-
-
 def _poisson(rng: random.Random, mean: float) -> int:
     """Knuth's method: fine for the few changes a tick brings."""
     if mean <= 0:
@@ -437,7 +429,3 @@ def _poisson(rng: random.Random, mean: float) -> int:
         if p <= limit:
             return k
         k += 1
-
-
-def verdict_of(score: int, bad_below: int) -> Verdict:
-    return Verdict.GOOD if score >= bad_below else Verdict.BAD
