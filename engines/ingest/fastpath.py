@@ -37,12 +37,11 @@ from typing import Any
 
 import psycopg
 import structlog
-from django import db as django_db
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from beastflow import correlation, otel, unavailable
 from beastflow.problems import CONTENT_TYPE, problem_body
@@ -70,9 +69,6 @@ SMALL_GROUP_EVENTS = 64
 # Bodies up to this size are parsed on the event loop when no query is needed.
 INLINE_BODY_BYTES = 16 * 1024
 COMMIT_CONNECTIONS = int(os.environ.get("BEASTFLOW_INGEST_COMMIT_CONNECTIONS", "4"))
-# What a database that cannot be reached looks like, from the commit pool or Django's connection.
-DATABASE_DOWN = (psycopg.OperationalError, PoolTimeout, django_db.OperationalError, django_db.InterfaceError)
-DATABASE_RETRY_AFTER_S = 5
 # The most a commit waits for a pool connection (psycopg_pool's default is 30 s), as Django's pool.
 POOL_WAIT_S = 10.0
 
@@ -170,13 +166,13 @@ class IngestFastPath:
             body = json.dumps(problem_body(exc.status, exc.detail, errors=exc.errors)).encode()
             content_type = CONTENT_TYPE
             log.info("ingest_refused", status=status, source=source_id, correlation_id=request_id, detail=exc.detail)
-        except DATABASE_DOWN as exc:
+        except unavailable.DATABASE_DOWN as exc:
             # PostgreSQL unreachable or restarting: nothing was acknowledged, the
             # client retries (see docs/reliability.md). Never a 500.
             service.record_outcome(503)
             if not isinstance(exc, unavailable.DatabaseKnownDownError):
                 unavailable.database.failed()
-            status, extra = 503, {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+            status, extra = 503, {"Retry-After": str(unavailable.RETRY_AFTER_S)}
             body = json.dumps(problem_body(503, "The database is unavailable; retry shortly.")).encode()
             content_type = CONTENT_TYPE
             log.warning("ingest_database_down", source=source_id, correlation_id=request_id, error=str(exc)[:200])

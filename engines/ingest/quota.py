@@ -19,6 +19,7 @@ first one after it tries Redis again.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -100,8 +101,11 @@ def async_client(url: str) -> aredis.Redis:
     )
 
 
+@functools.cache
 def fallback_share() -> float:
-    """The part of a tenant's rate and burst one process allows while Redis is away (0 < share <= 1)."""
+    """The part of a tenant's rate and burst one process allows while Redis is away (0 < share <= 1).
+
+    Read once per process, not at every decision taken while Redis is away."""
     try:
         share = float(os.environ.get("BEASTFLOW_QUOTA_FALLBACK_SHARE", "1"))
     except ValueError:
