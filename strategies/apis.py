@@ -18,6 +18,7 @@ from beastflow.problems import ProblemError
 from beastflow.strict_input import StrictInputSerializer
 from engines.selectors import source_get
 from engines.simulator.scenario import ScenarioError, load_scenario
+from healing.apis import actor
 from observability.models import FailureRecording
 from observability.replay import RecordingError
 from strategies import openapi as docs
@@ -26,7 +27,6 @@ from strategies.models import Experiment, ExperimentStatus, Metric, StrategyVers
 from strategies.params import StrategyParams
 from strategies.replay import history
 from strategies.tuner import tune
-from tenants.models import ApiKey
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "engines" / "simulator" / "scenarios"
 MAX_REPLAYS = 24  # scenario loops per tuning request (x 30 candidates)
@@ -34,13 +34,6 @@ LIST_PARAMETERS = [
     OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
     OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
 ]
-
-
-def actor(request: Request) -> str:
-    """Who acted: the API key (its label when it has one); the key id is never secret."""
-    key_id = getattr(request.auth, "key_id", None)
-    label = ApiKey.objects.filter(pk=key_id).values_list("label", flat=True).first() if key_id else None
-    return f"api_key:{key_id}" + (f" ({label})" if label else "")
 
 
 def _raise(exc: services.StrategyError) -> ProblemError:
