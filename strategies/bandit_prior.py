@@ -1,7 +1,7 @@
 """The healing bandit's pooled prior: every tenant's outcomes summed, kept in Redis, read per choice.
 
 `pool_refresh` (hourly, strategies.tasks) sums StrategyStats over every
-tenant schema in one statement and fits each pair's strength
+tenant schema in one round trip (beastflow.sqlpipe) and fits each pair's strength
 (strategies.hierarchy); `prior_for` is registered in healing.healer.PRIORS
 by this app's AppConfig.ready(), so healing asks it without importing
 strategies. Redis holds only this soft, recomputable summary: after a flush
@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from django.db import connection
 
 from beastflow.redis_client import get_redis, key
+from beastflow.sqlpipe import Statement, run_pipelined
 from healing.models import StrategyStats
 from strategies.hierarchy import Pool, pools, prior
 from strategies.params import HealingParams
@@ -28,18 +29,16 @@ POOL_TTL_S = 3 * 3600
 def pool_refresh() -> int:
     """Sum every tenant's outcomes per (category, strategy); store the pools. Returns how many pairs."""
     schemas = list(Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True))
-    per_tenant: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
     table = StrategyStats._meta.db_table
-    for start in range(0, len(schemas), 200):  # one statement per 200 schemas
-        chunk = schemas[start : start + 200]
-        parts = [
-            f"SELECT %s::text, category, strategy, successes, failures FROM {connection.ops.quote_name(s)}.{table}"  # noqa: S608 (names from the catalog)
-            for s in chunk
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(" UNION ALL ".join(parts), chunk)
-            for schema, category, strategy, successes, failures in cursor.fetchall():
-                per_tenant.setdefault(schema, {})[(category, strategy)] = (successes, failures)
+    statements: list[Statement] = [
+        (f"SELECT category, strategy, successes, failures FROM {connection.ops.quote_name(s)}.{table}", ())  # noqa: S608 (names from the catalog)
+        for s in schemas
+    ]
+    per_tenant = {
+        schema: {(category, strategy): (successes, failures) for category, strategy, successes, failures in rows}
+        for schema, rows in zip(schemas, run_pipelined(statements), strict=True)
+        if rows
+    }
     found = pools(per_tenant, cap=HealingParams().max_prior_strength)
     mapping = {
         f"{category}/{strategy}": json.dumps([p.successes, p.failures, p.strength])

@@ -7,6 +7,7 @@ from django_tenants.utils import tenant_context
 
 from beastflow.celery import app
 from beastflow.redis_client import get_redis, key
+from beastflow.sqlpipe import Statement, run_pipelined
 from strategies import metrics
 from strategies.bandit_prior import pool_refresh
 from strategies.models import Experiment, ExperimentStatus
@@ -34,7 +35,7 @@ def experiments_dispatch_task() -> int:
 
     The tenants come from a Redis set kept by experiment_start and _end; once
     an hour (or after a Redis flush) every schema is looked at in one
-    statement, so a lost set costs an hour's delay at most, never an experiment.
+    round trip, so a lost set costs an hour's delay at most, never an experiment.
     """
     client = get_redis()
     if client.set(key(SWEPT_KEY), 1, nx=True, ex=SWEEP_EVERY_S):
@@ -51,16 +52,11 @@ def experiments_dispatch_task() -> int:
 def _sweep() -> None:
     schemas = list(Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True))
     table = Experiment._meta.db_table
-    running: list[str] = []
-    for start in range(0, len(schemas), 200):
-        chunk = schemas[start : start + 200]
-        parts = [
-            f"(SELECT %s::text FROM {connection.ops.quote_name(s)}.{table} WHERE status = 'running' LIMIT 1)"  # noqa: S608 (names from the catalog)
-            for s in chunk
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(" UNION ALL ".join(parts), chunk)
-            running += [row[0] for row in cursor.fetchall()]
+    statements: list[Statement] = [
+        (f"SELECT 1 FROM {connection.ops.quote_name(s)}.{table} WHERE status = 'running' LIMIT 1", ())  # noqa: S608 (names from the catalog)
+        for s in schemas
+    ]
+    running = [schema for schema, rows in zip(schemas, run_pipelined(statements), strict=True) if rows]
     if running:
         get_redis().sadd(key(RUNNING_KEY), *running)
 
