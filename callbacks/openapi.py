@@ -4,38 +4,34 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from beastflow.openapi import example_of, examples_config
 
 
 class SubscriptionOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 2,
-                    "url": "https://app.example.com/hooks/beastflow",
-                    "sources": None,
-                    "signature": "beastflow",
-                    "status": "active",
-                    "cursor": 1042,
-                    "disabled_at": None,
-                    "disabled_reason": "",
-                    "failures": 0,
-                    "failing_since": None,
-                    "next_attempt_at": None,
-                    "breaker": "closed",
-                    "delivered_changes": 1042,
-                    "attempts_total": 57,
-                    "failures_total": 1,
-                    "last_success_at": "2026-12-06T19:08:02+00:00",
-                    "last_failure_at": "2026-12-06T18:00:00+00:00",
-                    "last_error": "",
-                    "created_at": "2026-12-06T17:00:00+00:00",
-                    "updated_at": "2026-12-06T19:08:02+00:00",
-                }
-            ]
+    model_config = examples_config(
+        {
+            "id": 2,
+            "url": "https://app.example.com/hooks/beastflow",
+            "sources": None,
+            "signature": "beastflow",
+            "status": "active",
+            "cursor": 1042,
+            "disabled_at": None,
+            "disabled_reason": "",
+            "failures": 0,
+            "failing_since": None,
+            "next_attempt_at": None,
+            "breaker": "closed",
+            "delivered_changes": 1042,
+            "attempts_total": 57,
+            "failures_total": 1,
+            "last_success_at": "2026-12-06T19:08:02+00:00",
+            "last_failure_at": "2026-12-06T18:00:00+00:00",
+            "last_error": "",
+            "created_at": "2026-12-06T17:00:00+00:00",
+            "updated_at": "2026-12-06T19:08:02+00:00",
         }
     )
 

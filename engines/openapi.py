@@ -94,29 +94,25 @@ class PushOut(BaseModel):
 
 
 class SourceOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 7,
-                    "name": "orders",
-                    "connector": "http",
-                    "config": {"poll_url": "https://upstream.example/changes"},
-                    "preset": None,
-                    "push": {"scheme": "beastflow", "secret_set": False},
-                    "hysteresis": {"fail_threshold": 3, "recover_threshold": 5, "min_dwell_s": 10},
-                    "poll": {"min_interval_s": 1, "max_interval_s": 60},
-                    "reconcile": {"interval_s": 300, "max_change_ratio": 0.1},
-                    "health": {"silence_tolerance": 3, "min_silence_s": 5, "bad_below": 50},
-                    "data_schema": None,
-                    "mode": "event",
-                    "mode_since": "2026-12-06T19:08:01+00:00",
-                    "paused": False,
-                    "ingest_url": "https://beastflow.example/api/v1/sources/7/events",
-                    "created_at": "2026-12-06T19:08:01+00:00",
-                    "updated_at": "2026-12-06T19:08:01+00:00",
-                }
-            ]
+    model_config = examples_config(
+        {
+            "id": 7,
+            "name": "orders",
+            "connector": "http",
+            "config": {"poll_url": "https://upstream.example/changes"},
+            "preset": None,
+            "push": {"scheme": "beastflow", "secret_set": False},
+            "hysteresis": {"fail_threshold": 3, "recover_threshold": 5, "min_dwell_s": 10},
+            "poll": {"min_interval_s": 1, "max_interval_s": 60},
+            "reconcile": {"interval_s": 300, "max_change_ratio": 0.1},
+            "health": {"silence_tolerance": 3, "min_silence_s": 5, "bad_below": 50},
+            "data_schema": None,
+            "mode": "event",
+            "mode_since": "2026-12-06T19:08:01+00:00",
+            "paused": False,
+            "ingest_url": "https://beastflow.example/api/v1/sources/7/events",
+            "created_at": "2026-12-06T19:08:01+00:00",
+            "updated_at": "2026-12-06T19:08:01+00:00",
         }
     )
 
@@ -156,17 +152,13 @@ Mode = Literal["event", "hybrid", "polling"]
 class RecordOut(BaseModel):
     """A live record: the highest version's data."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "key": "order-42",
-                    "version": 7,
-                    "data": {"status": "paid", "total": 12.5},
-                    "hash": "3f1c9c1e0f6a4b1e9b7d2a5c8e4f6a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f",
-                    "updated_at": "2026-12-06T19:08:01.123456+00:00",
-                }
-            ]
+    model_config = examples_config(
+        {
+            "key": "order-42",
+            "version": 7,
+            "data": {"status": "paid", "total": 12.5},
+            "hash": "3f1c9c1e0f6a4b1e9b7d2a5c8e4f6a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f",
+            "updated_at": "2026-12-06T19:08:01.123456+00:00",
         }
     )
 
@@ -185,21 +177,17 @@ class RecordPage(BaseModel):
 class ChangeOut(BaseModel):
     """One committed change, in commit order (seq)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "seq": 1042,
-                    "source": 7,
-                    "event_id": "evt_1001",
-                    "type": "upsert",
-                    "key": "order-42",
-                    "version": 7,
-                    "data": {"status": "paid"},
-                    "origin": "push",
-                    "committed_at": "2026-12-06T19:08:01.123456+00:00",
-                }
-            ]
+    model_config = examples_config(
+        {
+            "seq": 1042,
+            "source": 7,
+            "event_id": "evt_1001",
+            "type": "upsert",
+            "key": "order-42",
+            "version": 7,
+            "data": {"status": "paid"},
+            "origin": "push",
+            "committed_at": "2026-12-06T19:08:01.123456+00:00",
         }
     )
 
@@ -248,22 +236,18 @@ class SourceHealthOut(BaseModel):
 
 
 class ModeSwitchOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "from_mode": "event",
-                    "to_mode": "polling",
-                    "transition": "degrade",
-                    "reason": "3 bad judgements in a row (silence 42 s, expected 5 s)",
-                    "signals": {"silence_s": 42.0, "delivery_rate": 0.2},
-                    "at": "2026-12-06T19:10:00+00:00",
-                    "validated": True,
-                    "rolled_back": False,
-                    "actor": None,
-                }
-            ]
+    model_config = examples_config(
+        {
+            "id": 3,
+            "from_mode": "event",
+            "to_mode": "polling",
+            "transition": "degrade",
+            "reason": "3 bad judgements in a row (silence 42 s, expected 5 s)",
+            "signals": {"silence_s": 42.0, "delivery_rate": 0.2},
+            "at": "2026-12-06T19:10:00+00:00",
+            "validated": True,
+            "rolled_back": False,
+            "actor": None,
         }
     )
 

@@ -10,26 +10,22 @@ from beastflow.openapi import example_of, examples_config
 
 
 class FailureOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 12,
-                    "source": 7,
-                    "kind": "stream_silent",
-                    "fingerprint": "stream_silent:7",
-                    "occurrences": 3,
-                    "first_seen": "2026-12-06T19:09:00+00:00",
-                    "last_seen": "2026-12-06T19:10:00+00:00",
-                    "detail": {"silence_s": 42.0},
-                    "status": "open",
-                    "severity": 2,
-                    "priority": 20,
-                    "attempts": 1,
-                    "needs_operator": False,
-                    "resolved_by": None,
-                }
-            ]
+    model_config = examples_config(
+        {
+            "id": 12,
+            "source": 7,
+            "kind": "stream_silent",
+            "fingerprint": "stream_silent:7",
+            "occurrences": 3,
+            "first_seen": "2026-12-06T19:09:00+00:00",
+            "last_seen": "2026-12-06T19:10:00+00:00",
+            "detail": {"silence_s": 42.0},
+            "status": "open",
+            "severity": 2,
+            "priority": 20,
+            "attempts": 1,
+            "needs_operator": False,
+            "resolved_by": None,
         }
     )
 
@@ -133,29 +129,25 @@ class HealingEventOut(BaseModel):
 
 
 class HealingActionOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 5,
-                    "source": 7,
-                    "rca": 9,
-                    "strategy": "full_reconcile",
-                    "risk": "high",
-                    "status": "awaiting_approval",
-                    "requested_at": "2026-12-06T19:11:00+00:00",
-                    "decided_by": None,
-                    "decided_at": None,
-                    "outcome": None,
-                    "reason": None,
-                    "detail": {"run": 4, "change_ratio": 0.4},
-                    "failure": 12,
-                    "category": "data_drift",
-                    "escalation_level": 0,
-                    "next_escalation_at": "2026-12-06T19:26:00+00:00",
-                    "verify_deadline": None,
-                }
-            ]
+    model_config = examples_config(
+        {
+            "id": 5,
+            "source": 7,
+            "rca": 9,
+            "strategy": "full_reconcile",
+            "risk": "high",
+            "status": "awaiting_approval",
+            "requested_at": "2026-12-06T19:11:00+00:00",
+            "decided_by": None,
+            "decided_at": None,
+            "outcome": None,
+            "reason": None,
+            "detail": {"run": 4, "change_ratio": 0.4},
+            "failure": 12,
+            "category": "data_drift",
+            "escalation_level": 0,
+            "next_escalation_at": "2026-12-06T19:26:00+00:00",
+            "verify_deadline": None,
         }
     )
 
