@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
+from beastflow.openapi import example_of
 from console import consumers as console_consumers
 from engines import consumers as engines_consumers
 from engines.openapi import ChangeOut
@@ -62,6 +63,21 @@ def _change_schema() -> dict[str, Any]:
     schema = ChangeOut.model_json_schema()
     schema.pop("title", None)
     return schema
+
+
+def _rows_message(kind: str) -> dict[str, Any]:
+    """The console overview's frames: `snapshot` (every row, on connect) and `update` (rows that changed)."""
+    return {
+        "name": kind,
+        "payload": {
+            "type": "object",
+            "required": ["type", "rows"],
+            "properties": {
+                "type": {"const": kind},
+                "rows": {"type": "array", "items": _ref("#/components/schemas/StatusRow")},
+            },
+        },
+    }
 
 
 def asyncapi_document() -> dict[str, Any]:
@@ -214,21 +230,7 @@ def asyncapi_document() -> dict[str, Any]:
                     "name": "change",
                     "title": "A committed change",
                     "payload": _ref("#/components/schemas/Change"),
-                    "examples": [
-                        {
-                            "payload": {
-                                "seq": 1042,
-                                "source": 7,
-                                "event_id": "evt_1001",
-                                "type": "upsert",
-                                "key": "order-42",
-                                "version": 7,
-                                "data": {"status": "paid"},
-                                "origin": "push",
-                                "committed_at": "2026-12-06T19:08:01.123456+00:00",
-                            }
-                        }
-                    ],
+                    "examples": [{"payload": example_of(ChangeOut)}],
                 },
                 "hello": {
                     "name": "hello",
@@ -262,28 +264,8 @@ def asyncapi_document() -> dict[str, Any]:
                         "properties": {"type": {"const": "error"}, "detail": {"type": "string"}},
                     },
                 },
-                "snapshot": {
-                    "name": "snapshot",
-                    "payload": {
-                        "type": "object",
-                        "required": ["type", "rows"],
-                        "properties": {
-                            "type": {"const": "snapshot"},
-                            "rows": {"type": "array", "items": _ref("#/components/schemas/StatusRow")},
-                        },
-                    },
-                },
-                "update": {
-                    "name": "update",
-                    "payload": {
-                        "type": "object",
-                        "required": ["type", "rows"],
-                        "properties": {
-                            "type": {"const": "update"},
-                            "rows": {"type": "array", "items": _ref("#/components/schemas/StatusRow")},
-                        },
-                    },
-                },
+                "snapshot": _rows_message("snapshot"),
+                "update": _rows_message("update"),
             },
             "securitySchemes": {
                 "bearer": {
