@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
-import structlog
-
-log = structlog.get_logger(__name__)
+from beastflow.process_buffer import ProcessBuffer
 
 FLUSH_S = 1.0
 TTL_S = 3600
@@ -43,31 +39,20 @@ def entries_kept() -> int:
         return 120
 
 
-class _Buffer:
+class _Buffer(ProcessBuffer[list[str]]):
     def __init__(self, *, flush_in_thread: bool = True) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[int, list[str]] = {}
-        # A buffer kept for a measurement (bench/observability_overhead.py) starts no flusher.
-        self._pid = 0 if flush_in_thread else os.getpid()
+        super().__init__(
+            name="flight-recorder",
+            every_s=FLUSH_S,
+            flush=lambda: flush(),
+            failure_event="flight_recorder_flush_failed",
+            in_thread=flush_in_thread,
+        )
 
     def add(self, source_id: int, entry: str) -> None:
-        if self._pid != os.getpid():
-            self._start()
-        with self._lock:
-            self._entries.setdefault(source_id, []).append(entry)
-
-    def take(self) -> dict[int, list[str]]:
-        with self._lock:
-            taken, self._entries = self._entries, {}
-        return taken
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._entries = {}  # a forked child starts empty: the parent flushes its own
-            threading.Thread(target=_flush_forever, name="flight-recorder", daemon=True).start()
+        self.started()
+        with self.lock:
+            self.items.setdefault(source_id, []).append(entry)
 
 
 _buffer = _Buffer()
@@ -105,15 +90,6 @@ def flush() -> int:
             pipe.expire(name, TTL_S)
         pipe.execute()
     return sum(len(entries) for entries in taken.values())
-
-
-def _flush_forever() -> None:
-    while True:
-        time.sleep(FLUSH_S)
-        try:
-            flush()
-        except Exception:
-            log.warning("flight_recorder_flush_failed", exc_info=True)
 
 
 def judgements(source_id: int, *, since: float, until: float) -> list[dict[str, Any]]:

@@ -28,17 +28,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
+from beastflow.process_buffer import ProcessBuffer
 from observability.sketch import bucket_of, merge, percentiles_ms
-
-log = structlog.get_logger(__name__)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -59,24 +55,25 @@ class _Tally:
     buckets: dict[int, int] = field(default_factory=dict)
 
 
-class _Tallies:
+class _Tallies(ProcessBuffer[_Tally]):
     """What this process measured since its last flush, per source id."""
 
     def __init__(self, *, flush_in_thread: bool = True) -> None:
-        self._lock = threading.Lock()
-        self._by_source: dict[int, _Tally] = {}
-        # A tally kept for a measurement (bench/observability_overhead.py) starts no flusher.
-        self._pid = 0 if flush_in_thread else os.getpid()
-        self._flusher: threading.Thread | None = None
+        super().__init__(
+            name="capacity-flush",
+            every_s=FLUSH_S,
+            flush=lambda: flush(),
+            failure_event="capacity_flush_failed",
+            in_thread=flush_in_thread,
+        )
 
     def add(self, source_id: int, seconds: float, status: int, events: int) -> None:
-        if self._pid != os.getpid():
-            self._start_flusher()
+        self.started()
         index = bucket_of(seconds)
-        with self._lock:
-            tally = self._by_source.get(source_id)
+        with self.lock:
+            tally = self.items.get(source_id)
             if tally is None:
-                tally = self._by_source[source_id] = _Tally()
+                tally = self.items[source_id] = _Tally()
             tally.requests += 1
             tally.events += events
             if status == 429:
@@ -84,21 +81,6 @@ class _Tallies:
             elif status >= 400:
                 tally.errors += 1
             tally.buckets[index] = tally.buckets.get(index, 0) + 1
-
-    def take(self) -> dict[int, _Tally]:
-        with self._lock:
-            taken, self._by_source = self._by_source, {}
-        return taken
-
-    def _start_flusher(self) -> None:
-        # Per process: a fork (uvicorn --workers) inherits no running thread.
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._by_source = {}  # a forked child starts from nothing: its parent flushes its own
-            self._flusher = threading.Thread(target=_flush_forever, name="capacity-flush", daemon=True)
-            self._flusher.start()
 
 
 tallies = _Tallies()
@@ -201,20 +183,6 @@ def flush(now: float | None = None) -> int:
             pipe.expire(name, RETENTION_S)
         pipe.execute()
     return len(taken)
-
-
-def _flush_forever() -> None:
-    from django.db import close_old_connections
-
-    while True:
-        time.sleep(FLUSH_S)
-        try:
-            flush()
-        except Exception:
-            # Redis or the database away: these counts are lost, the next flush tries again.
-            log.warning("capacity_flush_failed", exc_info=True)
-        finally:
-            close_old_connections()  # this thread's connection, if the lookup opened one
 
 
 @dataclass(frozen=True)
