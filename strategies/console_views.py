@@ -27,11 +27,10 @@ PAGE = 20
 @tenant_console
 def experiments(request: HttpRequest) -> HttpResponse:
     rows = [selectors.experiment_render(e) for e in selectors.experiments()[:PAGE]]
-    versions = list(selectors.versions()[:PAGE])
     tenant = TenantStrategy.objects.select_related("default_version__config").filter(pk=1).first()
     context: dict[str, Any] = {
         "experiments": rows,
-        "versions": [selectors.version_render(v) for v in versions],
+        "versions": selectors.versions_render(list(selectors.versions()[:PAGE])),
         "default": tenant.default_version if tenant else None,
         "auto_promote": bool(tenant and tenant.auto_promote),
         "can_operate": getattr(request, "console_role", "") == Role.OPERATOR,

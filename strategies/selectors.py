@@ -10,6 +10,7 @@ into a sample.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,7 +67,10 @@ def version_by_id(pk: Any) -> StrategyVersion | None:
     return None if n is None else StrategyVersion.objects.select_related("config").filter(pk=n).first()
 
 
-def version_render(version: StrategyVersion) -> dict[str, Any]:
+def version_render(version: StrategyVersion, *, sources: int | None = None) -> dict[str, Any]:
+    """One version; `sources` (how many sources override to it) counted here unless given."""
+    if sources is None:
+        sources = SourceStrategy.objects.filter(version=version).count()
     return {
         "id": version.pk,
         "config": version.config.name,
@@ -77,8 +81,14 @@ def version_render(version: StrategyVersion) -> dict[str, Any]:
         "restores": version.restores.number if version.restores_id and version.restores else None,
         "origin": version.origin,
         "created_at": _iso(version.created_at),
-        "sources": SourceStrategy.objects.filter(version=version).count(),
+        "sources": sources,
     }
+
+
+def versions_render(versions: Sequence[StrategyVersion]) -> list[dict[str, Any]]:
+    """A page of versions with their override counts from one query (not one count per version)."""
+    usage = version_usage([v.pk for v in versions])
+    return [version_render(v, sources=usage.get(v.pk, 0)) for v in versions]
 
 
 def version_diff(old: StrategyVersion, new: StrategyVersion) -> dict[str, Any]:
@@ -288,9 +298,10 @@ def guardrail_counts(experiment: Experiment) -> dict[str, dict[str, float]]:
     }
 
 
-def version_usage() -> dict[int, int]:
-    """How many sources override to each version (the console's and the admin's count)."""
-    return dict(SourceStrategy.objects.values("version_id").annotate(n=Count("id")).values_list("version_id", "n"))
+def version_usage(version_ids: Sequence[int]) -> dict[int, int]:
+    """How many sources override to each of these versions (absent: none)."""
+    rows = SourceStrategy.objects.filter(version_id__in=list(version_ids)).values("version_id")
+    return dict(rows.annotate(n=Count("id")).values_list("version_id", "n"))
 
 
 def judged_history(source: Source, *, hours: float) -> tuple[list[Judged], int]:
