@@ -25,7 +25,7 @@ from http import HTTPStatus
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from beastflow.problems import CONTENT_TYPE, TYPE_BASE, problem_body
@@ -187,6 +187,14 @@ CURSOR_PARAMETER = {
     "allowEmptyValue": True,
     "schema": {"type": "string"},
 }
+_CURSOR_HINT = "next_cursor of the previous page."
+# A cursor-paginated list's parameters, for `extend_schema(parameters=[..., *PAGE_PARAMETERS])`;
+# `shared_answers_hook` swaps them for the components Limit and Cursor. A list whose page size differs
+# (the audit timeline) declares its own `limit`, which keeps its description.
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description=str(LIMIT_PARAMETER["description"])),
+    OpenApiParameter("cursor", str, description=_CURSOR_HINT),
+]
 _PROBLEM_REF = "#/components/schemas/Problem"
 _PATH_PARAM = re.compile(r"{[^}]+}")
 
@@ -221,7 +229,7 @@ def _paginated_parameters(operation: dict[str, Any]) -> None:
         # A list whose page size differs (the audit timeline) keeps its own description.
         if parameter.get("name") == "limit" and parameter.get("description") == LIMIT_PARAMETER["description"]:
             operation["parameters"][position] = {"$ref": "#/components/parameters/Limit"}
-        elif parameter.get("name") == "cursor" and parameter.get("description") == "next_cursor of the previous page.":
+        elif parameter.get("name") == "cursor" and parameter.get("description") == _CURSOR_HINT:
             operation["parameters"][position] = {"$ref": "#/components/parameters/Cursor"}
 
 

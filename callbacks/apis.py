@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from beastflow.netguard import literal_problem
-from beastflow.openapi import problems
+from beastflow.openapi import PAGE_PARAMETERS, problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError, flatten_errors
 from beastflow.strict_input import StrictInputSerializer
@@ -21,10 +21,6 @@ from callbacks import selectors, services
 from callbacks.models import Delivery, Subscription
 from callbacks.signing import Scheme
 
-LIST_PARAMS = [
-    OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
-]
 MAX_SOURCES = 500
 
 
@@ -108,7 +104,7 @@ def subscription_or_404(subscription_id: Any) -> Subscription:
 class SubscriptionListCreateApi(APIView):
     @extend_schema(
         operation_id="subscriptions_list",
-        parameters=LIST_PARAMS,
+        parameters=PAGE_PARAMETERS,
         responses={200: docs.SubscriptionPage},
         summary="List subscriptions, newest first",
     )
@@ -168,7 +164,7 @@ class SubscriptionDetailApi(APIView):
 class SubscriptionDeliveriesApi(APIView):
     @extend_schema(
         operation_id="deliveries_list",
-        parameters=LIST_PARAMS,
+        parameters=PAGE_PARAMETERS,
         responses={200: docs.DeliveryPage},
         summary="Delivery attempts of a subscription, newest first",
     )

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from beastflow.openapi import problems
+from beastflow.openapi import PAGE_PARAMETERS, problems
 from beastflow.pagination import paginate_desc, parse_limit
 from beastflow.problems import ProblemError
 from engines import openapi as docs
@@ -18,11 +18,6 @@ from engines.models import ModeSwitch, PollRun, ReconcileTrigger, Source
 from engines.partitions import changes_floor
 from engines.reconcile import runs as reconcile_runs
 from engines.schemas import DataSourceConfig
-
-LIST_PARAMS = [
-    OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
-]
 
 
 def _problem(exc: sources.SourceError) -> ProblemError:
@@ -40,7 +35,7 @@ def source_or_404(source_id: Any) -> Source:
 class SourceListCreateApi(APIView):
     @extend_schema(
         operation_id="sources_list",
-        parameters=LIST_PARAMS,
+        parameters=PAGE_PARAMETERS,
         responses={200: docs.SourcePage},
         summary="List sources, newest first",
     )
@@ -122,7 +117,7 @@ class SourceDetailApi(APIView):
 class RecordListApi(APIView):
     @extend_schema(
         operation_id="records_list",
-        parameters=LIST_PARAMS,
+        parameters=PAGE_PARAMETERS,
         responses={200: docs.RecordPage},
         summary="A source's live records, newest first",
     )
@@ -221,7 +216,7 @@ class SourceHealthApi(APIView):
 class ModeSwitchListApi(APIView):
     @extend_schema(
         operation_id="mode_switches_list",
-        parameters=LIST_PARAMS,
+        parameters=PAGE_PARAMETERS,
         responses={200: docs.ModeSwitchPage},
         summary="Mode switches with reason and signals, newest first",
     )
@@ -238,7 +233,7 @@ class ModeSwitchListApi(APIView):
 class PollRunListApi(APIView):
     @extend_schema(
         operation_id="polls_list",
-        parameters=LIST_PARAMS,
+        parameters=PAGE_PARAMETERS,
         responses={200: docs.PollRunPage},
         summary="Polls of the source's change feed, newest first",
     )
@@ -286,7 +281,7 @@ class SourceReconcileApi(APIView):
 class ReconciliationListApi(APIView):
     @extend_schema(
         operation_id="reconciliations_list",
-        parameters=LIST_PARAMS,
+        parameters=PAGE_PARAMETERS,
         responses={200: docs.ReconciliationPage},
         summary="Reconciliation runs of the source, newest first",
     )

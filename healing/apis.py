@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from beastflow.openapi import problems
+from beastflow.openapi import PAGE_PARAMETERS, problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError
 from beastflow.strict_input import StrictInputSerializer
@@ -29,8 +29,7 @@ def list_parameters(statuses: Sequence[str]) -> list[OpenApiParameter]:
     return [
         OpenApiParameter("source", int, description="Only this source's rows."),
         OpenApiParameter("status", {"type": "string", "enum": list(statuses)}, description="Only rows in this status."),
-        OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
-        OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
+        *PAGE_PARAMETERS,
     ]
 
 
