@@ -123,6 +123,11 @@ def problems(*statuses: int) -> dict[int, OpenApiResponse]:
     return {status: OpenApiResponse(response=Problem, description=PROBLEMS[status][1]) for status in statuses}
 
 
+def problem_ref(status: int) -> dict[str, str]:
+    """A reference to the shared problem answer for `status` (its response component)."""
+    return {"$ref": f"#/components/responses/{PROBLEMS[status][0]}"}
+
+
 def _response_component(status: int) -> dict[str, Any]:
     _, description, detail, errors, retry = PROBLEMS[status]
     if status in _EXAMPLE_DETAILS:
@@ -271,7 +276,7 @@ def shared_answers_hook(result: dict[str, Any], generator: Any, request: Any, pu
                 responses.setdefault(str(status), {})
             for status, response in responses.items():
                 if status.isdigit() and int(status) in PROBLEMS and (not response or _is_problem(response)):
-                    responses[status] = {"$ref": f"#/components/responses/{PROBLEMS[int(status)][0]}"}
+                    responses[status] = problem_ref(int(status))
             operation["responses"] = dict(sorted(responses.items()))
     return result
 

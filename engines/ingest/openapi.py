@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from beastflow.openapi import problem_ref
 from engines.ingest import schemes, service, validation
 
 PATH = "/api/v1/sources/{source_id}/events"
@@ -191,12 +192,6 @@ _EXAMPLES = {
 }
 
 
-def _problem(status: int) -> dict[str, Any]:
-    from beastflow.openapi import PROBLEMS
-
-    return {"$ref": f"#/components/responses/{PROBLEMS[status][0]}"}
-
-
 def ingest_operation() -> dict[str, Any]:
     return {
         "operationId": "sources_events_push",
@@ -271,13 +266,7 @@ def ingest_operation() -> dict[str, Any]:
                     }
                 },
             },
-            "400": _problem(400),
-            "401": _problem(401),
-            "404": _problem(404),
-            "413": _problem(413),
-            "422": _problem(422),
-            "429": _problem(429),
-            "503": _problem(503),
+            **{str(status): problem_ref(status) for status in (400, 401, 404, 413, 422, 429, 503)},
         },
     }
 
