@@ -228,18 +228,13 @@ def web_server(port: int | None = None, *, env: dict[str, str] | None = None) ->
     `port`: a given one (to start a server again where clients reconnect), else a free one;
     `env`: more environment for it (e.g. BEASTFLOW_PRESET_DIRS).
     """
-    import socket
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
-    import httpx
+    from tests.stack import free_port, stop, wait_healthy
 
-    if port is None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+    port = port or free_port()
     root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
@@ -249,23 +244,10 @@ def web_server(port: int | None = None, *, env: dict[str, str] | None = None) ->
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the web server did not come up")
-            time.sleep(0.1)
+        wait_healthy(url, [process])
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop([process], timeout_s=10)
 
 
 @pytest.fixture(scope="session")

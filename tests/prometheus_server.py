@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.stack import free_port
+from tests.stack import free_port, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ROOT / "ops" / "prometheus"
@@ -117,19 +117,8 @@ def run_prometheus(tmp_path: Path, *, web: str, interval_s: float = 1.0) -> Iter
     process = subprocess.Popen(argv, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     server = Prometheus(f"http://127.0.0.1:{port}", process)
     try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{server.url}/-/ready", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        server.wait("ready", ready, timeout_s=30)
+        wait_healthy(server.url, [process], path="/-/ready")
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop([process])
         log.close()

@@ -1,8 +1,10 @@
-"""Helpers for tests that run real BeastFlow processes: ports, waiting for a web, reading metrics, Redis namespaces.
+"""Helpers for tests that run real processes: free ports, waiting on a condition or a server, metrics, Redis keys.
 
 Shared by the end-to-end tests that start web, worker and beat themselves
 (tests/e2e/test_metrics_every_process.py) or the whole launcher
-(tests/e2e/test_faults.py, tests/beastflow/test_launcher_restarts.py).
+(tests/e2e/test_faults.py, tests/beastflow/test_launcher_restarts.py), and by
+the other helpers that start a server (tests/conftest.py's `web_server`,
+tests/reliability/support.py, tests/prometheus_server.py).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -23,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -31,26 +35,39 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_healthy(url: str, processes: list[subprocess.Popen[bytes]], *, timeout_s: float = 30.0) -> None:
-    """Until GET {url}/healthz answers 200; fails if a process exits first or the deadline passes."""
+def wait_for(condition: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy; that value, or AssertionError after the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(every_s)
+
+
+def wait_healthy(
+    url: str, processes: list[subprocess.Popen[bytes]], *, timeout_s: float = 30.0, path: str = "/healthz"
+) -> None:
+    """Until GET {url}{path} answers 200; fails if a process exits first or the deadline passes."""
+
+    def answers() -> bool:
+        assert all(p.poll() is None for p in processes), f"a process serving {url} exited at start-up"
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{url}{path}", timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
-        assert all(p.poll() is None for p in processes), "a process of the stack exited at start-up"
-        assert time.monotonic() < deadline, "the web server did not come up"
-        time.sleep(0.1)
+            return False
+
+    wait_for(answers, timeout_s, f"{url}{path} answers 200", every_s=0.1)
 
 
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+def stop(processes: list[subprocess.Popen[bytes]], *, timeout_s: float = 15.0) -> None:
     for process in reversed(processes):
         process.terminate()
     for process in processes:
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
 

@@ -13,34 +13,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import redis
 
 from tests.conftest import subprocess_env
+from tests.stack import free_port, stop, wait_for, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.05):  # type: ignore[no-untyped-def]
-    """Poll `condition` until it returns something truthy; that value, or AssertionError after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(every_s)
 
 
 class ThrowawayRedis:
@@ -96,23 +77,10 @@ def web_server(env: dict[str, str], *, wsgi: bool = False) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-
-        def up() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError("the web server exited at start-up")
-            try:
-                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 40, "the web server answers /healthz", every_s=0.1)
+        wait_healthy(url, [process], timeout_s=40)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop([process], timeout_s=10)
 
 
 class CuttableLink:

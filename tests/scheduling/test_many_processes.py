@@ -33,18 +33,10 @@ from scheduling.leader import LeaderLock
 from scheduling.models import SourceSchedule
 from tests.conftest import Persona, subprocess_env
 from tests.factories import make_source
+from tests.stack import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
 
 
 class Processes:
