@@ -23,6 +23,8 @@ import psycopg
 import pytest
 import redis
 
+from tests.stack import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE_TIMEOUT_S = 60
 
@@ -120,9 +122,7 @@ def service_comes_up_ready(env: Env) -> None:
         timeout=NAMESPACE_TIMEOUT_S,
     )
     assert boot.returncode == 0, boot.stderr
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
         cwd=ROOT,

@@ -10,7 +10,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from tests.conftest import subprocess_env
+from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_TXT = ROOT / "requirements" / "runtime.txt"
@@ -168,9 +168,7 @@ def test_the_service_runs_from_the_runtime_list_alone(personas: object) -> None:
         [python, "manage.py", "check", "--fail-level", "ERROR"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     web = subprocess.Popen(
         [python, "-m", "uvicorn", "beastflow.asgi:application", "--port", str(port), "--no-access-log"],
         cwd=ROOT,

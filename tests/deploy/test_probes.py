@@ -12,6 +12,7 @@ from django.test import Client
 from beastflow import probes
 from beastflow.redis_client import get_redis
 from scheduling.beat import leader_lock_key
+from tests.stack import free_port
 
 
 def test_readyz_can_be_asked_about_some_components_only(db: None) -> None:
@@ -30,16 +31,10 @@ def test_readyz_refuses_an_unknown_component_with_a_problem(db: None) -> None:
     assert response.json()["errors"] == [{"field": "only", "message": "unknown component 'databse'"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_the_web_probe_asks_the_process_whether_it_can_serve(live_server_url: str) -> None:
     port = int(live_server_url.rsplit(":", 1)[1])
     assert probes.web(port, timeout_s=10) is None
-    problem = probes.web(_free_port(), timeout_s=2)
+    problem = probes.web(free_port(), timeout_s=2)
     assert problem is not None and "failed" in problem
 
 
@@ -48,7 +43,7 @@ def test_the_simulators_probe_needs_something_listening() -> None:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         assert probes.simulators(listening.getsockname()[1], timeout_s=2) is None
-    assert probes.simulators(_free_port(), timeout_s=2) is not None
+    assert probes.simulators(free_port(), timeout_s=2) is not None
 
 
 @pytest.fixture

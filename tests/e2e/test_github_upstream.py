@@ -11,7 +11,6 @@ and asserted only against generous bounds.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from engines.mapping import parse_timestamp, to_microseconds
 from engines.models import Change, ModeSwitch, PollRun, ReconciliationRun, Record, Source
 from engines.simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
+from tests.stack import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("celery_beat")]
 
@@ -35,12 +35,6 @@ TOKEN = "ghp_e2e_simulated"
 SECRET = "webhook secret set on the repository"
 OWNER, REPO = "octo-org", "hello"
 AUDIT_S = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout_s: float, diagnosis: Callable[[], str] = str) -> float:
@@ -192,7 +186,7 @@ def repo_factory(
 
     def make(*, reconcile_s: float = 0) -> Repo:  # 0: reconciliation only when asked
         tenant = personas["alice"].tenant
-        port = _free_port()
+        port = free_port()
         source_id = make_source(tenant, django_db_blocker, port, reconcile_s=reconcile_s)
         sim = start_in_thread(
             port=port,

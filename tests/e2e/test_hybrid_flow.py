@@ -8,7 +8,6 @@ the figures themselves are measured, not promised, by these tests.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,15 +22,10 @@ from django_tenants.utils import tenant_context
 from engines.models import ModeSwitch, Record, Source
 from engines.simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
+from tests.stack import free_port
 
 TOKEN = "upstream-token"
 pytestmark = pytest.mark.usefixtures("celery_beat")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -132,7 +126,7 @@ def world(personas: dict[str, Persona], live_server_url: str, django_db_blocker:
     from engines import sources
 
     tenant = personas["alice"].tenant
-    port = _free_port()
+    port = free_port()
     spec = {
         "name": f"e2e-{uuid.uuid4().hex[:8]}",
         "connector": "simulator",

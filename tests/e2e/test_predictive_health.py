@@ -11,7 +11,6 @@ Asserted only against generous bounds: the figures are measured, not promised.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from typing import Any
@@ -25,17 +24,12 @@ from engines.models import ModeSwitch, Source
 from engines.simulator.runner import start_in_thread
 from healing.models import FailureRecord
 from tests.conftest import Persona
+from tests.stack import free_port
 
 TOKEN = "upstream-token"
 HEALTHY_S = 60.0
 RAMP_S = 60.0
 HOLD_S = 90.0  # at the worst, how long to wait for the monitor's switch
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # Slow (2-4 minutes) and, on a loaded 2-core machine, not yet reliable: in one full
@@ -49,7 +43,7 @@ def test_a_gradual_degradation_is_predicted_before_the_switch(
     from engines import sources
 
     tenant = personas["alice"].tenant
-    port = _free_port()
+    port = free_port()
     spec = {
         "name": f"predict-{uuid.uuid4().hex[:8]}",
         "connector": "simulator",

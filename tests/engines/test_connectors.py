@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from engines.connectors import (
 from engines.schemas import HttpConnectorConfig
 from engines.simulator.runner import SimulatorHandle, start_in_thread
 from tests.simulator.support import independent_digests
+from tests.stack import free_port
 
 TOKEN = "upstream-token"
 
@@ -105,9 +105,7 @@ def test_each_simulated_fault_maps_to_its_failure_kind(
 
 def test_a_refused_connection_is_upstream_unavailable() -> None:
     # given: a port nobody listens on
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     # when
     error = _failure(_config(f"http://127.0.0.1:{port}"))
     # then

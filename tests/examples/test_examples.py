@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ from beastflow_sdk import upsert
 from engines.simulator.runner import start_in_thread
 from tests.conftest import web_server
 from tests.sdk.conftest import SdkTenant, source_body
+from tests.stack import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("celery_beat")]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _env(tenant: SdkTenant, url: str | None = None, **more: str) -> dict[str, str]:
@@ -134,7 +128,7 @@ def test_callback_receiver_verifies_real_deliveries(
 ) -> None:
     with sdk_tenant.client() as bf:
         source_id = bf.sources.create(source_body())["id"]
-        receiver = started("callback_receiver.py", "--port", str(_free_port()), "--scheme", scheme, "--count", "3")
+        receiver = started("callback_receiver.py", "--port", str(free_port()), "--scheme", scheme, "--count", "3")
         read_until(receiver, "listening")
         bf.push_batch(source_id, [upsert(f"k{i}", 1, {}) for i in range(3)])
         out, err = receiver.communicate(timeout=90)
@@ -146,7 +140,7 @@ def test_callback_receiver_verifies_real_deliveries(
 
 @pytest.mark.parametrize(("decision", "left"), [("approved", 5), ("rejected", 20)])
 def test_approve_healing(decision: str, left: int, sdk_tenant: SdkTenant) -> None:
-    args = ["--port", str(_free_port())] + (["--reject"] if decision == "rejected" else [])
+    args = ["--port", str(free_port())] + (["--reject"] if decision == "rejected" else [])
     out = run("approve_healing.py", sdk_tenant, *args)
     assert "is awaiting_approval; action" in out and "(full_reconcile, risk high)" in out, out
     assert f"{decision} by api_key:" in out, out
@@ -201,14 +195,14 @@ def test_github_issues_against_the_demos_simulated_github_then_one_named_by_env(
 
 def test_custom_preset(sdk_tenant: SdkTenant) -> None:
     with web_server(env={"BEASTFLOW_PRESET_DIRS": str(EXAMPLES / "presets")}) as url:
-        out = run("custom_preset.py", sdk_tenant, "--port", str(_free_port()), url=url)
+        out = run("custom_preset.py", sdk_tenant, "--port", str(free_port()), url=url)
     assert "preset inventory-items: Items of an inventory API (example preset) (connector rest)" in out
     assert "60 items arrived by poll" in out and "'quantity': 0" in out, out
 
 
 def test_custom_preset_says_how_to_load_it_when_the_server_lacks_it(sdk_tenant: SdkTenant) -> None:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "custom_preset.py"), "--port", str(_free_port())],
+        [sys.executable, str(EXAMPLES / "custom_preset.py"), "--port", str(free_port())],
         cwd=ROOT,
         env=_env(sdk_tenant),
         capture_output=True,

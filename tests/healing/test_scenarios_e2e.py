@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from django_tenants.utils import tenant_context
 from engines.simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.healing.scenarios import BY_NAME, SCENARIOS, SOURCE_TUNING, Outcome, play
+from tests.stack import free_port
 
 TOKEN = "upstream-token"
 pytestmark = pytest.mark.usefixtures("celery_beat")
@@ -31,12 +31,6 @@ pytestmark = pytest.mark.usefixtures("celery_beat")
 _selected = os.environ.get("HEALING_SCENARIOS", "outage,401")
 NAMES = [s.name for s in SCENARIOS] if _selected == "all" else [n.strip() for n in _selected.split(",") if n.strip()]
 RESULTS: list[Outcome] = []
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -67,7 +61,7 @@ def world(personas: dict[str, Persona], live_server_url: str, django_db_blocker:
     from engines import sources
 
     persona = personas["alice"]
-    port = _free_port()
+    port = free_port()
     spec = {
         "name": f"heal-{uuid.uuid4().hex[:8]}",
         "connector": "simulator",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import web_server
 from tests.sdk.conftest import SdkTenant, source_body
+from tests.stack import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +27,9 @@ def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 30) -> No
         time.sleep(0.05)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_the_follower_resumes_by_seq_after_the_server_closes_the_socket(sdk_tenant: SdkTenant) -> None:
     # given: a follower on a web server of its own, and the session's server to push through while it is down
-    port = _free_port()
+    port = free_port()
     with sdk_tenant.client() as bf:
         source_id = bf.sources.create(source_body())["id"]
     got: list[Change] = []

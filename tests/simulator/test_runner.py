@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ import httpx
 
 from engines.simulator.runner import start_in_thread
 from tests.simulator.support import wait_for
+from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,12 +25,6 @@ phases:
     duration_s: 0.2
     faults: {outage: feed}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_scenario_file_loops_when_it_repeats(tmp_path: Path) -> None:
