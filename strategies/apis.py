@@ -78,7 +78,7 @@ class StrategyConfigListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         rows = selectors.versions(config=request.query_params.get("config") or None)
-        page = paginate_desc(rows, request.query_params, lambda vs: [selectors.version_render(v) for v in vs])
+        page = paginate_desc(rows, request.query_params, selectors.versions_render)
         return Response(page.as_dict())
 
     @extend_schema(
