@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -34,7 +33,7 @@ import redis
 from psycopg import sql
 
 from bench._client import Connection, HttpError, Request
-from bench._world import free_port, log, with_database
+from bench._world import free_port, log, stop_group, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 240.0  # bootstrap migrates a fresh database first
@@ -197,14 +196,8 @@ class Launched:
         return redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc, timeout_s=40, leader_only=True)
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None

@@ -45,6 +45,28 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+def stop_group(proc: subprocess.Popen[Any], *, timeout_s: float, leader_only: bool = False) -> None:
+    """Stop a child started as the leader of its own process group: SIGTERM, then SIGKILL after `timeout_s`.
+
+    SIGTERM goes to the whole group (a server's `--workers 2` children must not
+    outlive us), or with `leader_only` to the leader alone (a launcher that stops
+    its children in its own order); SIGKILL always goes to the group.
+    """
+    if proc.poll() is not None:
+        return
+    if leader_only:
+        proc.send_signal(signal.SIGTERM)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,16 +96,7 @@ class Server:
     log_file: IO[bytes]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            # The group: `--workers 2` forks children that must not outlive us.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, timeout_s=10)
         # Children of a multi-worker server may still be winding down.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)

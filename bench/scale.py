@@ -56,7 +56,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._client import Connection, HttpError, Request, percentile
-from bench._world import OUT_DIR, World, free_port, log
+from bench._world import OUT_DIR, World, free_port, log, stop_group
 
 HERE = Path(__file__).resolve().parent.parent
 DATABASE = "beastflow_bench_scale"
@@ -102,15 +102,7 @@ class Proc:
             return []
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+        stop_group(self.popen, timeout_s=15)
         self.log_file.close()
 
 
