@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from beastflow.openapi import problems
+from beastflow.openapi import PAGE_PARAMETERS, problems
 from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError
 from beastflow.strict_input import StrictInputSerializer
@@ -30,10 +30,6 @@ from strategies.tuner import tune
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "engines" / "simulator" / "scenarios"
 MAX_REPLAYS = 24  # scenario loops per tuning request (x 30 candidates)
-LIST_PARAMETERS = [
-    OpenApiParameter("limit", int, description="Page size, 1..500 (default 50)."),
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
-]
 
 
 def _raise(exc: services.StrategyError) -> ProblemError:
@@ -72,7 +68,7 @@ class StrategyConfigListCreateApi(APIView):
 
     @extend_schema(
         operation_id="strategy_configs_list",
-        parameters=[OpenApiParameter("config", str, description="Only this config's versions."), *LIST_PARAMETERS],
+        parameters=[OpenApiParameter("config", str, description="Only this config's versions."), *PAGE_PARAMETERS],
         responses={200: docs.StrategyVersionPage},
         summary="Strategy versions, newest first",
     )
@@ -357,7 +353,7 @@ class ExperimentListStartApi(APIView):
 
     @extend_schema(
         operation_id="experiments_list",
-        parameters=[OpenApiParameter("status", str, description="Only experiments in this status."), *LIST_PARAMETERS],
+        parameters=[OpenApiParameter("status", str, description="Only experiments in this status."), *PAGE_PARAMETERS],
         responses={200: docs.ExperimentPage},
         summary="Experiments, newest first",
     )
