@@ -29,6 +29,7 @@ import structlog
 from django.conf import settings
 from django.db import connection
 
+from observability.collectors import _BACKLOG_BRANCH, _union
 from observability.ingest_capacity import IngestWindow, ingest_windows
 from observability.recommendations import (
     PlatformFacts,
@@ -134,18 +135,10 @@ FROM {s}.callbacks_delivery WHERE created_at >= now() - make_interval(secs => %s
 _SOURCES_BRANCH = "SELECT %s::text, count(*) FROM {s}.engines_source"
 
 
-def _union(branch: str, schemas: Sequence[str], *params: Any) -> tuple[str, list[Any]]:
-    parts, values = [], []
-    for schema in schemas:
-        parts.append("(" + branch.format(s=connection.ops.quote_name(schema)) + ")")
-        values += [schema, *params]
-    return " UNION ALL ".join(parts), values
-
-
 def _rows(branch: str, schemas: Sequence[str], *params: Any) -> dict[str, tuple[Any, ...]]:
     if not schemas:
         return {}
-    query, values = _union(branch, schemas, *params)
+    query, values = _union(branch, [(schema, schema) for schema in schemas], *params)
     with connection.cursor() as cursor:
         cursor.execute(query, values)
         return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
@@ -153,11 +146,9 @@ def _rows(branch: str, schemas: Sequence[str], *params: Any) -> dict[str, tuple[
 
 def _backlogs(schemas: Sequence[str]) -> dict[str, float]:
     """The oldest change any active subscription of each tenant has not had, in seconds."""
-    from observability.collectors import _BACKLOG_BRANCH
-
     if not schemas:
         return {}
-    query, values = _union(_BACKLOG_BRANCH, schemas)
+    query, values = _union(_BACKLOG_BRANCH, [(schema, schema) for schema in schemas])
     backlog: dict[str, float] = {}
     with connection.cursor() as cursor:
         cursor.execute(query, values)

@@ -45,12 +45,12 @@ def _ready_schemas() -> list[tuple[str, str]]:
     )
 
 
-def _union(branch: str, schemas: Sequence[tuple[str, str]]) -> tuple[str, list[Any]]:
-    """`branch` (with {s} for the quoted schema and one %s for the tenant's slug) once per schema, UNION ALL."""
+def _union(branch: str, schemas: Sequence[tuple[str, str]], *more: Any) -> tuple[str, list[Any]]:
+    """`branch` once per schema, UNION ALL: {s} is the quoted schema, the first %s its label, the rest `more`."""
     parts, params = [], []
-    for slug, schema in schemas:
+    for label, schema in schemas:
         parts.append("(" + branch.format(s=connection.ops.quote_name(schema)) + ")")
-        params.append(slug)
+        params += [label, *more]
     return " UNION ALL ".join(parts), params
 
 
@@ -137,9 +137,7 @@ class SourcesCollector(Collector):
 
     def _sources(self, schemas: Sequence[tuple[str, str]], unpaused: int | None) -> Iterator[GaugeMetricFamily]:
         limit = max(0, int(settings.BEASTFLOW_METRICS_SOURCE_LIMIT))
-        branch = _SOURCES_BRANCH
-        query, slugs = _union(branch, schemas)
-        params: list[Any] = [value for slug in slugs for value in (slug, limit)]
+        query, params = _union(_SOURCES_BRANCH, schemas, limit)
         query = (
             f"SELECT * FROM ({query}) u(tenant, id, name, mode, score, mode_age, silence) "  # noqa: S608 (quoted schema names)
             "ORDER BY (mode = 'event'), score ASC NULLS FIRST, tenant, id LIMIT %s"
