@@ -17,6 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from beastflow_sdk.errors import ApiError, BeastFlowError
+from beastflow_sdk.models import PushResult
+
 DEFAULT_URL = "http://localhost:8000"
 USER_AGENT = "beastflow-sdk-python/0.1.0"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -161,6 +164,13 @@ def chunks(events: Iterable[Mapping[str, Any]], size: int) -> Iterable[list[dict
 def shift_indexes(errors: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
     """Batch errors re-numbered to positions in the whole sequence the caller gave."""
     return [{**e, "index": e["index"] + offset} if isinstance(e.get("index"), int) else e for e in errors]
+
+
+def mark_partial(exc: BeastFlowError, total: PushResult, offset: int) -> None:
+    """Tell a batch push's failure what the requests before it committed (`offset` events)."""
+    exc.committed = {"accepted": total["accepted"], "duplicates": total["duplicates"]}
+    if isinstance(exc, ApiError) and offset:
+        exc.errors = shift_indexes(exc.errors, offset)
 
 
 def params(**values: Any) -> dict[str, str | int]:

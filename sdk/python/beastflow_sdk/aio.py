@@ -11,12 +11,12 @@ async with AsyncClient() as bf:  # BEASTFLOW_URL and BEASTFLOW_API_KEY from the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
 
 import httpx
 
-from beastflow_sdk import calls
+from beastflow_sdk import calls, operations
 from beastflow_sdk._core import (
     RETRY_STATUSES,
     USER_AGENT,
@@ -27,36 +27,15 @@ from beastflow_sdk._core import (
     base_url_from,
     chunks,
     dumps,
-    ndjson,
+    mark_partial,
     push_call,
-    shift_indexes,
-    with_id,
 )
-from beastflow_sdk.errors import ApiError, BeastFlowError, TransportError, error_from_response
+from beastflow_sdk.errors import BeastFlowError, TransportError, error_from_response
 from beastflow_sdk.follow import AsyncChangeFollower, Backoff
-from beastflow_sdk.models import (
-    Change,
-    ChangesPage,
-    Delivery,
-    Failure,
-    HealingAction,
-    ModeSwitch,
-    Page,
-    Preset,
-    PushResult,
-    RCAResult,
-    ReconcileRequest,
-    ReconciliationRun,
-    Record,
-    Source,
-    SourceHealth,
-    Subscription,
-)
-
-T = TypeVar("T")
+from beastflow_sdk.models import Change, Failure, HealingAction, PushResult, RCAResult, Record, Source, Subscription
 
 
-class AsyncClient:
+class AsyncClient(operations.AsyncSender, operations.PushOperations):
     """BeastFlow's API as one tenant, for asyncio (the API key decides which).
 
     `base_url` defaults to `BEASTFLOW_URL` (else http://localhost:8000),
@@ -134,6 +113,9 @@ class AsyncClient:
                 raise error
             await self._wait(RetryInfo(call.method, call.path, attempt, delay, response.status_code, error.detail))
 
+    async def _send(self, call: Call) -> Any:
+        return await self.request(call)
+
     async def _wait(self, info: RetryInfo) -> None:
         if self.on_retry is not None:
             self.on_retry(info)
@@ -151,15 +133,6 @@ class AsyncClient:
                 return
 
     # -- push --------------------------------------------------------------------
-
-    async def push(self, source_id: int, event: Mapping[str, Any], *, webhook_secret: str | None = None) -> PushResult:
-        """Push one event; 202 only once it is committed. An event without `id` gets one that retries reuse.
-
-        With `webhook_secret` the request is signed (`X-BeastFlow-Signature`) instead of using the API key.
-        """
-        body = dumps(with_id(event))
-        result: PushResult = await self.request(push_call(source_id, body, webhook_secret=webhook_secret))
-        return result
 
     async def push_batch(
         self,
@@ -182,21 +155,12 @@ class AsyncClient:
             try:
                 result = await self.request(call)
             except BeastFlowError as exc:
-                _mark_partial(exc, total, offset)
+                mark_partial(exc, total, offset)
                 raise
             total["accepted"] += result["accepted"]
             total["duplicates"] += result["duplicates"]
             offset += len(batch)
         return total
-
-    async def push_ndjson(
-        self, source_id: int, events: Iterable[Mapping[str, Any]] | bytes, *, webhook_secret: str | None = None
-    ) -> PushResult:
-        """Push one NDJSON body (`application/x-ndjson`): events (ids filled in) or bytes sent as they are."""
-        body = events if isinstance(events, bytes) else ndjson(events)
-        call = push_call(source_id, body, content_type="application/x-ndjson", webhook_secret=webhook_secret)
-        result: PushResult = await self.request(call)
-        return result
 
     # -- follow ------------------------------------------------------------------
 
@@ -221,13 +185,7 @@ class AsyncClient:
         )
 
 
-def _mark_partial(exc: BeastFlowError, total: PushResult, offset: int) -> None:
-    exc.committed = {"accepted": total["accepted"], "duplicates": total["duplicates"]}
-    if isinstance(exc, ApiError) and offset:
-        exc.errors = shift_indexes(exc.errors, offset)
-
-
-class _Part:
+class _Part(operations.AsyncSender):
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
@@ -235,92 +193,22 @@ class _Part:
         return await self._client.request(call)
 
 
-class AsyncSources(_Part):
-    async def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[Source]:
-        return cast("Page[Source]", await self._send(calls.sources_list(limit=limit, cursor=cursor)))
-
+class AsyncSources(_Part, operations.SourcesOperations):
     def iter(self) -> AsyncIterator[Source]:
         return self._client.pages(lambda cursor: calls.sources_list(limit=500, cursor=cursor))
 
-    async def create(self, body: Mapping[str, Any]) -> Source:
-        """Register a source (a whole definition, or `{"name", "preset", "config", "push"...}`).
 
-        The answer's `webhook_secret` is shown this once.
-        """
-        return cast("Source", await self._send(calls.source_create(body)))
-
-    async def get(self, source_id: int) -> Source:
-        return cast("Source", await self._send(calls.source_get(source_id)))
-
-    async def update(self, source_id: int, changes: Mapping[str, Any]) -> Source:
-        """PATCH: the given top-level fields replace the stored ones."""
-        return cast("Source", await self._send(calls.source_update(source_id, changes)))
-
-    async def delete(self, source_id: int) -> None:
-        await self._send(calls.source_delete(source_id))
-
-    async def health(self, source_id: int) -> SourceHealth:
-        return cast("SourceHealth", await self._send(calls.source_health(source_id)))
-
-    async def mode_switches(
-        self, source_id: int, *, limit: int | None = None, cursor: str | None = None
-    ) -> Page[ModeSwitch]:
-        return cast(
-            "Page[ModeSwitch]", await self._send(calls.source_mode_switches(source_id, limit=limit, cursor=cursor))
-        )
-
-    async def polls(
-        self, source_id: int, *, limit: int | None = None, cursor: str | None = None
-    ) -> Page[dict[str, Any]]:
-        return cast("Page[dict[str, Any]]", await self._send(calls.source_polls(source_id, limit=limit, cursor=cursor)))
-
-    async def poll(self, source_id: int) -> dict[str, Any]:
-        """Poll the upstream now (202: a worker runs it)."""
-        return cast("dict[str, Any]", await self._send(calls.source_poll(source_id)))
-
-    async def reconcile(self, source_id: int) -> ReconcileRequest:
-        """Reconcile now (202 with the run, or the run already under way)."""
-        return cast("ReconcileRequest", await self._send(calls.source_reconcile(source_id)))
-
-    async def reconciliations(
-        self, source_id: int, *, limit: int | None = None, cursor: str | None = None
-    ) -> Page[ReconciliationRun]:
-        return cast(
-            "Page[ReconciliationRun]",
-            await self._send(calls.source_reconciliations(source_id, limit=limit, cursor=cursor)),
-        )
-
-    async def preview_mapping(self, source_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
-        """What the source's push mapping (or one given in `body`) makes of a sample request; stores nothing."""
-        return cast("dict[str, Any]", await self._send(calls.mapping_preview(source_id, body)))
+class AsyncPresets(_Part, operations.PresetsOperations):
+    pass
 
 
-class AsyncPresets(_Part):
-    async def list(self) -> Page[Preset]:
-        return cast("Page[Preset]", await self._send(calls.presets_list()))
-
-    async def get(self, name: str) -> Preset:
-        """One preset, with `fills` and `example`."""
-        return cast("Preset", await self._send(calls.preset_get(name)))
-
-
-class AsyncRecords(_Part):
-    async def list(self, source_id: int, *, limit: int | None = None, cursor: str | None = None) -> Page[Record]:
-        return cast("Page[Record]", await self._send(calls.records_list(source_id, limit=limit, cursor=cursor)))
-
+class AsyncRecords(_Part, operations.RecordsOperations):
     def iter(self, source_id: int) -> AsyncIterator[Record]:
         """Every live record of the source, page after page."""
         return self._client.pages(lambda cursor: calls.records_list(source_id, limit=500, cursor=cursor))
 
-    async def get(self, source_id: int, key: str) -> Record:
-        """One record (NotFoundError when absent or deleted)."""
-        return cast("Record", await self._send(calls.record_get(source_id, key)))
 
-
-class AsyncChanges(_Part):
-    async def list(self, *, after: int = 0, source: int | None = None, limit: int | None = None) -> ChangesPage:
-        return cast("ChangesPage", await self._send(calls.changes_list(after=after, source=source, limit=limit)))
-
+class AsyncChanges(_Part, operations.ChangesOperations):
     async def iter(
         self,
         *,
@@ -333,7 +221,7 @@ class AsyncChanges(_Part):
         """Every change after `after`, oldest first, paging by `next_after`.
 
         Ends once caught up, unless `follow`: then it keeps asking every
-        `poll_interval_s` (the websocket, `Client.follow`, is the live way).
+        `poll_interval_s` (the websocket, `AsyncClient.follow`, is the live way).
         """
         while True:
             page = await self.list(after=after, source=source, limit=page_size)
@@ -346,118 +234,23 @@ class AsyncChanges(_Part):
                 await asyncio.sleep(poll_interval_s)
 
 
-class AsyncSubscriptions(_Part):
-    async def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[Subscription]:
-        return cast("Page[Subscription]", await self._send(calls.subscriptions_list(limit=limit, cursor=cursor)))
-
+class AsyncSubscriptions(_Part, operations.SubscriptionsOperations):
     def iter(self) -> AsyncIterator[Subscription]:
         return self._client.pages(lambda cursor: calls.subscriptions_list(limit=500, cursor=cursor))
 
-    async def create(
-        self,
-        url: str,
-        *,
-        sources: Sequence[int] | None = None,
-        from_seq: int | None = None,
-        signature: str | None = None,
-    ) -> Subscription:
-        """Subscribe `url` to changes (`signature`: "beastflow" or "standard-webhooks"); `secret` is shown once."""
-        call = calls.subscription_create(url, sources=sources, from_seq=from_seq, signature=signature)
-        return cast("Subscription", await self._send(call))
 
-    async def get(self, subscription_id: int) -> Subscription:
-        return cast("Subscription", await self._send(calls.subscription_get(subscription_id)))
-
-    async def delete(self, subscription_id: int) -> None:
-        await self._send(calls.subscription_delete(subscription_id))
-
-    async def deliveries(
-        self, subscription_id: int, *, limit: int | None = None, cursor: str | None = None
-    ) -> Page[Delivery]:
-        return cast(
-            "Page[Delivery]",
-            await self._send(calls.subscription_deliveries(subscription_id, limit=limit, cursor=cursor)),
-        )
-
-    async def replay(self, subscription_id: int, *, from_seq: int) -> Subscription:
-        return cast("Subscription", await self._send(calls.subscription_replay(subscription_id, from_seq=from_seq)))
-
-    async def enable(self, subscription_id: int) -> Subscription:
-        return cast("Subscription", await self._send(calls.subscription_enable(subscription_id)))
-
-
-class AsyncFailures(_Part):
-    async def list(
-        self,
-        *,
-        source: int | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[Failure]:
-        return cast(
-            "Page[Failure]",
-            await self._send(calls.failures_list(source=source, status=status, limit=limit, cursor=cursor)),
-        )
-
+class AsyncFailures(_Part, operations.FailuresOperations):
     def iter(self, *, source: int | None = None, status: str | None = None) -> AsyncIterator[Failure]:
         return self._client.pages(lambda c: calls.failures_list(source=source, status=status, limit=500, cursor=c))
 
-    async def get(self, failure_id: int) -> Failure:
-        return cast("Failure", await self._send(calls.failure_get(failure_id)))
 
-
-class AsyncRCA(_Part):
-    async def list(
-        self,
-        *,
-        source: int | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[RCAResult]:
-        return cast(
-            "Page[RCAResult]",
-            await self._send(calls.rca_list(source=source, status=status, limit=limit, cursor=cursor)),
-        )
-
+class AsyncRCA(_Part, operations.RCAOperations):
     def iter(self, *, source: int | None = None, status: str | None = None) -> AsyncIterator[RCAResult]:
         return self._client.pages(lambda c: calls.rca_list(source=source, status=status, limit=500, cursor=c))
 
-    async def get(self, rca_id: int) -> RCAResult:
-        """One result, with its `timeline`."""
-        return cast("RCAResult", await self._send(calls.rca_get(rca_id)))
 
-    async def confirm(self, rca_id: int, *, category: str | None = None, note: str = "") -> RCAResult:
-        """Confirm the result (no `category`), or correct it to `category`."""
-        return cast("RCAResult", await self._send(calls.rca_confirm(rca_id, category=category, note=note)))
-
-
-class AsyncHealingActions(_Part):
-    async def list(
-        self,
-        *,
-        source: int | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[HealingAction]:
-        call = calls.healing_actions_list(source=source, status=status, limit=limit, cursor=cursor)
-        return cast("Page[HealingAction]", await self._send(call))
-
+class AsyncHealingActions(_Part, operations.HealingActionsOperations):
     def iter(self, *, source: int | None = None, status: str | None = None) -> AsyncIterator[HealingAction]:
         return self._client.pages(
             lambda c: calls.healing_actions_list(source=source, status=status, limit=500, cursor=c)
         )
-
-    async def get(self, action_id: int) -> HealingAction:
-        """One action, with its audit trail (`events`)."""
-        return cast("HealingAction", await self._send(calls.healing_action_get(action_id)))
-
-    async def approve(self, action_id: int, *, reason: str = "") -> HealingAction:
-        """Approve an action awaiting approval: it starts now (ConflictError when it is not waiting)."""
-        return cast("HealingAction", await self._send(calls.healing_action_approve(action_id, reason=reason)))
-
-    async def reject(self, action_id: int, *, reason: str) -> HealingAction:
-        """Reject an action awaiting approval: nothing runs; the reason is kept."""
-        return cast("HealingAction", await self._send(calls.healing_action_reject(action_id, reason=reason)))

@@ -1,18 +1,41 @@
-"""Every API operation as a `Call` (method, path, parameters, body): shared by both clients."""
+"""Every API operation as a `Call` (method, path, parameters, body): shared by both clients.
+
+A builder's parameters and docstring are those of the client method sending it
+(`operations.py` makes the methods).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from beastflow_sdk._core import Call, params
+from beastflow_sdk._core import Call, dumps, ndjson, params, push_call, with_id
 
 V1 = "/api/v1"
 
 
 def _source(source_id: int) -> str:
     return f"{V1}/sources/{int(source_id)}"
+
+
+# -- push ---------------------------------------------------------------------------
+
+
+def push(source_id: int, event: Mapping[str, Any], *, webhook_secret: str | None = None) -> Call:
+    """Push one event; 202 only once it is committed. An event without `id` gets one that retries reuse.
+
+    With `webhook_secret` the request is signed (`X-BeastFlow-Signature`) instead of using the API key.
+    """
+    return push_call(source_id, dumps(with_id(event)), webhook_secret=webhook_secret)
+
+
+def push_ndjson(
+    source_id: int, events: Iterable[Mapping[str, Any]] | bytes, *, webhook_secret: str | None = None
+) -> Call:
+    """Push one NDJSON body (`application/x-ndjson`): events (ids filled in) or bytes sent as they are."""
+    body = events if isinstance(events, bytes) else ndjson(events)
+    return push_call(source_id, body, content_type="application/x-ndjson", webhook_secret=webhook_secret)
 
 
 # -- sources -----------------------------------------------------------------------
@@ -23,6 +46,10 @@ def sources_list(*, limit: int | None = None, cursor: str | None = None) -> Call
 
 
 def source_create(body: Mapping[str, Any]) -> Call:
+    """Register a source (a whole definition, or `{"name", "preset", "config", "push"...}`).
+
+    The answer's `webhook_secret` is shown this once.
+    """
     return Call("POST", f"{V1}/sources", json=dict(body))
 
 
@@ -31,6 +58,7 @@ def source_get(source_id: int) -> Call:
 
 
 def source_update(source_id: int, changes: Mapping[str, Any]) -> Call:
+    """PATCH: the given top-level fields replace the stored ones."""
     # Top-level fields replace: sending the same PATCH twice leaves the same source.
     return Call("PATCH", _source(source_id), json=dict(changes), retry=True)
 
@@ -52,10 +80,12 @@ def source_polls(source_id: int, *, limit: int | None = None, cursor: str | None
 
 
 def source_poll(source_id: int) -> Call:
+    """Poll the upstream now (202: a worker runs it)."""
     return Call("POST", f"{_source(source_id)}/poll")
 
 
 def source_reconcile(source_id: int) -> Call:
+    """Reconcile now (202 with the run, or the run already under way)."""
     return Call("POST", f"{_source(source_id)}/reconcile")
 
 
@@ -64,6 +94,7 @@ def source_reconciliations(source_id: int, *, limit: int | None = None, cursor: 
 
 
 def mapping_preview(source_id: int, body: Mapping[str, Any]) -> Call:
+    """What the source's push mapping (or one given in `body`) makes of a sample request; stores nothing."""
     return Call("POST", f"{_source(source_id)}/mapping/preview", json=dict(body), retry=True)
 
 
@@ -75,6 +106,7 @@ def presets_list() -> Call:
 
 
 def preset_get(name: str) -> Call:
+    """One preset, with `fills` and `example`."""
     return Call("GET", f"{V1}/presets/{quote(name, safe='')}", retry=True)
 
 
@@ -86,6 +118,7 @@ def records_list(source_id: int, *, limit: int | None = None, cursor: str | None
 
 
 def record_get(source_id: int, key: str) -> Call:
+    """One record (NotFoundError when absent or deleted)."""
     return Call("GET", f"{_source(source_id)}/records/{quote(key, safe='')}", retry=True)
 
 
@@ -103,6 +136,7 @@ def subscriptions_list(*, limit: int | None = None, cursor: str | None = None) -
 def subscription_create(
     url: str, *, sources: Sequence[int] | None = None, from_seq: int | None = None, signature: str | None = None
 ) -> Call:
+    """Subscribe `url` to changes (`signature`: "beastflow" or "standard-webhooks"); `secret` is shown once."""
     body: dict[str, Any] = {"url": url}
     if sources is not None:
         body["sources"] = [int(source) for source in sources]
@@ -158,10 +192,12 @@ def rca_list(
 
 
 def rca_get(rca_id: int) -> Call:
+    """One result, with its `timeline`."""
     return Call("GET", f"{V1}/rca/{int(rca_id)}", retry=True)
 
 
 def rca_confirm(rca_id: int, *, category: str | None = None, note: str = "") -> Call:
+    """Confirm the result (no `category`), or correct it to `category`."""
     body: dict[str, Any] = {"note": note}
     if category is not None:
         body["category"] = category
@@ -175,12 +211,15 @@ def healing_actions_list(
 
 
 def healing_action_get(action_id: int) -> Call:
+    """One action, with its audit trail (`events`)."""
     return Call("GET", f"{V1}/healing-actions/{int(action_id)}", retry=True)
 
 
 def healing_action_approve(action_id: int, *, reason: str = "") -> Call:
+    """Approve an action awaiting approval: it starts now (ConflictError when it is not waiting)."""
     return Call("POST", f"{V1}/healing-actions/{int(action_id)}/approve", json={"reason": reason})
 
 
 def healing_action_reject(action_id: int, *, reason: str) -> Call:
+    """Reject an action awaiting approval: nothing runs; the reason is kept."""
     return Call("POST", f"{V1}/healing-actions/{int(action_id)}/reject", json={"reason": reason})
