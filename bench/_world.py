@@ -104,10 +104,14 @@ class Server:
 
 
 class World:
-    def __init__(self) -> None:
+    """A bench database of its own (`database`, dropped and made anew) and the servers of the checkout at `root`."""
+
+    def __init__(self, *, database: str = BENCH_DATABASE, root: Path = ROOT) -> None:
+        self.database = database
+        self.root = root
         self.admin_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
         self.redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-        self.database_url = with_database(self.admin_url, BENCH_DATABASE)
+        self.database_url = with_database(self.admin_url, database)
         self.redis_prefix = f"bfbench{os.getpid()}"
         self.servers: list[Server] = []
         self.tenants: list[Tenant] = []
@@ -138,8 +142,8 @@ class World:
     def create_database(self) -> None:
         with psycopg.connect(self._maintenance_url(), autocommit=True) as conn:
             # A run killed with SIGKILL leaves its database behind: start clean.
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DATABASE)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DATABASE)))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.database)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
         self.database_created = True
         self._manage("migrate_schemas", "-v0")
 
@@ -161,8 +165,8 @@ class World:
 
     def _manage(self, *args: str) -> str:
         done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            cwd=ROOT,
+            [sys.executable, str(self.root / "manage.py"), *args],
+            cwd=self.root,
             env=self.env(),
             capture_output=True,
             text=True,
@@ -189,7 +193,7 @@ class World:
         log_file = log_path.open("wb")
         proc = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env(**extra),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -239,11 +243,11 @@ class World:
             try:
                 with psycopg.connect(self._maintenance_url(), autocommit=True) as conn:
                     conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DATABASE))
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.database))
                     )
                 self.database_created = False
             except psycopg.Error as exc:
-                log(f"dropping {BENCH_DATABASE}: {exc!r}")
+                log(f"dropping {self.database}: {exc!r}")
         try:
             client = redis.Redis.from_url(self.redis_url)
             keys = list(client.scan_iter(match=f"{self.redis_prefix}:*", count=1000))
@@ -276,7 +280,7 @@ class ConnectionsMeter:
             with psycopg.connect(self.world._maintenance_url(), autocommit=True) as conn:
                 while not self._stop.is_set():
                     row = conn.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [BENCH_DATABASE]
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [self.world.database]
                     ).fetchone()
                     self.peak = max(self.peak, int(row[0]) if row else 0)
                     self._stop.wait(0.2)

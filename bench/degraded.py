@@ -32,12 +32,11 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import _world as world_module
 from bench._client import Request, Tally, closed_loop
 from bench._world import OUT_DIR, World, free_port, log
 
 # Its own database: bench/ingest.py drops and recreates `beastflow_bench` when it starts.
-world_module.BENCH_DATABASE = "beastflow_bench_degraded"
+DATABASE = "beastflow_bench_degraded"
 
 
 class ThrowawayRedis:
@@ -112,7 +111,7 @@ def main() -> int:
 
     # The source's (never polled) poll_url is on loopback, as `make bench` allows (beastflow/launch.py).
     os.environ.setdefault("BEASTFLOW_UPSTREAM_ALLOW", "127.0.0.0/8,::1/128")
-    world = World()
+    world = World(database=DATABASE)
     server_redis = ThrowawayRedis(OUT_DIR / "degraded-redis")
     rows: list[dict[str, Any]] = []
     try:

@@ -52,7 +52,6 @@ import uvloop
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import bench._world as world_module
 from bench._client import closed_loop
 from bench._cpu import CpuMeter
 from bench._report import say
@@ -60,7 +59,7 @@ from bench._world import OUT_DIR, Server, Tenant, World, log
 from bench.ingest import BATCH_SIZE, SINGLE_CONCURRENCY, batches, check_stored, signed_singles
 
 # Its own database: bench/ingest.py drops and recreates `beastflow_bench` when it starts.
-world_module.BENCH_DATABASE = "beastflow_bench_obs"
+DATABASE = "beastflow_bench_obs"
 
 BATCH_CONCURRENCY = 4
 UNSET = "\0unset"  # a variant's value that removes the variable from the server's environment
@@ -94,7 +93,7 @@ class ObsWorld(World):
     """bench/_world.World whose servers each get the environment of their variant."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(database=DATABASE)
         self.next_env: dict[str, str] = {}
 
     def env(self, **extra: str) -> dict[str, str]:

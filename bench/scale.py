@@ -110,40 +110,13 @@ class ScaleWorld(World):
     """bench/_world.World on a database of its own, running the checkout at `root`."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__()
-        self.root = root
-        from bench._world import with_database
-
-        self.database_url = with_database(self.admin_url, DATABASE)
+        super().__init__(database=DATABASE, root=root)
         self.procs: list[Proc] = []
         self.settings: dict[str, str] = {}  # --set: given to every process
 
     def env(self, **extra: str) -> dict[str, str]:
         # The simulator upstream listens on loopback, which the outbound URL guard refuses unless allowed.
         return super().env(BEASTFLOW_UPSTREAM_ALLOW="127.0.0.0/8", **{**self.settings, **extra})
-
-    def create_database(self) -> None:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(self._maintenance_url(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-        self.database_created = True
-        self._manage("migrate_schemas", "-v0")
-
-    def _manage(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, str(self.root / "manage.py"), *args],
-            cwd=self.root,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
 
     def spawn(self, name: str, argv: list[str], *, cwd: Path | None = None, **env: str) -> Proc:
         log_file = (OUT_DIR / f"scale-{name}.log").open("wb")
@@ -191,14 +164,7 @@ class ScaleWorld(World):
             except Exception as exc:  # keep cleaning up
                 log(f"stopping {proc.name}: {exc!r}")
         self.procs.clear()
-        super().close()
-        if self.database_created:
-            import psycopg
-            from psycopg import sql
-
-            with psycopg.connect(self._maintenance_url(), autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-            self.database_created = False
+        super().close()  # drops the database unless --keep
 
 
 # -- load: pushes ------------------------------------------------------------------
