@@ -133,17 +133,21 @@ class _State:
             self.on_reconnect(self.last_seq, exc)
         return self.backoff.delay(self.failures)
 
+    def retry_wait(self, exc: BaseException) -> float | None:
+        """After a lost connection: the wait before reconnecting; None when idle would run out first (stop)."""
+        wait = self.lost(exc)
+        left = self.idle_left()
+        if left is not None and left <= wait:
+            return None
+        return wait
+
 
 # What a dropped or refused connection raises: reconnect on these.
 _RECONNECTABLE = (ConnectionClosed, InvalidHandshake, OSError, TimeoutError)
 
 
-class ChangeFollower:
-    """Every change after `after`, then live ones, forever (or until idle for `idle_timeout_s`).
-
-    `last_seq` is the seq of the last change handed out: store it (after
-    handling the change) to resume after a restart of your process.
-    """
+class _Follower:
+    """What both followers keep: the resume position and the reconnect bookkeeping (`_State`)."""
 
     def __init__(
         self,
@@ -175,6 +179,14 @@ class ChangeFollower:
     @property
     def reconnects(self) -> int:
         return self._state.reconnects
+
+
+class ChangeFollower(_Follower):
+    """Every change after `after`, then live ones, forever (or until idle for `idle_timeout_s`).
+
+    `last_seq` is the seq of the last change handed out: store it (after
+    handling the change) to resume after a restart of your process.
+    """
 
     def __iter__(self) -> Iterator[Change]:
         state = self._state
@@ -199,46 +211,14 @@ class ChangeFollower:
                         if change is not None and state.take(change):
                             yield change
             except _RECONNECTABLE as exc:
-                wait = state.lost(exc)
-                left = state.idle_left()
-                if left is not None and left <= wait:
+                wait = state.retry_wait(exc)
+                if wait is None:
                     return
                 time.sleep(wait)
 
 
-class AsyncChangeFollower:
+class AsyncChangeFollower(_Follower):
     """`ChangeFollower` for asyncio: `async for change in follower`."""
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None,
-        *,
-        after: int = 0,
-        source: int | None = None,
-        backoff: Backoff | None = None,
-        idle_timeout_s: float | None = None,
-        on_reconnect: Callable[[int, BaseException], None] | None = None,
-        open_timeout_s: float = 10.0,
-    ) -> None:
-        self._state = _State(
-            base_url,
-            api_key,
-            after=after,
-            source=source,
-            backoff=backoff or Backoff(),
-            idle_timeout_s=idle_timeout_s,
-            on_reconnect=on_reconnect,
-        )
-        self._open_timeout_s = open_timeout_s
-
-    @property
-    def last_seq(self) -> int:
-        return self._state.last_seq
-
-    @property
-    def reconnects(self) -> int:
-        return self._state.reconnects
 
     def __aiter__(self) -> AsyncIterator[Change]:
         return self._changes()
@@ -266,8 +246,7 @@ class AsyncChangeFollower:
                         if change is not None and state.take(change):
                             yield change
             except _RECONNECTABLE as exc:
-                wait = state.lost(exc)
-                left = state.idle_left()
-                if left is not None and left <= wait:
+                wait = state.retry_wait(exc)
+                if wait is None:
                     return
                 await asyncio.sleep(wait)
