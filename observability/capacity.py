@@ -59,19 +59,25 @@ def _history_key() -> str:
     return key("cap", "queues")
 
 
-def queues_sample(now: float | None = None) -> dict[str, Any]:
-    """Sample every queue's depth and lag and the monitor's lag into the history; returns the sample."""
-    from beastflow.redis_client import get_redis
+def queues_now(now: float | None = None) -> dict[str, Any]:
+    """Every queue's depth and lag and the monitor's lag, as a history sample (not stored)."""
     from scheduling.claims import oldest_due_eval
     from scheduling.queues import queue_states
 
     now = time.time() if now is None else now
     _, monitor_lag = oldest_due_eval()
-    sample = {
+    return {
         "t": round(now, 3),
         "monitor_lag_s": round(float(monitor_lag), 3),
         "queues": {state.name: [state.depth, state.oldest_age_s] for state in queue_states()},
     }
+
+
+def queues_sample(now: float | None = None) -> dict[str, Any]:
+    """Sample the queues and the monitor into the history (beat's tick, every SAMPLE_EVERY_S); returns the sample."""
+    from beastflow.redis_client import get_redis
+
+    sample = queues_now(now)
     client = get_redis()
     with client.pipeline(transaction=False) as pipe:
         pipe.rpush(_history_key(), json.dumps(sample))
@@ -96,9 +102,12 @@ def queue_history(*, since: float) -> list[dict[str, Any]]:
 
 
 def platform_facts(now: float | None = None) -> PlatformFacts:
-    """The queues and the monitor now (sampled afresh), with the last TREND_S of history behind them."""
+    """The queues and the monitor now, with the last TREND_S of beat's samples behind them.
+
+    Read only: a report viewed often must not crowd the history with samples of its own.
+    """
     now = time.time() if now is None else now
-    current = queues_sample(now)
+    current = queues_now(now)
     history = queue_history(since=now - TREND_S)
     if not history or history[-1].get("t") != current["t"]:
         history.append(current)
