@@ -15,7 +15,9 @@ turn the verdict bad, while every penalty stays visible in the audit row.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from engines.modes import Verdict
 
@@ -110,6 +112,16 @@ class HealthPolicy:
         if self.dead_missed_pushes < 1:
             raise ValueError("dead_missed_pushes >= 1 is required")
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> HealthPolicy:
+        """A source's stored health config (the keys it may set); missing keys take the defaults."""
+        d = cls()
+        return cls(
+            silence_tolerance=float(config.get("silence_tolerance", d.silence_tolerance)),
+            min_silence_s=float(config.get("min_silence_s", d.min_silence_s)),
+            bad_below=int(config.get("bad_below", d.bad_below)),
+        )
+
 
 @dataclass(frozen=True)
 class StreamHealth:
@@ -136,6 +148,12 @@ class StreamHealth:
             "reasons": dict(self.reasons),
             "measures": dict(self.measures),
         }
+
+
+def silent(health: StreamHealth) -> bool:
+    """The verdict's worst penalty is silence: the push went quiet (not refused pushes or gaps)."""
+    penalties = health.penalties
+    return bool(penalties) and penalties.get("silence", 0) > 0 and penalties["silence"] == max(penalties.values())
 
 
 def update_expected_interval(

@@ -52,7 +52,7 @@ from beastflow.sqlpipe import Statement, run_pipelined
 from beastflow.tenancy import current_schema
 from engines import outbound
 from engines.deadlines import Cadence, next_judgement
-from engines.health import StreamHealth, StreamSignals, score_stream
+from engines.health import StreamHealth, StreamSignals, score_stream, silent
 from engines.hysteresis import Decision, HysteresisPolicy, HysteresisState, ValidationResult, decide
 from engines.models import Event, HealthSample, PollRun, PollStatus, Source, StreamState
 from engines.modes import Mode
@@ -63,7 +63,6 @@ from engines.monitor import (
     TICKS,
     Window,
     _maybe_gap_fill,
-    _silent,
     _store,
     health_policy,
     hysteresis_state,
@@ -279,7 +278,7 @@ def _judge(
             policy=case.policy,
             caught_up=caught_up,
             validation=validation,
-            silent=_silent(case.health),
+            silent=silent(case.health),
         )
     _write(cases)
     _schedule(cases, now=now, leases=leases)

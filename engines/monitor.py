@@ -72,13 +72,7 @@ def expected_interval(source: Source, stream: StreamState) -> float:
 
 
 def health_policy(source: Source) -> HealthPolicy:
-    config = source.health or {}
-    defaults = HealthPolicy()
-    return HealthPolicy(
-        silence_tolerance=float(config.get("silence_tolerance", defaults.silence_tolerance)),
-        min_silence_s=float(config.get("min_silence_s", defaults.min_silence_s)),
-        bad_below=int(config.get("bad_below", defaults.bad_below)),
-    )
+    return HealthPolicy.from_config(source.health or {})
 
 
 def missed_pushes(source: Source, stream: StreamState, now: float) -> int | None:
@@ -187,12 +181,6 @@ def _store(
             )
         )
     return True
-
-
-def _silent(health: StreamHealth) -> bool:
-    """The verdict's worst penalty is silence: the push went quiet (not refused pushes or gaps)."""
-    penalties = health.penalties
-    return bool(penalties) and penalties.get("silence", 0) > 0 and penalties["silence"] == max(penalties.values())
 
 
 def _maybe_gap_fill(source: Source, stream: StreamState) -> None:

@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.health import HealthPolicy, StreamHealth, StreamSignals, score_stream
+from engines.health import HealthPolicy, StreamSignals, score_stream
+from engines.health import silent as silent  # strategies/replay.py imports it from here
 from engines.hysteresis import HysteresisPolicy, HysteresisState, ValidationResult, decide
 from engines.modes import Mode
 
@@ -100,20 +101,8 @@ def check(recording: Mapping[str, Any]) -> None:
         raise RecordingError("the recording has no list of judgements")
 
 
-def health_policy(config: Mapping[str, Any]) -> HealthPolicy:
-    """The source's health config as the monitor reads it (engines.monitor.health_policy)."""
-    defaults = HealthPolicy()
-    return HealthPolicy(
-        silence_tolerance=float(config.get("silence_tolerance", defaults.silence_tolerance)),
-        min_silence_s=float(config.get("min_silence_s", defaults.min_silence_s)),
-        bad_below=int(config.get("bad_below", defaults.bad_below)),
-    )
-
-
-def silent(health: StreamHealth) -> bool:
-    """The verdict's worst penalty is silence (engines.monitor._silent)."""
-    penalties = health.penalties
-    return bool(penalties) and penalties.get("silence", 0) > 0 and penalties["silence"] == max(penalties.values())
+# The monitor's own rules (strategies/replay.py reads them from here too).
+health_policy = HealthPolicy.from_config
 
 
 def state_read(entry: Mapping[str, Any]) -> HysteresisState:
@@ -155,10 +144,7 @@ def poll_facts(
         missed = sum(
             1
             for event in recording.get("polled_events", [])
-            if since <= float(event["received_at"]) <= now
-            and (
-                event.get("occurred_at") is None or float(event["occurred_at"]) < float(event["received_at"]) - grace_s
-            )
+            if since <= float(event["received_at"]) <= now and _late(event, grace_s)
         )
     return caught_up, ValidationResult(polls=len(runs), missed=missed)
 
