@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from beastflow_sdk import GoneError, RateLimitedError, RetryPolicy, ServiceUnavailableError, UnprocessableError
-from beastflow_sdk._core import ndjson, with_id
+from beastflow_sdk._core import Call, ndjson, retry_info, with_id
 from beastflow_sdk.errors import error_from_response, parse_retry_after, websocket_error
 from beastflow_sdk.follow import changes_url
 
@@ -16,6 +16,23 @@ def test_a_retry_after_is_obeyed_up_to_the_policys_ceiling_and_attempts_run_out(
     assert policy.delay(1, 61.0) is None  # longer than we would sleep: raised instead
     assert 0 <= policy.delay(2, None) <= 1.0  # type: ignore[operator]
     assert policy.delay(3, 1.0) is None
+
+
+def test_only_calls_safe_to_repeat_are_retried_and_only_on_a_broken_connection_or_a_busy_answer() -> None:
+    policy = RetryPolicy(attempts=2)
+    read, create = Call("GET", "/api/v1/sources", retry=True), Call("POST", "/api/v1/sources")
+    busy = error_from_response(503, {"Retry-After": "3"}, b'{"status": 503, "detail": "database down"}')
+    broken = OSError("connection reset")
+    # a read: retried after a 503 as Retry-After says, and after a broken connection
+    info = retry_info(read, policy, 1, busy)
+    assert info is not None and (info.status, info.delay_s, info.error) == (503, 3.0, "database down")
+    info = retry_info(read, policy, 1, broken)
+    assert info is not None and info.status is None and info.error == repr(broken)
+    # not once the attempts are spent, nor on an answer a retry cannot change
+    assert retry_info(read, policy, 2, busy) is None
+    assert retry_info(read, policy, 1, error_from_response(500, {}, b"")) is None
+    # a create: never sent twice
+    assert retry_info(create, policy, 1, busy) is None and retry_info(create, policy, 1, broken) is None
 
 
 def test_a_problem_becomes_the_typed_exception_with_its_fields() -> None:

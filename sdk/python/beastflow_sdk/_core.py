@@ -80,6 +80,31 @@ class RetryInfo:
     error: str
 
 
+def retry_info(call: Call, policy: RetryPolicy, attempt: int, failure: Exception) -> RetryInfo | None:
+    """Whether to send `call` again after attempt `attempt` failed with `failure`; None: raise.
+
+    `failure` is the error answer (an `ApiError`) or what broke the connection.
+    Only calls marked safe to repeat are retried, on a broken connection or a
+    429/502/503/504, and only as long as the policy allows.
+    """
+    status = failure.status if isinstance(failure, ApiError) else None
+    if not call.retry or (status is not None and status not in RETRY_STATUSES):
+        return None
+    delay = policy.delay(attempt, failure.retry_after if isinstance(failure, ApiError) else None)
+    if delay is None:
+        return None
+    error = failure.detail if isinstance(failure, ApiError) else repr(failure)
+    return RetryInfo(call.method, call.path, attempt, delay, status, error)
+
+
+def request_headers(call: Call, api_key: str | None) -> dict[str, str]:
+    """The call's headers, with the API key unless the call is signed instead."""
+    headers = dict(call.headers)
+    if api_key and not call.anonymous:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
 def base_url_from(value: str | None) -> str:
     return (value or os.environ.get("BEASTFLOW_URL") or DEFAULT_URL).rstrip("/")
 

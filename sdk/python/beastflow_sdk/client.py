@@ -19,7 +19,6 @@ import httpx
 
 from beastflow_sdk import calls, operations
 from beastflow_sdk._core import (
-    RETRY_STATUSES,
     USER_AGENT,
     Call,
     RetryInfo,
@@ -30,6 +29,8 @@ from beastflow_sdk._core import (
     dumps,
     mark_partial,
     push_call,
+    request_headers,
+    retry_info,
 )
 from beastflow_sdk.errors import BeastFlowError, TransportError, error_from_response
 from beastflow_sdk.follow import Backoff, ChangeFollower
@@ -91,28 +92,23 @@ class Client(operations.Sender, operations.PushOperations):
         attempt = 0
         while True:
             attempt += 1
-            headers = dict(call.headers)
-            if self.api_key and not call.anonymous:
-                headers["Authorization"] = f"Bearer {self.api_key}"
+            headers = request_headers(call, self.api_key)
             try:
                 response = self._http.request(
                     call.method, call.path, params=call.params, json=call.json, content=call.content, headers=headers
                 )
             except httpx.TransportError as exc:
-                delay = self.retry.delay(attempt, None) if call.retry else None
-                if delay is None:
+                info = retry_info(call, self.retry, attempt, exc)
+                if info is None:
                     raise TransportError(f"{call.method} {call.path}: {exc!r}") from exc
-                self._wait(RetryInfo(call.method, call.path, attempt, delay, None, repr(exc)))
-                continue
-            if response.status_code < 400:
-                return response.json() if response.content else None
-            error = error_from_response(response.status_code, response.headers, response.content)
-            delay = None
-            if call.retry and response.status_code in RETRY_STATUSES:
-                delay = self.retry.delay(attempt, error.retry_after)
-            if delay is None:
-                raise error
-            self._wait(RetryInfo(call.method, call.path, attempt, delay, response.status_code, error.detail))
+            else:
+                if response.status_code < 400:
+                    return response.json() if response.content else None
+                error = error_from_response(response.status_code, response.headers, response.content)
+                info = retry_info(call, self.retry, attempt, error)
+                if info is None:
+                    raise error
+            self._wait(info)
 
     def _send(self, call: Call) -> Any:
         return self.request(call)
