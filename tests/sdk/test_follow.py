@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from beastflow_sdk import AuthenticationError, Backoff, ChangeFollower, Client, NotFoundError, upsert
@@ -14,17 +11,9 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import web_server
 from tests.sdk.conftest import SdkTenant, source_body
-from tests.stack import free_port
+from tests.stack import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout_s} s")
-        time.sleep(0.05)
 
 
 def test_the_follower_resumes_by_seq_after_the_server_closes_the_socket(sdk_tenant: SdkTenant) -> None:
@@ -59,14 +48,14 @@ def test_the_follower_resumes_by_seq_after_the_server_closes_the_socket(sdk_tena
     with web_server(port) as first:
         thread.start()
         push(first, range(5))
-        wait_until("5 changes followed", lambda: len(got) == 5)
+        wait_for(lambda: len(got) == 5, 30, "5 changes followed")
     # when: that server stopped (it closed the socket); changes are committed elsewhere meanwhile
     push(sdk_tenant.url, range(5, 10))
-    wait_until("the loss noticed", lambda: lost)
+    wait_for(lambda: lost, 30, "the loss noticed")
     with web_server(port) as second:
-        wait_until("the changes made while it was down", lambda: len(got) == 10)
+        wait_for(lambda: len(got) == 10, 30, "the changes made while it was down")
         push(second, range(10, 15))
-        wait_until("15 changes followed", lambda: len(got) == 15)
+        wait_for(lambda: len(got) == 15, 30, "15 changes followed")
     thread.join(timeout=10)
     # then: every change once, in seq order, across the reconnect
     assert isinstance(lost[0], ConnectionClosed), lost[0]
