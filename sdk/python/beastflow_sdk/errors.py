@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -118,6 +119,10 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
+def _error_class(status: int) -> type[ApiError]:
+    return _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or unreadable."""
     if value is None or not value.strip():
@@ -129,8 +134,6 @@ def parse_retry_after(value: str | None) -> float | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    from datetime import UTC, datetime
-
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
@@ -149,7 +152,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     if not isinstance(detail, str):
         detail = body[:200].decode("utf-8", "replace") if body and not problem else ""
     errors = problem.get("errors")
-    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
+    cls = _error_class(status)
     lowered = {name.lower(): value for name, value in headers.items()}
     return cls(
         status,
@@ -171,5 +174,5 @@ def websocket_error(code: int, reason: str) -> ApiError:
         tail = reason.rsplit(">=", 1)[1].strip()
         if tail.isdigit():
             problem["floor"] = int(tail)
-    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
+    cls = _error_class(status)
     return cls(status, reason or f"websocket closed with code {code}", problem=problem)
