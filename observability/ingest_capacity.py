@@ -33,14 +33,10 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from beastflow.ingest_route import INGEST_PATH, Receive, Scope, Send
 from beastflow.process_buffer import ProcessBuffer
 from observability.sketch import bucket_of, merge, percentiles_ms
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-INGEST_PATH = re.compile(r"^/api/v1/sources/(\d{1,18})/events/?$")
 FLUSH_S = 5.0
 RETENTION_S = 2 * 3600
 MINUTE_S = 60

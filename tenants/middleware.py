@@ -9,16 +9,15 @@ schema, whatever the host, so /metrics can be scraped by IP.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from beastflow.ingest_route import INGEST_PATH
 from beastflow.tenancy import use_public, use_tenant
 from tenants.selectors import ResolvedKey, apikey_resolve, tenant_for_host, tenant_for_source
 
 PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/api/schema", "/api/docs", "/static/")
-INGEST_PATH = re.compile(r"^/api/v1/sources/(\d{1,18})/events/?$")
 
 
 def bearer_token(authorization: str) -> str | None:

@@ -27,10 +27,8 @@ import contextvars
 import gc
 import json
 import os
-import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +42,7 @@ from django_tenants.utils import schema_context
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from beastflow import correlation, otel, unavailable
+from beastflow.ingest_route import INGEST_PATH, Receive, Scope, Send
 from beastflow.problems import CONTENT_TYPE, problem_body
 from beastflow.tracing import stage
 from engines.ingest import service
@@ -54,11 +53,7 @@ from tenants.selectors import apikey_resolve, tenant_for_source
 
 log = structlog.get_logger(__name__)
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-INGEST_PATH = re.compile(r"^/api/v1/sources/(\d{1,18})/events/?$")
 MAX_EVENTS_PER_COMMIT = 5_000
 # Commits of different tenants run at once, one per tenant at a time: this
 # bounds the connections (and threads) they hold in a web process.
