@@ -152,7 +152,9 @@ class Dataset:
         self.seed = seed
         self.key_space = key_space
         self.id_prefix = id_prefix
-        self._clock = clock
+        # Public so a caller can hold time still: records seeded under a held
+        # clock share one second however slow the machine is.
+        self.clock = clock
         self._lock = threading.RLock()
         # A reset starts a new generation so event ids never repeat within a
         # run: the receiver dedups by id and would swallow a reused one.
@@ -353,7 +355,7 @@ class Dataset:
             "id": f"{self.id_prefix}_{self.generation}_{seq}",
             **body,
             "seq": seq,
-            "occurred_at": _iso(self._clock()),
+            "occurred_at": _iso(self.clock()),
         }
         self._log.append(event)
         self._meta.append(meta)
@@ -361,7 +363,7 @@ class Dataset:
 
     def _stamp(self, key: str) -> int:
         """This change's whole second: now, or one past the key's last when that is not earlier."""
-        stamp = max(int(self._clock().timestamp()), self._stamps.get(key, 0) + 1)
+        stamp = max(int(self.clock().timestamp()), self._stamps.get(key, 0) + 1)
         self._stamps[key] = stamp
         return stamp
 

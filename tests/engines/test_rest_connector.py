@@ -244,7 +244,10 @@ def test_a_listing_out_of_since_order_cut_short_resumes_where_it_stopped(
 def test_a_run_of_equal_since_times_longer_than_the_budget_resumes_instead_of_asking_again(
     github: SimulatorHandle, in_acme: object
 ) -> None:
-    # given: 30 issues changed in the same second, 10 a page, 2 pages a poll
+    # given: 30 issues changed in the same second (the clock held, so a loaded machine cannot
+    # spread them over two), 10 a page, 2 pages a poll
+    instant = datetime.now(UTC)
+    github.sim.dataset.clock = lambda: instant
     github.sim.dataset.seed_records(30)
     params = {"state": "all", "sort": "updated", "direction": "asc", "per_page": "10"}
     source = rest_source(github_config(github, params=params), poll={"page_budget": 2})
