@@ -114,8 +114,8 @@ def serve(records: int) -> None:
 
     import uvicorn
 
-    from engines.simulator.runner import build_simulator
-    from engines.simulator.server import SimulatorApp
+    from simulator.runner import build_simulator
+    from simulator.server import SimulatorApp
 
     sim = build_simulator(mutations_per_s=0.0, key_space=1, run_id="bench")
     dataset = sim.dataset

@@ -2,7 +2,7 @@
 
 `.venv/bin/python bench/strategies.py [--runs N]`. Pure Python, no services:
 every figure comes from the offline evaluator (strategies/replay.py), which
-replays the simulator's scenarios (engines/simulator/scenarios: demo-steady,
+replays the simulator's scenarios (simulator/scenarios: demo-steady,
 demo-outage, demo-flaky; Poisson traffic from a seed) through the monitor's
 own decisions (engines.health, engines.hysteresis, engines.polling_policy).
 Prints:
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engines.simulator.scenario import load_scenario  # noqa: E402
+from simulator.scenario import load_scenario  # noqa: E402
 from strategies.params import StrategyParams, merged  # noqa: E402
 from strategies.replay import History, evaluate, history, summarize  # noqa: E402
 from strategies.sequential import SequentialTest  # noqa: E402
@@ -62,13 +62,13 @@ BASE = {
 
 
 def _histories(seeds: range, loops: int = 2) -> list[History]:
-    folder = ROOT / "engines" / "simulator" / "scenarios"
+    folder = ROOT / "simulator" / "scenarios"
     return [history(load_scenario(folder / f"{n}.yaml"), seed=s, loops=loops) for n in SCENARIOS for s in seeds]
 
 
 def _pool(params: StrategyParams, metric: str, runs: int, seed0: int) -> list[float]:
     """One outcome per simulated run of the outage and flaky scenarios (the ones with outages to detect)."""
-    folder = ROOT / "engines" / "simulator" / "scenarios"
+    folder = ROOT / "simulator" / "scenarios"
     scenarios = [load_scenario(folder / f"{n}.yaml") for n in ("demo-outage", "demo-flaky")]
     values = []
     for i in range(runs):

@@ -10,7 +10,7 @@ in this order:
 2. `reset_demo_streams`: BeastFlow forgets what the previous simulator run
    delivered (see there why);
 3. `start_simulator` for each: a simulated upstream on 127.0.0.1 playing its
-   repeating scenario from engines/simulator/scenarios/. The first three
+   repeating scenario from simulator/scenarios/. The first three
    serve the change feed and snapshot (docs/contract.md §6, behind the source's
    bearer token) and push signed events and a heartbeat a second; the
    GitHub one serves a repository's issues API (Link pages, ETags, rate-limit
@@ -37,14 +37,13 @@ from beastflow.env import env_int
 from engines import sources
 from engines.models import Source, StreamState
 from engines.schemas import DataSourceConfig
-from engines.simulator.faults import Faults
-from engines.simulator.runner import HOST, SimulatorHandle, start_in_thread
-from engines.simulator.scenario import PhaseAt
+from simulator.faults import Faults
+from simulator.runner import HOST, SimulatorHandle, start_in_thread
+from simulator.scenario import SCENARIOS_DIR, PhaseAt
 
 log = structlog.get_logger(__name__)
 
 DEMO_SLUG = "demo"
-SCENARIOS_DIR = Path(__file__).resolve().parent / "simulator" / "scenarios"
 HEARTBEAT_S = 1.0  # the simulators' rhythm; the sources' expected_interval_s says the same
 BASE_RATE = 2.0  # mutations/s between scenario phases that set none
 INITIAL_RECORDS = 50  # so the records endpoint has content within a second of the start
@@ -53,7 +52,7 @@ INITIAL_RECORDS = 50  # so the records endpoint has content within a second of t
 @dataclass(frozen=True)
 class DemoSource:
     name: str
-    scenario: str  # engines/simulator/scenarios/<scenario>.yaml
+    scenario: str  # simulator/scenarios/<scenario>.yaml
     seed: int  # distinct data and fault draws per source
     port_offset: int  # its simulator listens on base port + offset
     story: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.db import transaction
@@ -17,10 +16,10 @@ from beastflow.pagination import paginate_desc
 from beastflow.problems import ProblemError
 from beastflow.strict_input import StrictInputSerializer
 from engines.selectors import source_get
-from engines.simulator.scenario import ScenarioError, load_scenario
 from healing.apis import actor
 from observability.models import FailureRecording
 from observability.replay import RecordingError
+from simulator.scenario import SCENARIOS_DIR, ScenarioError, load_scenario
 from strategies import openapi as docs
 from strategies import selectors, services
 from strategies.models import Experiment, ExperimentStatus, Metric, StrategyVersion
@@ -28,7 +27,6 @@ from strategies.params import StrategyParams
 from strategies.replay import history
 from strategies.tuner import tune
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "engines" / "simulator" / "scenarios"
 MAX_REPLAYS = 24  # scenario loops per tuning request (x 30 candidates)
 
 
@@ -196,7 +194,7 @@ class StrategyTuneApi(APIView):
             min_length=1,
             max_length=10,
             required=False,
-            help_text="Simulator scenarios to replay (engines/simulator/scenarios), e.g. demo-outage.",
+            help_text="Simulator scenarios to replay (simulator/scenarios), e.g. demo-outage.",
         )
         source_id = serializers.IntegerField(
             required=False, source="source", help_text="Instead of scenarios: this source's recorded verdicts."
@@ -267,7 +265,7 @@ class StrategyTuneApi(APIView):
             raise ProblemError(422, "Too many histories to replay in one request.", errors=errors)
         histories = []
         for name in body["scenarios"]:
-            path = SCENARIOS / f"{name}.yaml"
+            path = SCENARIOS_DIR / f"{name}.yaml"
             if "/" in name or not path.is_file():
                 raise ProblemError(422, f"No scenario {name!r}.", errors=[{"field": "scenarios", "message": name}])
             try:

@@ -6,7 +6,7 @@ engines.hysteresis.decide, engines.polling_policy for the polls' rhythm),
 driven by a history of what an upstream did second by second instead of by
 a real stream.
 
-`history` turns a simulator scenario (engines/simulator/scenarios) and a
+`history` turns a simulator scenario (simulator/scenarios) and a
 seed into that history: per tick, whether push and the feed were up, how
 many changes the upstream made and how many of them push delivered (the
 phases' rates, outages, flaps and drop rates; Poisson arrivals from the
@@ -40,8 +40,8 @@ from engines.health import StreamSignals, score_stream
 from engines.hysteresis import HysteresisPolicy, HysteresisState, Transition, ValidationResult, decide
 from engines.modes import Mode
 from engines.polling_policy import PollPolicy, PollState, after_error, after_success
-from engines.simulator.scenario import Scenario, ScenarioPlayer
 from observability.replay import health_policy, silent
+from simulator.scenario import Scenario, ScenarioPlayer
 from strategies.params import StrategyParams
 
 HEARTBEAT_S = 1.0  # the simulator's default keep-alive (engines/demo.py says the same)

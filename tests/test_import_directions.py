@@ -18,9 +18,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Lowest first; a room may import any room of a lower layer.
+# Lowest first; a room may import any room of a lower layer. Rooms of one layer
+# may not read each other unless SIDEWAYS says so: `simulator` (a standalone
+# upstream that tests, the demo and replays drive) sits beside `beastflow` and
+# so depends on no room of ours.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"beastflow"}),
+    frozenset({"beastflow", "simulator"}),
     frozenset({"tenants"}),
     frozenset({"scheduling"}),
     frozenset({"engines"}),
@@ -150,6 +153,24 @@ def test_engines_import_nothing_from_the_rooms_above_them() -> None:
         if arrow.target_room in above
     ]
     assert upward == []
+
+
+def test_the_simulator_imports_no_room_of_ours() -> None:
+    # given: the simulator's files, and one that would read the settings helpers of beastflow
+    files = [file for file in _product_files() if file.relative_to(ROOT).parts[0] == "simulator"]
+    # when
+    imported = {
+        arrow.target_room
+        for file in files
+        for arrow in arrows(file.relative_to(ROOT).as_posix(), file.read_text())
+        if arrow.target_room != "simulator"
+    }
+    # then: not even beastflow, which shares its layer
+    assert len(files) > 10
+    assert imported == set()
+    assert forbidden("simulator/example.py", "from beastflow.env import env_int\n") == [
+        "simulator/example.py:1 imports beastflow.env (simulator may not depend on beastflow)"
+    ]
 
 
 def test_a_function_local_import_of_a_room_above_is_named_with_its_file_and_line() -> None:

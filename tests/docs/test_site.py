@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 # Where the code, the ops files and the README cite docs/ pages.
 CITING = (
-    *("beastflow", "tenants", "engines", "healing", "callbacks", "console", "scheduling", "retention"),
+    *("beastflow", "tenants", "engines", "healing", "callbacks", "console", "scheduling", "retention", "simulator"),
     *("strategies", "observability", "bench", "tools", "ops", "deploy", "tests", "templates", "examples", "sdk"),
 )
 TEXT_SUFFIXES = {".py", ".yml", ".yaml", ".md", ".html", ".toml", ".json"}
@@ -101,7 +101,7 @@ def test_every_environment_variable_the_service_reads_is_documented() -> None:
         r"|environ\.setdefault\(\s*)\"(BEASTFLOW_[A-Z0-9_]+)\""
     )
     service = ["beastflow", "tenants", "engines", "healing", "callbacks", "console", "scheduling", "retention"]
-    service += ["observability", "strategies"]
+    service += ["observability", "strategies", "simulator"]
     names = {
         match.group(1): str(path.relative_to(ROOT))
         for folder in service

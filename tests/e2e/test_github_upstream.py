@@ -25,7 +25,7 @@ from django_tenants.utils import tenant_context
 from engines.ingest.plan import record_hash
 from engines.mapping import parse_timestamp, to_microseconds
 from engines.models import Change, ModeSwitch, PollRun, ReconciliationRun, Record, Source
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.stack import free_port
 

@@ -20,7 +20,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from engines.models import ModeSwitch, Record, Source
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.stack import free_port
 

@@ -24,7 +24,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from engines.models import Source
-from engines.simulator.runner import start_in_thread
+from simulator.runner import start_in_thread
 from tests.conftest import Persona, subprocess_env
 from tests.stack import forget_namespace, free_port, run_stack, scrape, stop, total
 

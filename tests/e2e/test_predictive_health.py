@@ -21,8 +21,8 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from engines.models import ModeSwitch, Source
-from engines.simulator.runner import start_in_thread
 from healing.models import FailureRecord
+from simulator.runner import start_in_thread
 from tests.conftest import Persona
 from tests.stack import free_port
 

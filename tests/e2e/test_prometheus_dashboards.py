@@ -27,7 +27,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from engines.models import Source
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona, subprocess_env
 from tests.prometheus_server import PROMETHEUS, Prometheus, grafana_substitute, run_prometheus
 from tests.stack import free_port, run_stack

@@ -15,10 +15,10 @@ from engines.ingest.validation import validate
 from engines.models import ReconcileTrigger, ReconciliationRun, Record, Source
 from engines.reconcile.engine import DEFAULT_TUNING, Tuning, reconcile_execute
 from engines.reconcile.runs import reconcile_request
-from engines.simulator.dataset import Dataset
-from engines.simulator.runner import build_simulator
-from engines.simulator.server import SimulatorApp
-from engines.simulator.state import Simulator
+from simulator.dataset import Dataset
+from simulator.runner import build_simulator
+from simulator.server import SimulatorApp
+from simulator.state import Simulator
 from tests.factories import make_source
 from tests.simulator.support import serve_asgi
 

@@ -16,7 +16,7 @@ from engines.connectors import (
     upstream_host,
 )
 from engines.schemas import HttpConnectorConfig
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.simulator.support import independent_digests
 from tests.stack import free_port
 

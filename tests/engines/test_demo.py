@@ -18,7 +18,7 @@ from django_tenants.utils import tenant_context
 
 from engines import demo, sources
 from engines.models import Record, Source, StreamState
-from engines.simulator.runner import SimulatorHandle
+from simulator.runner import SimulatorHandle
 from tenants.models import Tenant
 from tests.conftest import Persona
 

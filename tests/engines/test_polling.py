@@ -26,10 +26,10 @@ from engines.ingest.validation import validate
 from engines.models import Change, Event, PollRun, PollStatus, Source, StreamState
 from engines.polling import BREAKER_POLICY, breaker_key, polls_claim_due, source_poll
 from engines.polling_policy import BreakerState, BreakerStatus
-from engines.simulator.runner import SimulatorHandle, start_in_thread
 from engines.tasks import polls_dispatch_task, source_poll_task
 from healing.models import FailureRecord, FailureStatus
 from scheduling.services import source_wake
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.factories import make_source, source_spec
 from tests.simulator.support import wait_for

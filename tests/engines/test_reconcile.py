@@ -24,9 +24,9 @@ from engines.reconcile import diff, store
 from engines.reconcile.engine import Tuning, reconcile_execute
 from engines.reconcile.runs import STALE_AFTER_S, reconcile_request, reconciles_claim_due
 from engines.schemas import HttpConnectorConfig
-from engines.simulator.runner import SimulatorHandle, start_in_thread
 from healing.models import FailureRecord, FailureStatus, HealingAction, HealingStatus
 from healing.services import healing_action_approve, healing_action_reject
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.engines.reconcile_support import (
     config_for,
     data,

@@ -10,7 +10,7 @@ from django_tenants.utils import tenant_context
 from engines.models import ReconcileTrigger, ReconciliationRun
 from engines.reconcile.engine import reconcile_execute
 from engines.reconcile.runs import reconcile_request
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.engines.reconcile_support import data, mirror, source_on
 

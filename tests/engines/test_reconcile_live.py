@@ -19,9 +19,9 @@ from engines.models import Change, ReconcileStatus, ReconcileTrigger, Reconcilia
 from engines.polling import breaker_key
 from engines.reconcile.engine import reconcile_execute
 from engines.reconcile.runs import ReconcileError, reconcile_request
-from engines.simulator.runner import SimulatorHandle, start_in_thread
 from engines.tasks import reconciles_dispatch_task
 from scheduling.services import source_wake
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.engines.reconcile_support import config_for, data, mirror, push
 from tests.factories import make_source

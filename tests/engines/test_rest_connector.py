@@ -36,10 +36,10 @@ from engines.mapping import version_of
 from engines.models import Change, Event, PollRun, PollStatus, Record, Source, StreamState
 from engines.monitor import Window, monitor_source, signals_for
 from engines.polling import audits_claim_due, breaker_key, polls_claim_due, source_poll
-from engines.simulator.dataset import Dataset
-from engines.simulator.runner import SimulatorHandle, start_in_thread
 from healing.models import FailureRecord
 from scheduling.models import SourceSchedule
+from simulator.dataset import Dataset
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.engines.reconcile_support import run_now
 from tests.factories import make_source

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from beastflow_sdk import upsert
 
-from engines.simulator.runner import start_in_thread
+from simulator.runner import start_in_thread
 from tests.conftest import web_server
 from tests.sdk.conftest import SdkTenant, source_body
 from tests.stack import free_port

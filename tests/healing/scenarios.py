@@ -185,7 +185,7 @@ def play(world: Any, scenario: Scenario) -> Outcome:
         world.control("traffic", scenario.traffic)
     time.sleep(scenario.duration_s)
     if not scenario.needs_person:  # an operator's problem stays until an operator fixes it
-        from engines.simulator.faults import Faults
+        from simulator.faults import Faults
 
         world.control("faults", Faults().as_dict())
         if scenario.traffic:

@@ -10,8 +10,8 @@ from django_tenants.utils import tenant_context
 
 from engines.models import ReconcileStatus, ReconciliationRun, Source
 from engines.reconcile.engine import reconcile_execute
-from engines.simulator.runner import SimulatorHandle, start_in_thread
 from healing.models import HealingAction
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.engines.reconcile_support import data, local_state, mirror, run_now, source_on, upstream_state
 

@@ -20,7 +20,7 @@ import pytest
 from django.db import connection
 from django_tenants.utils import tenant_context
 
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona
 from tests.healing.scenarios import BY_NAME, SCENARIOS, SOURCE_TUNING, Outcome, play
 from tests.stack import free_port

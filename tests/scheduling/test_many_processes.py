@@ -28,9 +28,9 @@ from django_tenants.utils import tenant_context
 
 from engines import sources
 from engines.models import HealthSample, PollRun, Source
-from engines.simulator.runner import SimulatorHandle, start_in_thread
 from scheduling.leader import LeaderLock
 from scheduling.models import SourceSchedule
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona, subprocess_env
 from tests.factories import make_source
 from tests.stack import wait_for

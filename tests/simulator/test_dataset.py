@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from engines.simulator.dataset import Dataset
+from simulator.dataset import Dataset
 from tests.simulator.support import independent_digests
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from engines.simulator.dataset import Dataset
-from engines.simulator.faults import FaultError, Faults, FaultState
-from engines.simulator.scenario import ScenarioError, ScenarioPlayer, load_scenario, parse_scenario
-from engines.simulator.state import Simulator, Traffic
+from simulator.dataset import Dataset
+from simulator.faults import FaultError, Faults, FaultState
+from simulator.scenario import ScenarioError, ScenarioPlayer, load_scenario, parse_scenario
+from simulator.state import Simulator, Traffic
 from tests.simulator.support import contract_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +134,7 @@ def test_a_scenario_file_in_yaml_or_json_loads_the_same(tmp_path: Path) -> None:
 
 
 def test_the_shipped_scenarios_load() -> None:
-    shipped = sorted((ROOT / "engines/simulator/scenarios").glob("*.yaml"))
+    shipped = sorted((ROOT / "simulator/scenarios").glob("*.yaml"))
     assert shipped and all(load_scenario(path).phases for path in shipped)
 
 

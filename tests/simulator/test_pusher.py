@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from engines.simulator.pusher import sign
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.pusher import sign
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.simulator.support import Receiver, contract_errors, serve_asgi, wait_for
 
 SECRET = "whsec_test"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from engines.simulator.runner import start_in_thread
+from simulator.runner import start_in_thread
 from tests.simulator.support import wait_for
 from tests.stack import free_port
 
@@ -70,7 +70,7 @@ def test_run_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
     path.write_text(SCENARIO)
     port = free_port()
     code = (
-        "from engines.simulator.runner import run; "
+        "from simulator.runner import run; "
         f"run(port={port}, token='t', scenario={str(path)!r}, initial_records=10, mutations_per_s=20,"
         " control_token='ctl')"
     )

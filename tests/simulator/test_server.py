@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.simulator.support import bucket_of, contract_errors, independent_digests, wait_for
 
 TOKEN = "upstream-token"

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.simulator.support import NativeReceiver, serve_asgi, wait_for
 
 TOKEN = "shpat_simulated"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engines.simulator.runner import SimulatorHandle, start_in_thread
+from simulator.runner import SimulatorHandle, start_in_thread
 from tests.simulator.support import NativeReceiver, serve_asgi, wait_for
 from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
 from tests.upstream_packages import UpstreamSigner

@@ -1,6 +1,6 @@
 """End to end: an A/B experiment between two hysteresis versions on the simulator, the better one promoted.
 
-The upstream is the simulator's scenario player (engines.simulator.scenario,
+The upstream is the simulator's scenario player (simulator.scenario,
 via strategies.replay.history: push outages, heartbeats, Poisson traffic
 from a seed per source). Everything downstream is the service itself: each
 simulated second writes the sources' stream rows as ingest would, the real
@@ -24,7 +24,7 @@ from django_tenants.utils import tenant_context
 from beastflow.redis_client import get_redis, key
 from engines.judge import judge_sources
 from engines.models import ModeSwitch, PollRun, PollStatus, PollTrigger, Source, StreamState
-from engines.simulator.scenario import parse_scenario
+from simulator.scenario import parse_scenario
 from strategies import services
 from strategies.models import Experiment, ExperimentStatus, TenantStrategy
 from strategies.replay import History, history

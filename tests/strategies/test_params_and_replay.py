@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from engines.simulator.scenario import load_scenario
+from simulator.scenario import load_scenario
 from strategies.params import StrategyParams, diff, merged, validate_params
 from strategies.replay import evaluate, history, summarize
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "engines" / "simulator" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulator" / "scenarios"
 DEMO = {"fail_threshold": 3, "min_dwell_s": 15, "max_dwell_s": 60, "flap_window_s": 120, "validation_window_s": 10}
 
 

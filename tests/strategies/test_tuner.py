@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 
 from engines.hysteresis import HysteresisPolicy
 from engines.modes import Verdict
-from engines.simulator.scenario import load_scenario
+from simulator.scenario import load_scenario
 from strategies.params import StrategyParams
 from strategies.replay import history
 from strategies.tuner import Judged, replay_verdicts, tune, tune_verdicts
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "engines" / "simulator" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulator" / "scenarios"
 DEMO = {"fail_threshold": 3, "min_dwell_s": 15, "max_dwell_s": 60, "flap_window_s": 120, "validation_window_s": 10}
 
 

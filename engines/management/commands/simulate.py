@@ -1,7 +1,7 @@
 """`manage.py simulate`: run simulated upstreams in the foreground until Ctrl-C or SIGTERM.
 
 - `simulate --port 9101 [--ingest-url URL --secret S --token T --scenario FILE|NAME --seed N --rate R]`:
-  one simulator (engines.simulator.runner.run), e.g. for a source you created yourself;
+  one simulator (simulator.runner.run), e.g. for a source you created yourself;
   `--profile github --owner O --repo R [--rate-limit N --rate-window S]` or `--profile stripe`
   makes it a GitHub- or Stripe-shaped upstream (see docs/simulator.md).
 - `simulate --demo [--base-port 9101] [--web-url http://127.0.0.1:8000]`: the `demo` tenant's
@@ -32,9 +32,9 @@ from django.db import connections
 from django_tenants.utils import tenant_context
 
 from engines import demo
-from engines.simulator import runner
-from engines.simulator.profiles import PROFILES
-from engines.simulator.scenario import ScenarioError, load_scenario
+from simulator import runner
+from simulator.profiles import PROFILES
+from simulator.scenario import SCENARIOS_DIR, ScenarioError, load_scenario
 from tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,7 @@ class Command(BaseCommand):
             default=os.environ.get(CONTROL_TOKEN_ENV) or None,
             help=f"Bearer token the control API requires (default ${CONTROL_TOKEN_ENV}, else generated).",
         )
-        one.add_argument("--scenario", help="Scenario file, or the name of one in engines/simulator/scenarios/.")
+        one.add_argument("--scenario", help="Scenario file, or the name of one in simulator/scenarios/.")
         one.add_argument("--seed", type=int, default=0)
         one.add_argument("--rate", type=float, default=2.0, help="Mutations per second outside scenario phases.")
         one.add_argument(
@@ -128,7 +128,7 @@ class Command(BaseCommand):
         # idle connection for as long as the demo runs.
         connections.close_all()
         # The simulator's own phase lines would repeat ours (which name the source).
-        logging.getLogger("engines.simulator.state").setLevel(logging.WARNING)
+        logging.getLogger("simulator.state").setLevel(logging.WARNING)
         stopping = threading.Event()
         previous = _stop_on_signals(stopping)
         handles: dict[str, runner.SimulatorHandle] = {}
@@ -220,7 +220,7 @@ def _scenario_path(value: str) -> Path:
     """A file path, or a bare name of a bundled scenario; validated now for a one-line error."""
     path = Path(value)
     if not path.exists() and path.suffix == "" and path.parent == Path():
-        path = demo.SCENARIOS_DIR / f"{value}.yaml"
+        path = SCENARIOS_DIR / f"{value}.yaml"
     if not path.exists():
         raise CommandError(f"no scenario {value!r} (bundled: {', '.join(_bundled())})")
     try:
@@ -231,4 +231,4 @@ def _scenario_path(value: str) -> Path:
 
 
 def _bundled() -> list[str]:
-    return sorted(p.stem for p in demo.SCENARIOS_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))

@@ -41,12 +41,12 @@ from urllib.parse import unquote
 
 import msgspec
 
-from engines.simulator.dataset import ChangeMeta, Event, Record
-from engines.simulator.faults import Breaker
-from engines.simulator.profiles.base import ApiError, Item, Profile, Request, Response, key_index
+from simulator.dataset import ChangeMeta, Event, Record
+from simulator.faults import Breaker
+from simulator.profiles.base import ApiError, Item, Profile, Request, Response, key_index
 
 if TYPE_CHECKING:
-    from engines.simulator.state import Simulator
+    from simulator.state import Simulator
 
 API_VERSION = "2024-06-20"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

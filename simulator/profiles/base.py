@@ -1,6 +1,6 @@
 """What a simulator profile is: the shape of one upstream's API and webhooks over the shared truth.
 
-A profile (engines/simulator/profiles/<name>.py) decides three things and
+A profile (simulator/profiles/<name>.py) decides three things and
 nothing else:
 
 - which HTTP routes the simulated upstream serves and what they answer when
@@ -23,11 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from engines.simulator.dataset import ChangeMeta, Event
-from engines.simulator.faults import Breaker, RequestPlan
+from simulator.dataset import ChangeMeta, Event
+from simulator.faults import Breaker, RequestPlan
 
 if TYPE_CHECKING:
-    from engines.simulator.state import Simulator
+    from simulator.state import Simulator
 
 Item = dict[str, Any]  # one thing to push: a docs/contract.md §4 event, or a native webhook's parts
 
@@ -71,7 +71,7 @@ class Response:
 
 
 class Wire(Protocol):
-    """How a profile's webhooks look on the wire (used by engines.simulator.pusher)."""
+    """How a profile's webhooks look on the wire (used by simulator.pusher)."""
 
     batched: bool  # many events a request (docs/contract.md §4), or one request each (native webhooks)
     breaks: Sequence[Breaker]  # schema breaks of a rendered item

@@ -1,6 +1,6 @@
 """Pushes the simulator's events and keep-alives to a BeastFlow ingest URL.
 
-What a request looks like is the profile's wire (engines/simulator/profiles):
+What a request looks like is the profile's wire (simulator/profiles):
 docs/contract.md §4 batches signed `X-BeastFlow-Signature` by default, one native
 webhook per change for `github` and `stripe`. Each step (every `batch_window_s`):
 
@@ -31,9 +31,9 @@ from collections.abc import Callable
 
 import httpx
 
-from engines.simulator.profiles.base import Item
-from engines.simulator.profiles.beastflow import sign
-from engines.simulator.state import Simulator
+from simulator.profiles.base import Item
+from simulator.profiles.beastflow import sign
+from simulator.state import Simulator
 
 __all__ = ["MAX_BATCH", "Pusher", "sign"]
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import uvicorn
 
-from engines.simulator.dataset import Dataset
-from engines.simulator.faults import FaultState
-from engines.simulator.pusher import Pusher
-from engines.simulator.scenario import Scenario, load_scenario
-from engines.simulator.server import SimulatorApp
-from engines.simulator.state import Simulator, Traffic
+from simulator.dataset import Dataset
+from simulator.faults import FaultState
+from simulator.pusher import Pusher
+from simulator.scenario import Scenario, load_scenario
+from simulator.server import SimulatorApp
+from simulator.state import Simulator, Traffic
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def build_simulator(
     profile: str = "beastflow",
     profile_options: Mapping[str, Any] | None = None,
 ) -> Simulator:
-    """A simulator; `profile` picks the upstream it pretends to be (engines/simulator/profiles).
+    """A simulator; `profile` picks the upstream it pretends to be (simulator/profiles).
 
     Raises ValueError for an unknown profile or option.
     """

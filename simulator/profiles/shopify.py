@@ -44,13 +44,13 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from engines.simulator.dataset import ChangeMeta, Event, Record
-from engines.simulator.faults import Breaker
-from engines.simulator.profiles.base import ApiError, Item, Profile, Request, Response, key_index
-from engines.simulator.ratelimit import RateWindow
+from simulator.dataset import ChangeMeta, Event, Record
+from simulator.faults import Breaker
+from simulator.profiles.base import ApiError, Item, Profile, Request, Response, key_index
+from simulator.ratelimit import RateWindow
 
 if TYPE_CHECKING:
-    from engines.simulator.state import Simulator
+    from simulator.state import Simulator
 
 API_VERSION = "2024-01"
 ID_BASE = 5_100_000_000

@@ -16,7 +16,7 @@ What the change log models (docs/contract.md §4 and §6):
   reuses a version;
 - every change also gets a whole-second timestamp (`updated_s`) that grows
   strictly per key, and every record the second it was created
-  (`created_s`): what the real-shaped profiles (engines/simulator/profiles)
+  (`created_s`): what the real-shaped profiles (simulator/profiles)
   render as GitHub's `updated_at` or Stripe's event `created`. Real upstreams
   stamp to the second, so two changes of one issue within a second would
   tie; the simulator moves the second one a second on, so that a version

@@ -47,9 +47,9 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from engines.simulator.dataset import ChangeMeta, Event, Record
-from engines.simulator.faults import Breaker, RequestPlan
-from engines.simulator.profiles.base import (
+from simulator.dataset import ChangeMeta, Event, Record
+from simulator.faults import Breaker, RequestPlan
+from simulator.profiles.base import (
     ApiError,
     Item,
     Profile,
@@ -59,10 +59,10 @@ from engines.simulator.profiles.base import (
     etag_of,
     key_index,
 )
-from engines.simulator.ratelimit import RateWindow
+from simulator.ratelimit import RateWindow
 
 if TYPE_CHECKING:
-    from engines.simulator.state import Simulator
+    from simulator.state import Simulator
 
 API = "https://api.github.com"  # what the objects' links say; never followed by a receiver
 WEB = "https://github.com"

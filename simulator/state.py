@@ -16,11 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from engines.simulator.dataset import Change, Dataset
-from engines.simulator.faults import FaultState
-from engines.simulator.profiles import build_profile
-from engines.simulator.profiles.base import Profile
-from engines.simulator.scenario import PhaseAt, Scenario, ScenarioPlayer
+from simulator.dataset import Change, Dataset
+from simulator.faults import FaultState
+from simulator.profiles import build_profile
+from simulator.profiles.base import Profile
+from simulator.scenario import PhaseAt, Scenario, ScenarioPlayer
 
 logger = logging.getLogger(__name__)
 

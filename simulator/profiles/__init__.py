@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engines.simulator.profiles.base import Profile
-from engines.simulator.profiles.beastflow import BeastflowProfile
-from engines.simulator.profiles.github import GithubProfile
-from engines.simulator.profiles.shopify import ShopifyProfile
-from engines.simulator.profiles.stripe import StripeProfile
+from simulator.profiles.base import Profile
+from simulator.profiles.beastflow import BeastflowProfile
+from simulator.profiles.github import GithubProfile
+from simulator.profiles.shopify import ShopifyProfile
+from simulator.profiles.stripe import StripeProfile
 
 if TYPE_CHECKING:
-    from engines.simulator.state import Simulator
+    from simulator.state import Simulator
 
 PROFILES: dict[str, type[Profile]] = {
     BeastflowProfile.name: BeastflowProfile,

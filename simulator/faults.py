@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engines.simulator.dataset import Event
+from simulator.dataset import Event
 
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -98,7 +98,7 @@ class PushPlan:
 Breaker = Callable[[Event], Event]
 
 # Each breaks docs/contract.md §4 in one way the receiver must reject (422, whole batch).
-# A real-shaped profile brings its own (engines/simulator/profiles).
+# A real-shaped profile brings its own (simulator/profiles).
 CONTRACT_BREAKS: tuple[Breaker, ...] = (
     lambda e: {k: v for k, v in e.items() if k != "key"},  # missing key
     lambda e: {**e, "version": str(e.get("version", ""))},  # version not an integer

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from engines.simulator.dataset import MAX_PAGE, ChangeMeta, Event
-from engines.simulator.faults import CONTRACT_BREAKS, Breaker
-from engines.simulator.profiles.base import ApiError, Item, Profile, Request, Response
+from simulator.dataset import MAX_PAGE, ChangeMeta, Event
+from simulator.faults import CONTRACT_BREAKS, Breaker
+from simulator.profiles.base import ApiError, Item, Profile, Request, Response
 
 if TYPE_CHECKING:
-    from engines.simulator.state import Simulator
+    from simulator.state import Simulator
 
 _TITLES = {
     400: "Bad request",

@@ -30,7 +30,10 @@ from typing import Annotated
 import msgspec
 import yaml
 
-from engines.simulator.faults import Faults, Rate
+from simulator.faults import Faults, Rate
+
+# The scenarios that ship with the simulator (the demo's, the strategy replays'), found by name.
+SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 
 
 class ScenarioError(ValueError):

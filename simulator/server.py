@@ -1,6 +1,6 @@
 """The simulator's HTTP surface: a raw ASGI app, no framework.
 
-Upstream endpoints are the profile's (engines/simulator/profiles): the
+Upstream endpoints are the profile's (simulator/profiles): the
 default `beastflow` profile serves docs/contract.md §6 (`/changes`, `/snapshot`),
 `github` serves `/repos/{owner}/{repo}/issues`, `stripe` `/v1/events` and
 `/v1/customers`. The faults apply to every one of them, in the same order:
@@ -34,11 +34,11 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from engines.simulator.faults import FaultError
-from engines.simulator.profiles.base import ApiError, Request, Response
-from engines.simulator.profiles.beastflow import problem
-from engines.simulator.scenario import ScenarioError, parse_scenario
-from engines.simulator.state import Simulator
+from simulator.faults import FaultError
+from simulator.profiles.base import ApiError, Request, Response
+from simulator.profiles.beastflow import problem
+from simulator.scenario import ScenarioError, parse_scenario
+from simulator.state import Simulator
 
 logger = logging.getLogger(__name__)
 
