@@ -18,8 +18,8 @@ from django.urls import reverse
 from callbacks.models import Delivery, Subscription
 from console.formatting import health_band, rate_text
 from console.models import OperatorAction
+from engines.connectors.presets import preset_get
 from engines.models import Change, HealthSample, ModeSwitch, PollRun, PollTrigger, Source, StreamState
-from engines.presets import preset_get
 from engines.schemas import Connector, PushScheme
 from engines.selectors import source_health
 from healing.models import FailureRecord, FailureStatus

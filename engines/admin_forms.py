@@ -13,8 +13,8 @@ from typing import Any
 
 from django import forms
 
+from engines.connectors.presets import registry
 from engines.models import Source
-from engines.presets import registry
 from engines.schemas import Connector, PushScheme
 from engines.sources import EDITABLE, SourceError, parse_spec
 

@@ -12,7 +12,7 @@ class EnginesConfig(AppConfig):
             health_checks,  # noqa: F401  (registers the /readyz components)
             tasks,  # noqa: F401  (registers the per-source tasks with engines.sending)
         )
-        from engines.presets import registry
+        from engines.connectors.presets import registry
         from engines.reconcile import runs  # noqa: F401  (registers the full_reconcile strategy handler)
 
         registry()  # read once (~20 ms); a broken preset file stops the process here, naming the file

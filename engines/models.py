@@ -26,7 +26,7 @@ class Source(models.Model):
     reconcile = models.JSONField(default=dict)
     health = models.JSONField(default=dict)
     data_schema = models.JSONField(null=True, blank=True)
-    # The preset it was made from, if any (engines/presets); informational.
+    # The preset it was made from, if any (engines/connectors/presets); informational.
     preset = models.CharField(max_length=64, blank=True, default="")
     # How pushes are verified and read (engines.schemas.PushConfig.stored(): scheme, tolerance, mapping).
     push = models.JSONField(default=dict, blank=True)

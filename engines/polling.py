@@ -15,8 +15,8 @@ docs/polling.md. `source_poll` runs in the current tenant schema:
    jitter honouring Retry-After), report the failure or resolve earlier ones.
 5. Write the PollRun, log, count, release the lease.
 
-A `rest` source (an upstream's own list API, engines/rest.py) takes step 3
-from engines/rest_poll.py instead: it pages a since-query from its
+A `rest` source (an upstream's own list API, engines/connectors/rest.py) takes step 3
+from engines/connectors/rest_poll.py instead: it pages a since-query from its
 watermark, counts the changes push had missed, and keeps its watermark and
 ETag in `poll_state["rest"]`; step 5 also stores what it found missed on
 its StreamState, the monitor's signal for a stream without seqs.
@@ -44,11 +44,13 @@ from prometheus_client import Counter, Histogram
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
 from engines import outbound
-from engines.connectors import ErrorKind, FeedPage, UpstreamError, fetch_changes, upstream_host
+from engines.connectors.http import ErrorKind, FeedPage, UpstreamError, fetch_changes, upstream_host
+from engines.connectors.mapping import to_microseconds
+from engines.connectors.rest import host_of, rate_limit_until
+from engines.connectors.rest_poll import RestMemory, RestProgress, rest_page_through
 from engines.ingest import service
 from engines.ingest.commit import BatchResult, PendingBatch
 from engines.ingest.validation import Event, validate
-from engines.mapping import to_microseconds
 from engines.models import ModeChoices, Origin, PollRun, PollStatus, PollTrigger, Source, StreamState
 from engines.monitor import MISS_GRACE_S
 from engines.polling_policy import (
@@ -64,8 +66,6 @@ from engines.polling_policy import (
     breaker_record,
 )
 from engines.publish import changes_committed
-from engines.rest import host_of, rate_limit_until
-from engines.rest_poll import RestMemory, RestProgress, rest_page_through
 from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, PollConfig, RestConnectorConfig
 from scheduling.services import source_polls_at, source_wake
 
@@ -359,7 +359,7 @@ def _page_through(job: _Job, progress: _Progress) -> None:
 
 
 def _poll_rest(job: _Job, config: RestConnectorConfig) -> PollRun | None:
-    """A rest source's poll (engines/rest_poll.py): from its watermark, honouring the rate-limit window first."""
+    """A rest source's poll (engines/connectors/rest_poll.py): from its watermark, rate-limit window honoured first."""
     memory = RestMemory.from_dict((job.poll_state or {}).get("rest"))
     until = rate_limit_until(config)
     if until is not None and until > time.time():  # never call before the upstream's reset

@@ -10,9 +10,9 @@ from django.db import connection, transaction
 
 from beastflow import crypto
 from beastflow.tenancy import current_schema, current_tenant
+from engines.connectors.presets import PresetError, preset_apply
 from engines.ingest.service import source_cache
 from engines.models import Source, StreamState
-from engines.presets import PresetError, preset_apply
 from engines.schemas import DataSourceConfig, PushScheme, validate_source
 from scheduling.services import source_schedule_add, source_wake
 from tenants.models import SourceRoute

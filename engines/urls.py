@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.urls import path
 
 from engines import apis, openapi  # noqa: F401  (openapi registers the sources' schema extensions)
+from engines.connectors.presets import apis as preset_apis
 from engines.ingest import apis as ingest_apis
 from engines.ingest import views as ingest_views
-from engines.presets import apis as preset_apis
 
 urlpatterns = [
     path("sources", apis.SourceListCreateApi.as_view(), name="sources"),

@@ -173,6 +173,28 @@ def test_the_simulator_imports_no_room_of_ours() -> None:
     ]
 
 
+# What the connectors (engines/connectors/) may read of the rest of the engines: the
+# sources' configuration, the poll policy's Retry-After parser, and the ingest path's
+# validation and planning (a polled page is validated and hashed like a push).
+CONNECTORS_READ = ("engines.connectors", "engines.schemas", "engines.polling_policy", "engines.ingest")
+
+
+def test_the_connectors_read_no_model_and_none_of_the_engines_that_use_them() -> None:
+    # given
+    files = [file for file in _product_files() if file.relative_to(ROOT).parts[:2] == ("engines", "connectors")]
+    # when
+    wrong = [
+        str(arrow)
+        for file in files
+        for arrow in arrows(file.relative_to(ROOT).as_posix(), file.read_text())
+        if arrow.target_room == "engines"
+        and not any(arrow.module == name or arrow.module.startswith(name + ".") for name in CONNECTORS_READ)
+    ]
+    # then: no engines.models, polling, reconcile, sources, monitor, tasks
+    assert len(files) >= 8
+    assert wrong == []
+
+
 def test_a_function_local_import_of_a_room_above_is_named_with_its_file_and_line() -> None:
     # given: an engine that calls healing from inside a function, the way engines/ once did
     source = '''"""An engine."""

@@ -27,7 +27,7 @@ import msgspec
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from engines import mapping as jm
+from engines.connectors import mapping as jm
 from engines.ingest.hashing import record_hash, record_hash_of_decoded, record_hash_without_floats
 from engines.ingest.validation import (
     MAX_DEPTH,

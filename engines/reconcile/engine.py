@@ -15,7 +15,7 @@ current tenant schema:
      differ are fetched, so cost follows the drift too;
    - without digests (or when the upstream has none): every snapshot page,
      the next one fetched while the current one is compared; a `rest`
-     source's snapshot is its full listing (engines/rest.py), read the same
+     source's snapshot is its full listing (engines/connectors/rest.py), read the same
      way, a page at a time.
    Each page is compared by (key, version, hash) with the local rows of its
    keys; corrections wait in a temporary table. Then the live local records
@@ -48,7 +48,8 @@ from prometheus_client import Counter, Histogram
 
 from beastflow.tenancy import current_schema
 from engines import outbound
-from engines.connectors import ErrorKind, SnapshotPage, UpstreamError, fetch_digests, upstream_host
+from engines.connectors.http import ErrorKind, SnapshotPage, UpstreamError, fetch_digests, upstream_host
+from engines.connectors.rest import host_of, snapshot_items
 from engines.ingest import service
 from engines.ingest.commit import PendingBatch
 from engines.ingest.validation import Event
@@ -63,7 +64,6 @@ from engines.models import (
 from engines.publish import changes_committed
 from engines.reconcile import diff, policy, store
 from engines.reconcile.upstream import Item, checked, prefetched, snapshot_pages
-from engines.rest import host_of, snapshot_items
 from engines.schemas import CONNECTOR_CONFIGS, Connector, HttpConnectorConfig, ReconcileConfig, RestConnectorConfig
 
 log = structlog.get_logger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from engines.connectors import ErrorKind, SnapshotPage, UpstreamError, fetch_snapshot_page, upstream_host
+from engines.connectors.http import ErrorKind, SnapshotPage, UpstreamError, fetch_snapshot_page, upstream_host
 from engines.ingest.plan import record_hash
 from engines.ingest.validation import BIGINT_MAX
 from engines.schemas import HttpConnectorConfig

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from engines.connectors import upstream_host
+from engines.connectors.http import upstream_host
 from engines.models import ModeSwitch, Source
 from healing.hosts import host_failures
 from healing.models import FailureRecord, FailureStatus

@@ -22,8 +22,8 @@ import pytest
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from engines.connectors.mapping import parse_timestamp, to_microseconds
 from engines.ingest.plan import record_hash
-from engines.mapping import parse_timestamp, to_microseconds
 from engines.models import Change, ModeSwitch, PollRun, ReconciliationRun, Record, Source
 from simulator.runner import SimulatorHandle, start_in_thread
 from tests.conftest import Persona

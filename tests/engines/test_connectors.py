@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engines.connectors import (
+from engines.connectors.http import (
     ErrorKind,
     UpstreamError,
     fetch_changes,

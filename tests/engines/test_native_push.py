@@ -28,7 +28,7 @@ from django_tenants.utils import tenant_context
 
 from beastflow.tenancy import use_public
 from engines import sources
-from engines.mapping import parse_timestamp, to_microseconds
+from engines.connectors.mapping import parse_timestamp, to_microseconds
 from engines.models import Change, Event, Record, Source, StreamState
 from tests.conftest import Persona
 from tests.factories import make_source

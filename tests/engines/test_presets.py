@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engines.presets.registry import (
+from engines.connectors.presets.registry import (
     PRESETS_DIR,
     PresetError,
     PresetFileError,

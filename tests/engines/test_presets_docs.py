@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from engines.mapping import op_of, search, version_of
-from engines.presets.registry import PRESETS_DIR, Preset, preset_apply, presets_load
+from engines.connectors.mapping import op_of, search, version_of
+from engines.connectors.presets.registry import PRESETS_DIR, Preset, preset_apply, presets_load
 from engines.schemas import RestConnectorConfig, validate_source
 from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
 from tests.upstream_packages import UpstreamSigner

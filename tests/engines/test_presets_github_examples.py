@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from engines.mapping import op_of, search, to_microseconds, version_of
-from engines.mapping import parse_timestamp as rfc3339
-from engines.presets import registry
+from engines.connectors.mapping import op_of, search, to_microseconds, version_of
+from engines.connectors.mapping import parse_timestamp as rfc3339
+from engines.connectors.presets import registry
 from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
 from tests.upstream_packages import UpstreamSigner
 

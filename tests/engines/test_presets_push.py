@@ -14,7 +14,7 @@ from typing import Any
 
 from django.test import Client
 
-from engines.mapping import parse_timestamp, to_microseconds
+from engines.connectors.mapping import parse_timestamp, to_microseconds
 from tests.conftest import Persona
 from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
 from tests.upstream_packages import UpstreamSigner

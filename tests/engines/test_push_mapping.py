@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engines.connectors.mapping import to_microseconds
 from engines.ingest.hashing import record_hash
 from engines.ingest.push_mapping import Body, PushProgram, parse_body, truthy
 from engines.ingest.service import data_schema_check
 from engines.ingest.validation import BodyError
-from engines.mapping import to_microseconds
 from engines.schemas import PushMapping
 from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
 from tests.upstream_packages import UpstreamSigner

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from beastflow.redis_client import get_redis
-from engines.connectors import UpstreamError, fetch_digests, fetch_snapshot_page
+from engines.connectors.http import UpstreamError, fetch_digests, fetch_snapshot_page
 from engines.models import Change, ModeSwitch, ReconcileStatus, ReconcileTrigger, ReconciliationRun, Record, Source
 from engines.polling import breaker_key
 from engines.reconcile import diff, store

@@ -29,10 +29,10 @@ from beastflow.celery import app
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import use_public
 from engines import sources
+from engines.connectors.mapping import version_of
 from engines.ingest import service
 from engines.ingest.commit import PendingBatch
 from engines.ingest.validation import validate
-from engines.mapping import version_of
 from engines.models import Change, Event, PollRun, PollStatus, Record, Source, StreamState
 from engines.monitor import Window, monitor_source, signals_for
 from engines.polling import audits_claim_due, breaker_key, polls_claim_due, source_poll

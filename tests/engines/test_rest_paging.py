@@ -1,4 +1,4 @@
-"""The rest connector's pure parts, without a database or a server (engines/rest_paging.py)."""
+"""The rest connector's pure parts, without a database or a server (engines/connectors/rest_paging.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engines.ingest.validation import validate
-from engines.mapping import MappingError, to_microseconds
-from engines.rest import PageRequest
-from engines.rest_paging import (
+from engines.connectors.mapping import MappingError, to_microseconds
+from engines.connectors.rest import PageRequest
+from engines.connectors.rest_paging import (
     RecordMapping,
     cursor_next,
     event_id,
@@ -27,7 +26,8 @@ from engines.rest_paging import (
     since_of,
     since_value,
 )
-from engines.rest_poll import RestMemory
+from engines.connectors.rest_poll import RestMemory
+from engines.ingest.validation import validate
 
 GITHUB = RecordMapping(key="to_string(id)", version="updated_at", data="@", since_field="updated_at")
 STRIPE_EVENTS = RecordMapping(

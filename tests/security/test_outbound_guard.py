@@ -15,7 +15,7 @@ import pytest
 from beastflow import netguard
 from callbacks.policy import DeliveryPolicy
 from callbacks.transport import post_changes
-from engines.connectors import ErrorKind, UpstreamError, http_get
+from engines.connectors.http import ErrorKind, UpstreamError, http_get
 from tests.conftest import Persona
 from tests.factories import source_spec
 

@@ -1,6 +1,6 @@
 """The `rest` connector's pure parts: pages, watermarks, rate limits, record mapping.
 
-No I/O and no ORM: `engines/rest.py` does the HTTP and the polling engine
+No I/O and no ORM: `engines/connectors/rest.py` does the HTTP and the polling engine
 the commits. Everything here works on plain values (header mappings, parsed
 JSON bodies, epoch microseconds) so that it is tested without a server.
 
@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
 
-from engines.mapping import MappingError, key_of, op_of, parse_timestamp, search, to_microseconds, version_of
+from engines.connectors.mapping import MappingError, key_of, op_of, parse_timestamp, search, to_microseconds, version_of
 
 MAX_EVENT_ID = 255
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

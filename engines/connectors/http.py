@@ -9,7 +9,7 @@ same protocol. Three calls:
 
 Every call sends `config.headers` and waits at most `config.timeout_s` per
 network step; `http_get` is the one request function, shared with the
-`rest` connector (engines/rest.py). Every failure raises `UpstreamError` with a `kind` that is a
+`rest` connector (engines/connectors/rest.py). Every failure raises `UpstreamError` with a `kind` that is a
 failure kind and an RCA category (docs/contract.md §7), so the engines report it
 as is. Bodies are only checked for shape here; events are validated by the
 caller exactly like a push (engines.ingest.validation).
@@ -31,8 +31,8 @@ import msgspec
 from prometheus_client import Counter
 
 from beastflow.netguard import ForbiddenAddressError, guarded_client
+from engines.connectors.rest_paging import rate_limit_wait
 from engines.polling_policy import parse_retry_after
-from engines.rest_paging import rate_limit_wait
 from engines.schemas import HttpConnectorConfig
 
 USER_AGENT = "BeastFlow/1 (+connector http)"
@@ -245,7 +245,7 @@ def http_get(
     """GET on the shared client; every failure raised as a classified UpstreamError.
 
     The one request function of the connectors (`http` here, `rest` in
-    engines/rest.py). `not_modified_ok`: a 304 (the answer to If-None-Match)
+    engines/connectors/rest.py). `not_modified_ok`: a 304 (the answer to If-None-Match)
     is returned, not raised.
     """
     host = upstream_host(url)

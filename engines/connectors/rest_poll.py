@@ -36,10 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.connectors import UpstreamError
-from engines.ingest.commit import BatchResult
-from engines.ingest.validation import Event
-from engines.rest import (
+from engines.connectors.http import UpstreamError
+from engines.connectors.rest import (
     Listing,
     ListingPage,
     PageRequest,
@@ -50,7 +48,9 @@ from engines.rest import (
     page_events,
     poll_listing,
 )
-from engines.rest_paging import is_missed, microseconds_to_datetime, next_watermark, since_value
+from engines.connectors.rest_paging import is_missed, microseconds_to_datetime, next_watermark, since_value
+from engines.ingest.commit import BatchResult
+from engines.ingest.validation import Event
 from engines.schemas import RestConnectorConfig
 
 # Keys of the records found missed, kept in the poll run's details.

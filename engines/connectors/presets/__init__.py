@@ -1,5 +1,5 @@
 """Presets for real upstreams: one data file each, expanded under a tenant's source body (see registry)."""
 
-from engines.presets.registry import Preset, PresetError, PresetFileError, preset_apply, preset_get, registry
+from engines.connectors.presets.registry import Preset, PresetError, PresetFileError, preset_apply, preset_get, registry
 
 __all__ = ["Preset", "PresetError", "PresetFileError", "preset_apply", "preset_get", "registry"]

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from beastflow.problems import ProblemError
-from engines.presets.registry import preset_get, registry
+from engines.connectors.presets.registry import preset_get, registry
 
 
 class PresetOut(serializers.Serializer):  # type: ignore[type-arg]

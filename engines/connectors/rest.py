@@ -3,7 +3,7 @@
 Used by the PollingEngine (a since-query from the watermark, page by page)
 and by reconciliation (the full listing, streamed). One call,
 `fetch_listing_page`, fetches one page of a listing through the connectors'
-shared request function (`engines.connectors.http_get`: same client, same
+shared request function (`engines.connectors.http.http_get`: same client, same
 failure kinds, same error details as `http`) and says how to ask for the
 next one (`Link` header, a cursor from the body, or a page number).
 
@@ -16,7 +16,7 @@ token waits alike; Redis is soft state: after a flush the upstream's next
 answer closes the window again.
 
 The pure parts (Link parsing, cursors, watermarks, record mapping) are in
-engines/rest_paging.py.
+engines/connectors/rest_paging.py.
 """
 
 from __future__ import annotations
@@ -34,11 +34,9 @@ import redis
 import structlog
 
 from beastflow.redis_client import get_redis, key
-from engines.connectors import ErrorKind, UpstreamError, http_get, upstream_host
-from engines.ingest.plan import record_hash
-from engines.ingest.validation import Batch, validate
-from engines.mapping import MappingError
-from engines.rest_paging import (
+from engines.connectors.http import ErrorKind, UpstreamError, http_get, upstream_host
+from engines.connectors.mapping import MappingError
+from engines.connectors.rest_paging import (
     MappedRecord,
     RecordMapping,
     cursor_next,
@@ -49,6 +47,8 @@ from engines.rest_paging import (
     raw_event,
     records_of,
 )
+from engines.ingest.plan import record_hash
+from engines.ingest.validation import Batch, validate
 from engines.schemas import RestConnectorConfig
 
 log = structlog.get_logger(__name__)

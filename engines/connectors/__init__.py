@@ -1,0 +1,15 @@
+"""What talks to upstreams for polling and reconciliation, and how their data is read.
+
+- `http`: the `http` connector (our own protocol, docs/contract.md §6, also the
+  built-in `simulator`'s), the one request function every connector shares,
+  and `UpstreamError` with its failure kinds;
+- `rest`, `rest_paging` (pure), `rest_poll`: the `rest` connector for an
+  upstream's own list API (docs/rest-connector.md);
+- `mapping`: the JMESPath mappings that read keys, versions and times out of
+  an upstream's records, shared with push (engines/ingest/push_mapping.py);
+- `presets/`: one YAML file per real upstream and the loader
+  (docs/presets.md).
+
+The rest of the engines know an upstream only through these modules. Import
+the module you need; this package re-exports nothing.
+"""
