@@ -27,7 +27,7 @@ help:
 	@echo "make migrate   migrate public and the tenant schemas with pending migrations"
 	@echo "make worker    run a Celery worker in the foreground"
 	@echo "make beat      run Celery beat in the foreground"
-	@echo "make bench     run every bench/*.py (but faults and soak)"
+	@echo "make bench     run every bench/*.py (but faults, soak and web_memory)"
 	@echo "make faults    kill, flush and restart each part under steady ingest; count acked, stored, lost"
 	@echo "make soak      30 min at a fixed rate, RSS growth per process (ARGS=\"--minutes 5\")"
 	@echo "make services  print export lines for DATABASE_URL and REDIS_URL"

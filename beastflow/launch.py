@@ -9,7 +9,7 @@ environment, else the local default ports, else embedded servers under
             (`manage.py simulate --demo`; BEASTFLOW_DEMO=0 leaves them out);
             a process that dies is restarted (beastflow/supervision.py)
   test      pytest ARGS
-  bench     every bench/*.py in name order (but faults and soak)
+  bench     every bench/*.py in name order (but faults, soak and web_memory)
   faults    bench/faults.py ARGS: kill, flush and restart parts under steady ingest
   soak      bench/soak.py ARGS: a fixed rate for minutes, RSS growth per process
   services  print `export ...` lines for a shell
@@ -171,8 +171,9 @@ def cmd_migrate(args: list[str]) -> int:
     _exec(manage("migrate_tenants", *args), service_env())
 
 
-# Benchmarks with a verb of their own: they run for minutes and kill things, not in `bench`.
-OWN_VERB_BENCHES = ("faults.py", "soak.py")
+# Benchmarks run on their own, not in `bench`: they run for many minutes (and kill things).
+# faults and soak have a verb; web_memory runs by path (docs/scheduling.md).
+OWN_VERB_BENCHES = ("faults.py", "soak.py", "web_memory.py")
 
 
 def cmd_bench(args: list[str]) -> int:

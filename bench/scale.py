@@ -109,8 +109,8 @@ class Proc:
 class ScaleWorld(World):
     """bench/_world.World on a database of its own, running the checkout at `root`."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(database=DATABASE, root=root)
+    def __init__(self, root: Path, *, database: str = DATABASE) -> None:
+        super().__init__(database=database, root=root)
         self.procs: list[Proc] = []
         self.settings: dict[str, str] = {}  # --set: given to every process
 
