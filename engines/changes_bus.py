@@ -31,7 +31,9 @@ import redis.asyncio as aredis
 import structlog
 from django.conf import settings
 
+from beastflow import sansio
 from beastflow.redis_client import key
+from beastflow.sansio import Steps
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +56,7 @@ def channel_for(schema: str) -> str:
     return key("changes", schema)
 
 
-# Publishing (any thread, sync) --------------------------------------------------
+# Publishing (any thread, or an event loop) --------------------------------------
 
 
 class PublishPausedError(Exception):
@@ -69,14 +71,18 @@ class _Publisher:
         self._paused_until = 0.0
         self._async_clients: dict[int, tuple[asyncio.AbstractEventLoop, aredis.Redis]] = {}
 
-    def publish(self, schema: str, changes: Batch) -> int:
+    def _publishing(self, schema: str, changes: Batch) -> Steps[int]:
+        """One PUBLISH, for a sync and an asyncio client alike (beastflow/sansio.py): paused after a failure."""
         if time.monotonic() < self._paused_until:
             raise PublishPausedError(schema)
         try:
-            return int(self._redis().publish(channel_for(schema), msgspec.json.encode(changes)))
-        except redis.RedisError:
+            return int((yield (channel_for(schema), msgspec.json.encode(changes))))
+        except (redis.RedisError, OSError):
             self._paused_until = time.monotonic() + PUBLISH_PAUSE_AFTER_FAILURE_S
             raise
+
+    def publish(self, schema: str, changes: Batch) -> int:
+        return sansio.run(self._publishing(schema, changes), lambda message: self._redis().publish(*message))
 
     def _redis(self) -> redis.Redis:
         # A client of its own with short timeouts: the shared one waits 2 s.
@@ -93,14 +99,10 @@ class _Publisher:
         return self._client
 
     async def apublish(self, schema: str, changes: Batch) -> int:
-        """`publish` from an event loop, on that loop's own client; the same pause after a failure."""
-        if time.monotonic() < self._paused_until:
-            raise PublishPausedError(schema)
-        try:
-            return int(await self._async_redis().publish(channel_for(schema), msgspec.json.encode(changes)))
-        except (redis.RedisError, OSError):
-            self._paused_until = time.monotonic() + PUBLISH_PAUSE_AFTER_FAILURE_S
-            raise
+        """`publish` from an event loop, on that loop's own client (an asyncio client belongs to its loop)."""
+        return await sansio.arun(
+            self._publishing(schema, changes), lambda message: self._async_redis().publish(*message)
+        )
 
     def _async_redis(self) -> aredis.Redis:
         loop = asyncio.get_running_loop()

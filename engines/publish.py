@@ -31,7 +31,8 @@ import redis
 import structlog
 from prometheus_client import Counter
 
-from beastflow import otel
+from beastflow import otel, sansio
+from beastflow.sansio import Steps
 from engines import changes_bus, outbound
 
 log = structlog.get_logger(__name__)
@@ -56,32 +57,20 @@ WAKE_WINDOW_S = 0.02
 
 def changes_committed(schema: str, changes: list[dict[str, Any]]) -> None:
     """Called once per committed batch, after the commit, with its changes in seq order."""
-    if not changes:
-        return
-    try:
-        changes_bus.publish(schema, changes)
-        CHANGES_PUBLISHED.labels("sent").inc(len(changes))
-    except changes_bus.PublishPausedError:
-        CHANGES_PUBLISHED.labels("skipped").inc(len(changes))
-    except REDIS_DOWN as exc:
-        _publish_lost(schema, changes, exc)
-    except Exception:
-        CHANGES_PUBLISHED.labels("failed").inc(len(changes))
-        PUBLISH_FAILURES.labels("publish").inc()
-        log.exception("publish_failed", schema=schema, changes=len(changes))
-    try:
-        _waker.request(schema)
-    except Exception:
-        PUBLISH_FAILURES.labels("wake").inc()
-        log.exception("publish_wake_request_failed", schema=schema)
+    if changes:
+        sansio.run(_committed(schema, changes), lambda _: changes_bus.publish(schema, changes))
 
 
 async def changes_committed_async(schema: str, changes: list[dict[str, Any]]) -> None:
     """`changes_committed` from an event loop (the fast path's small group commits): the PUBLISH does not block it."""
-    if not changes:
-        return
+    if changes:
+        await sansio.arun(_committed(schema, changes), lambda _: changes_bus.apublish(schema, changes))
+
+
+def _committed(schema: str, changes: list[dict[str, Any]]) -> Steps[None]:
+    """What follows a commit, for both of the above (beastflow/sansio.py): they differ only in how they PUBLISH."""
     try:
-        await changes_bus.apublish(schema, changes)
+        yield None  # the PUBLISH
         CHANGES_PUBLISHED.labels("sent").inc(len(changes))
     except changes_bus.PublishPausedError:
         CHANGES_PUBLISHED.labels("skipped").inc(len(changes))

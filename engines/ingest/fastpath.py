@@ -2,8 +2,10 @@
 
 Django's ASGI request cycle costs more than the work of a single-event
 webhook (~5x its WSGI path: docs/performance.md, "The stack's ceilings"), so `POST /api/v1/sources/{id}/events`
-is answered here without it. Everything it decides comes from
-engines/ingest/service.py, the same as the Django view.
+is answered here without it. It runs the same steps as the Django view, in
+the same order, with the same answers (engines/ingest/steps.py); what is its
+own is how it does their I/O: the body from ASGI messages, the checks on the
+event loop when the caches answer, the commit grouped per tenant.
 
 Group commit: requests of one tenant queue for that tenant's committer,
 which commits whatever has queued in one transaction while the previous
@@ -29,6 +31,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,20 +39,16 @@ from typing import Any
 import psycopg
 import structlog
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
-from django_tenants.utils import schema_context
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from beastflow import correlation, otel, unavailable
+from beastflow import correlation, otel, sansio, unavailable
 from beastflow.ingest_route import INGEST_PATH, Receive, Scope, Send
 from beastflow.problems import CONTENT_TYPE, problem_body
-from beastflow.tracing import stage
-from engines.ingest import service
+from engines.ingest import service, steps
 from engines.ingest.commit import BatchResult, CommitPlan, PendingBatch, Statement
 from engines.publish import changes_committed, changes_committed_async
-from tenants.middleware import bearer_token
-from tenants.selectors import apikey_resolve, tenant_for_source
 
 log = structlog.get_logger(__name__)
 
@@ -135,32 +134,24 @@ class IngestFastPath:
     async def _handle(
         self, headers: dict[str, str], receive: Receive, send: Send, source_id: int, request_id: str
     ) -> int:
-        status, body, extra = 500, b"", {}
+        async def perform(op: Any) -> Any:  # the fast path's way of each step engines/ingest/steps.py yields
+            if op is steps.READ_BODY:
+                return await _read_body(receive)
+            if op is steps.DATABASE:
+                if not unavailable.database.admit():  # down a moment ago: do not wait for a pool connection
+                    raise unavailable.DatabaseKnownDownError("the database is down")
+                return None
+            if isinstance(op, steps.Admit):
+                return await self.prepare(op.headers, op.source_id, op.body)
+            return await self.commit(op.meta, op.batch)
+
+        extra: Mapping[str, str] = {}
         try:
-            declared = int(headers.get("content-length") or 0)
-            if declared > service.MAX_BODY_BYTES:
-                raise service.IngestError(413, f"The body is over {service.MAX_BODY_BYTES} bytes.")
-            raw = await _read_body(receive)
-            if not unavailable.database.admit():  # down a moment ago: do not wait for a pool connection
-                raise unavailable.DatabaseKnownDownError("the database is down")
-            meta, taken = await self.prepare(headers, source_id, raw, request_id)
-            result = None
-            if taken.events:
-                with stage("ingest.commit"):  # waiting for the group commit included; its time alone is the histogram's
-                    result = await self.commit(meta, PendingBatch(source_id=source_id, events=taken.events))
-                if result.source_missing:
-                    raise service.IngestError(404, "No such source.")
-            service.record_outcome(202, result, ignored=taken.ignored)
-            unavailable.database.succeeded()
-            status = 202
-            body = json.dumps(service.answer(taken, result)).encode()
-            content_type = "application/json"
-        except service.IngestError as exc:
-            service.record_outcome(exc.status)
-            status, extra = exc.status, exc.headers
-            body = json.dumps(problem_body(exc.status, exc.detail, errors=exc.errors)).encode()
-            content_type = CONTENT_TYPE
-            log.info("ingest_refused", status=status, source=source_id, correlation_id=request_id, detail=exc.detail)
+            reply = await sansio.arun(steps.push(source_id, headers), perform)
+            if reply.status == 202:
+                unavailable.database.succeeded()
+            status, content_type, extra = reply.status, reply.content_type, reply.headers
+            body = json.dumps(reply.body).encode()
         except unavailable.DATABASE_DOWN as exc:
             # PostgreSQL unreachable or restarting: nothing was acknowledged, the
             # client retries (see docs/reliability.md). Never a 500.
@@ -174,6 +165,7 @@ class IngestFastPath:
         except Exception:
             log.exception("ingest_failed", source=source_id, correlation_id=request_id)
             service.record_outcome(500)
+            status = 500
             body = json.dumps(problem_body(500, "An internal error; it has been logged with the request id.")).encode()
             content_type = CONTENT_TYPE
         response_headers = [
@@ -187,9 +179,9 @@ class IngestFastPath:
         return status
 
     async def prepare(
-        self, headers: dict[str, str], source_id: int, raw: bytes, request_id: str
+        self, headers: Mapping[str, str], source_id: int, raw: bytes
     ) -> tuple[service.SourceMeta, service.Taken]:
-        """`_prepare` on the event loop when it can be, else in a thread.
+        """`steps.admit` on the event loop when it can be, else in a thread.
 
         A small body whose key, source and tenant are in the in-process
         caches needs no database and a few tens of microseconds: it is
@@ -200,13 +192,13 @@ class IngestFastPath:
         """
         if len(raw) <= INLINE_BODY_BYTES:
             try:
-                return _prepare(headers, source_id, raw, request_id, on_loop=True)
+                return steps.admit(source_id, headers, raw)
             except SynchronousOnlyOperation:
                 pass
         loop = asyncio.get_running_loop()
         # In the request's context: its trace (and log context) continue in the thread.
         run = contextvars.copy_context().run
-        return await loop.run_in_executor(self.pool, run, _prepare, headers, source_id, raw, request_id)
+        return await loop.run_in_executor(self.pool, run, _admit_in_thread, source_id, headers, raw)
 
     async def commit(self, meta: service.SourceMeta, batch: PendingBatch) -> BatchResult:
         """The batch's result once committed; IngestError(429) when over the tenant's quota."""
@@ -260,76 +252,18 @@ async def _read_body(receive: Receive) -> bytes:
             raise service.IngestError(400, "The client went away before the body arrived.")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > service.MAX_BODY_BYTES:
-            raise service.IngestError(413, f"The body is over {service.MAX_BODY_BYTES} bytes.")
+        if size > service.MAX_BODY_BYTES:  # refused as it is read: never held whole
+            raise steps.too_big()
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
 
-def _prepare(
-    headers: dict[str, str], source_id: int, raw: bytes, request_id: str, *, on_loop: bool = False
+def _admit_in_thread(
+    source_id: int, headers: Mapping[str, str], raw: bytes
 ) -> tuple[service.SourceMeta, service.Taken]:
-    """Who is asking, for which source, with which events (in a pool thread, or on the loop: see prepare).
-
-    The order of checks is engines/ingest/service.py's, step by step.
-    """
-    if not on_loop:
-        close_old_connections()
-    authorization = headers.get("authorization")
-    with stage("ingest.auth", service.STAGE_AUTH):
-        if authorization:
-            token = bearer_token(authorization)
-            resolved = apikey_resolve(token) if token else None
-            if resolved is None:
-                raise service.IngestError(401, "The API key is unknown or revoked.")
-            tenant = resolved.tenant
-        else:
-            # No key: signed BeastFlow events or an upstream's own webhook, routed by the global source id.
-            found = tenant_for_source(source_id)
-            if found is None:
-                if not headers.get("x-beastflow-signature"):
-                    raise service.IngestError(401, "Send an API key or a signed body.")
-                raise service.IngestError(404, "No such source.")
-            tenant = found
-        meta = service.source_cache.get(tenant.schema_name, source_id, lambda: _load_meta(tenant, source_id))
-        if meta is None:
-            raise service.IngestError(404, "No such source.")
-        native = service.verify(meta, has_key=bool(authorization), headers=headers, body=raw)
-    try:
-        with stage("ingest.validate", service.STAGE_VALIDATE):
-            taken = service.read(
-                meta, native=native, headers=headers, body=raw, content_type=headers.get("content-type", "")
-            )
-    except service.IngestError:
-        with schema_context(meta.schema), connection.cursor() as cursor:
-            service.count_push_error(cursor, source_id, scheme=meta.push_scheme if native else None)
-        raise
-    return meta, taken  # the quota is taken by the group commit, once for the whole group
-
-
-def _load_meta(tenant: Any, source_id: int) -> service.SourceMeta | None:
-    from engines.models import Source
-
-    with schema_context(tenant.schema_name):
-        row = (
-            Source.objects.filter(pk=source_id)
-            .values_list("webhook_secret_encrypted", "data_schema", "push", "push_secret_encrypted")
-            .first()
-        )
-    if row is None:
-        return None
-    return service.source_meta_from_row(
-        source_id=source_id,
-        schema=tenant.schema_name,
-        tenant_slug=tenant.slug,
-        rate=tenant.ingest_rate_per_s,
-        burst=tenant.ingest_burst,
-        secret_encrypted=row[0],
-        data_schema=row[1],
-        push=row[2],
-        push_secret_encrypted=row[3],
-    )
+    close_old_connections()
+    return steps.admit(source_id, headers, raw)
 
 
 class _CommitConnections:
@@ -407,130 +341,61 @@ async def _async_pool() -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
     return found[1]
 
 
-async def _commit_group_async(
-    schema: str, metas: list[service.SourceMeta], batches: list[PendingBatch]
-) -> list[BatchResult | service.IngestError]:
-    """`_commit_group` on the event loop, for small groups."""
-    refusals = await service.check_quota_each_async(metas, [len(batch.events) for batch in batches])
-    admitted = [batch for batch, refusal in zip(batches, refusals, strict=True) if refusal is None]
-    committed = iter(await _commit_isolating_async(schema, admitted) if admitted else [])
-    results = [refusal if refusal is not None else next(committed) for refusal in refusals]
-    changes = [change for result in results if isinstance(result, BatchResult) for change in result.changes]
-    if changes:
-        with stage("ingest.publish", service.STAGE_PUBLISH):
-            await changes_committed_async(schema, changes)
-    return results
-
-
-# -- one batch's failure stays its own -------------------------------------------------
+# -- the group's quota, commit and publish: steps.settle, from a thread or on the loop ---------
 #
-# A group commits in one transaction, so one batch the database refuses (data
-# validation let through) would roll back every batch of the group. On such a
-# refusal each batch of the group is committed again on its own: the others
-# commit, only the offender gets its error. A lost connection or a database
-# that is down is no batch's fault: it fails the group (503 to each request).
-
-
-def _refused(exc: psycopg.Error) -> service.IngestError | psycopg.Error:
-    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
-        log.warning("ingest_batch_refused_by_database", error=str(exc).splitlines()[0] if str(exc) else "")
-        return service.IngestError(422, "The database refused this batch's data; nothing of it was stored.")
-    return exc
-
-
-def _commit_isolating(schema: str, batches: list[PendingBatch]) -> list[BatchResult | service.IngestError]:
-    try:
-        return list(_commit_pipelined(schema, batches))
-    except psycopg.OperationalError:
-        raise
-    except psycopg.Error as exc:
-        if len(batches) == 1:
-            return [_as_result(_refused(exc))]
-    results: list[BatchResult | service.IngestError] = []
-    for batch in batches:
-        try:
-            results.extend(_commit_pipelined(schema, [batch]))
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error as exc:
-            results.append(_as_result(_refused(exc)))
-    return results
-
-
-async def _commit_isolating_async(schema: str, batches: list[PendingBatch]) -> list[BatchResult | service.IngestError]:
-    try:
-        return list(await _commit_pipelined_async(schema, batches))
-    except psycopg.OperationalError:
-        raise
-    except psycopg.Error as exc:
-        if len(batches) == 1:
-            return [_as_result(_refused(exc))]
-    results: list[BatchResult | service.IngestError] = []
-    for batch in batches:
-        try:
-            results.extend(await _commit_pipelined_async(schema, [batch]))
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error as exc:
-            results.append(_as_result(_refused(exc)))
-    return results
-
-
-def _as_result(refusal: service.IngestError | psycopg.Error) -> service.IngestError:
-    if isinstance(refusal, service.IngestError):
-        return refusal
-    # Not the data's fault as far as we can tell: this request alone answers 500, logged.
-    log.error("ingest_batch_failed", error=str(refusal))
-    return service.IngestError(500, "An internal error; it has been logged with the request id.")
-
-
-async def _commit_pipelined_async(schema: str, batches: list[PendingBatch]) -> list[BatchResult]:
-    """`_commit_pipelined` on an asyncio connection: the same two round trips."""
-    started = time.perf_counter()
-    commit = CommitPlan(batches, timezone.now())
-    async with (await _async_pool()).connection() as conn:
-        try:
-            async with conn.pipeline():
-                await conn.execute("BEGIN")
-                await conn.execute("SELECT set_config('search_path', %s, true)", [schema])
-                first = await _answers_async([await _send_async(conn, statement) for statement in commit.first()])
-                sent = [await _send_async(conn, statement) for statement in commit.second(first)]
-                await conn.execute("COMMIT")
-                second = await _answers_async(sent)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")
-            raise
-    elapsed = time.perf_counter() - started
-    service.COMMIT_SECONDS.observe(elapsed)
-    service.STAGE_COMMIT.observe(elapsed)
-    return commit.results(second)
-
-
-async def _send_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> psycopg.AsyncCursor[Any] | None:
-    cursor = await conn.execute(statement.sql, statement.params)
-    return cursor if statement.returns_rows else None
-
-
-async def _answers_async(cursors: list[psycopg.AsyncCursor[Any] | None]) -> list[list[Any] | None]:
-    return [None if cursor is None else await cursor.fetchall() for cursor in cursors]
+# The steps are engines/ingest/steps.py's, once; these are only the two ways
+# of doing their I/O. A small group runs on the event loop, with asyncio
+# clients (no hand-off to a thread and back, no wait for the GIL between the
+# two round trips); a larger one in a commit thread, with blocking clients.
 
 
 def _commit_group(
     schema: str, metas: list[service.SourceMeta], batches: list[PendingBatch]
 ) -> list[BatchResult | service.IngestError]:
-    """Take the group's quota (one Redis round trip), commit what it admits, publish the changes."""
+    """Take the group's quota (one Redis round trip), commit what it admits, publish the changes: in a thread."""
     started = time.perf_counter()
-    refusals = service.check_quota_each(metas, [len(batch.events) for batch in batches])
-    admitted = [batch for batch, refusal in zip(batches, refusals, strict=True) if refusal is None]
-    committed = iter(_commit_isolating(schema, admitted) if admitted else [])
-    results = [refusal if refusal is not None else next(committed) for refusal in refusals]
-    changes = [change for result in results if isinstance(result, BatchResult) for change in result.changes]
-    if changes:
-        with stage("ingest.publish", service.STAGE_PUBLISH):
-            changes_committed(schema, changes)
+    results = sansio.run(steps.settle(schema, metas, batches), _in_thread)
     log.debug("ingest_group_committed", schema=schema, requests=len(batches), ms=(time.perf_counter() - started) * 1000)
     return results
+
+
+async def _commit_group_async(
+    schema: str, metas: list[service.SourceMeta], batches: list[PendingBatch]
+) -> list[BatchResult | service.IngestError]:
+    """`_commit_group` on the event loop, for small groups."""
+    return await sansio.arun(steps.settle(schema, metas, batches), _on_loop)
+
+
+def _commit_isolating(schema: str, batches: list[PendingBatch]) -> list[BatchResult | service.IngestError]:
+    """`steps.isolating` on this path's blocking connections: a refused batch fails alone."""
+    return sansio.run(steps.isolating(schema, batches), _in_thread)
+
+
+def _in_thread(op: Any) -> Any:
+    if isinstance(op, steps.CommitBatches):
+        return _commit_pipelined(op.schema, op.batches)
+    if isinstance(op, steps.TakeQuota):
+        return service.take_quota(op.tenant, op.costs, rate=op.rate, burst=op.burst)
+    changes_committed(op.schema, op.changes)
+    return None
+
+
+async def _on_loop(op: Any) -> Any:
+    if isinstance(op, steps.CommitBatches):
+        return await _commit_pipelined_async(op.schema, op.batches)
+    if isinstance(op, steps.TakeQuota):
+        return await service.take_quota_async(op.tenant, op.costs, rate=op.rate, burst=op.burst)
+    await changes_committed_async(op.schema, op.changes)
+    return None
+
+
+# -- the commit in two pipelined round trips ---------------------------------------------
+#
+# Twins on purpose: they are the I/O itself. psycopg's Connection and
+# AsyncConnection are different types whose every call is awaited or not, and
+# the order of the calls is what makes two round trips (the second round is
+# sent, COMMIT after it, and only then is anything fetched). What they send
+# is CommitPlan's (engines/ingest/commit.py, pure), shared.
 
 
 def _commit_pipelined(schema: str, batches: list[PendingBatch]) -> list[BatchResult]:
@@ -551,6 +416,30 @@ def _commit_pipelined(schema: str, batches: list[PendingBatch]) -> list[BatchRes
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
             raise
+    return _committed(commit, second, started)
+
+
+async def _commit_pipelined_async(schema: str, batches: list[PendingBatch]) -> list[BatchResult]:
+    """`_commit_pipelined` on an asyncio connection: the same two round trips."""
+    started = time.perf_counter()
+    commit = CommitPlan(batches, timezone.now())
+    async with (await _async_pool()).connection() as conn:
+        try:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                await conn.execute("SELECT set_config('search_path', %s, true)", [schema])
+                first = await _answers_async([await _send_async(conn, statement) for statement in commit.first()])
+                sent = [await _send_async(conn, statement) for statement in commit.second(first)]
+                await conn.execute("COMMIT")
+                second = await _answers_async(sent)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+            raise
+    return _committed(commit, second, started)
+
+
+def _committed(commit: CommitPlan, second: list[list[Any] | None], started: float) -> list[BatchResult]:
     elapsed = time.perf_counter() - started
     service.COMMIT_SECONDS.observe(elapsed)
     service.STAGE_COMMIT.observe(elapsed)
@@ -565,3 +454,12 @@ def _send(conn: psycopg.Connection[Any], statement: Statement) -> psycopg.Cursor
 def _answers(cursors: list[psycopg.Cursor[Any] | None]) -> list[list[Any] | None]:
     # The first fetch syncs the pipeline: one round trip for everything sent so far.
     return [None if cursor is None else cursor.fetchall() for cursor in cursors]
+
+
+async def _send_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> psycopg.AsyncCursor[Any] | None:
+    cursor = await conn.execute(statement.sql, statement.params)
+    return cursor if statement.returns_rows else None
+
+
+async def _answers_async(cursors: list[psycopg.AsyncCursor[Any] | None]) -> list[list[Any] | None]:
+    return [None if cursor is None else await cursor.fetchall() for cursor in cursors]

@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
@@ -33,6 +34,9 @@ from prometheus_client import Counter
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from beastflow import sansio
+from beastflow.sansio import Steps
 
 log = structlog.get_logger(__name__)
 
@@ -174,6 +178,32 @@ def _locally(tenant: str, costs: list[int], rate: float, burst: float) -> list[Q
     return _local.take_each(tenant, costs, rate=rate, burst=burst, now=time.monotonic(), share=fallback_share())
 
 
+@dataclass(frozen=True)
+class _Script:
+    """One run of the bucket script: the op `_take_each` yields to its client."""
+
+    keys: list[str]
+    args: list[float | int]
+
+
+def _take_each(prefix: str, tenant: str, costs: list[int], rate: float, burst: float) -> Steps[list[QuotaDecision]]:
+    """The decisions for `costs`, for a sync and an async client alike (beastflow/sansio.py).
+
+    The breaker decides whether Redis is asked at all; a Redis error trips it
+    and the process's own bucket decides instead.
+    """
+    if not costs:
+        return []
+    if _breaker.is_open():
+        return _locally(tenant, costs, rate, burst)
+    try:
+        answer = yield _Script(keys=[f"{prefix}:quota:{tenant}"], args=[rate, burst, time.time(), *costs])
+    except REDIS_DOWN as exc:
+        _breaker.trip(exc)
+        return _locally(tenant, costs, rate, burst)
+    return _decisions(costs, answer, rate, burst)
+
+
 class TokenBucket:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._script_each = client.register_script(_SCRIPT_EACH)
@@ -185,45 +215,35 @@ class TokenBucket:
 
     def take_each(self, tenant: str, costs: list[int], *, rate: float, burst: float) -> list[QuotaDecision]:
         """One decision per cost, taken in order from the same bucket, in one round trip."""
-        if not costs:
-            return []
-        if _breaker.is_open():
-            return _locally(tenant, costs, rate, burst)
-        try:
-            answer = self._script_each(keys=[f"{self._prefix}:quota:{tenant}"], args=[rate, burst, time.time(), *costs])
-        except REDIS_DOWN as exc:
-            _breaker.trip(exc)
-            return _locally(tenant, costs, rate, burst)
-        return _decisions(costs, answer, rate, burst)
+        return sansio.run(_take_each(self._prefix, tenant, costs, rate, burst), self._run)
+
+    def _run(self, script: _Script) -> Any:
+        return self._script_each(keys=script.keys, args=script.args)
 
 
 class AsyncTokenBucket:
-    """`TokenBucket.take_each` for an event loop (the fast path's small group commits)."""
+    """`TokenBucket.take_each` for an event loop (the fast path's small group commits).
+
+    A class of its own only for its client: redis-py's asyncio script object
+    is another type, awaited. The decisions are `_take_each`'s, shared.
+    """
 
     def __init__(self, client: aredis.Redis, prefix: str) -> None:
         self._script_each = client.register_script(_SCRIPT_EACH)
         self._prefix = prefix
 
     async def take_each(self, tenant: str, costs: list[int], *, rate: float, burst: float) -> list[QuotaDecision]:
-        if not costs:
-            return []
-        if _breaker.is_open():
-            return _locally(tenant, costs, rate, burst)
-        try:
-            answer = await self._script_each(
-                keys=[f"{self._prefix}:quota:{tenant}"], args=[rate, burst, time.time(), *costs]
-            )
-        except REDIS_DOWN as exc:
-            _breaker.trip(exc)
-            return _locally(tenant, costs, rate, burst)
-        return _decisions(costs, answer, rate, burst)
+        return await sansio.arun(_take_each(self._prefix, tenant, costs, rate, burst), self._run)
+
+    async def _run(self, script: _Script) -> Any:
+        return await self._script_each(keys=script.keys, args=script.args)
 
 
-def _decisions(costs: list[int], answer: list[object], rate: float, burst: float) -> list[QuotaDecision]:
+def _decisions(costs: list[int], answer: Any, rate: float, burst: float) -> list[QuotaDecision]:
     decisions = []
     for cost, allowed, tokens in zip(costs, answer[0::2], answer[1::2], strict=True):
-        if int(allowed):  # type: ignore[call-overload]
+        if int(allowed):
             decisions.append(QuotaDecision(True, 0))
         else:
-            decisions.append(QuotaDecision(False, retry_after(float(tokens), cost, rate, burst)))  # type: ignore[arg-type]
+            decisions.append(QuotaDecision(False, retry_after(float(tokens), cost, rate, burst)))
     return decisions

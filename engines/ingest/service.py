@@ -1,19 +1,18 @@
-"""An ingest request from bytes to a durable commit, shared by both HTTP paths.
+"""What each step of an ingest request does, for both HTTP paths.
 
-The Django view (engines/ingest/views.py) and the raw ASGI fast path
-(engines/ingest/fastpath.py) differ only in how they reach the database;
-what is checked, in which order, and what is answered is decided here:
+The order of the steps, and what a refusal answers, is engines/ingest/steps.py's:
+the raw ASGI fast path (engines/ingest/fastpath.py) and the Django view
+(engines/ingest/views.py) both run it. Here are the steps themselves:
 
-1. the body's declared size (413), then who asks: an API key decides the
-   tenant, else the source's global id does (signed BeastFlow events, or an
-   upstream's own webhook, carries no key);
-2. the source (404), from the per-process SourceCache;
-3. `verify`: a key of the source's tenant, else the source's push scheme
-   (X-BeastFlow-Signature for `beastflow`, the upstream's own signature for
-   a native scheme: docs/push.md) -> 401;
-4. `read`: BeastFlow events, or the upstream's request through the source's push
-   mapping -> events, or "ignored" (400/413/422 count as push errors);
-5. the tenant's quota (429), then the commit; 202 only after it.
+- `route`: who asks. An API key decides the tenant, else the source's global
+  id does (signed BeastFlow events, or an upstream's own webhook, carry no key);
+- the source (`SourceMeta`), from the per-process SourceCache (`load_source_meta`);
+- `verify`: a key of the source's tenant, else the source's push scheme
+  (X-BeastFlow-Signature for `beastflow`, the upstream's own signature for
+  a native scheme: docs/push.md);
+- `read`: BeastFlow events, or the upstream's request through the source's push
+  mapping -> events, or "ignored" (`count_push_error` counts a refusal);
+- the tenant's quota (`take_quota`, `over_quota`), then `commit`.
 """
 
 from __future__ import annotations
@@ -30,15 +29,20 @@ import jsonschema
 import structlog
 from django.conf import settings
 from django.utils import timezone
+from django_tenants.utils import schema_context
 from prometheus_client import Counter, Histogram
 
 from beastflow import crypto
 from engines.ingest import quota, schemes
 from engines.ingest.commit import BatchResult, Cursor, PendingBatch, commit_batches
 from engines.ingest.push_mapping import PushProgram, parse_body
-from engines.ingest.quota import AsyncTokenBucket, TokenBucket
+from engines.ingest.quota import AsyncTokenBucket, QuotaDecision, TokenBucket
 from engines.ingest.validation import BodyError, Event, decode_and_validate, needs_scan, split_body, validate
+from engines.models import Source
 from engines.schemas import PushMapping
+from tenants.middleware import bearer_token
+from tenants.models import Tenant
+from tenants.selectors import apikey_resolve, tenant_for_source
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +209,51 @@ def source_meta_from_row(
     )
 
 
+def route(source_id: int, headers: Mapping[str, str]) -> tuple[Tenant, bool]:
+    """Who asks: (the tenant, whether by API key). `headers` have lower-cased names.
+
+    A key decides the tenant (401 when unknown or revoked). Without one the
+    source's global id does (tenants.SourceRoute): a source nobody can be
+    routed to is 401 for an unsigned request, 404 for a signed one.
+    """
+    authorization = headers.get("authorization")
+    if authorization:
+        token = bearer_token(authorization)
+        resolved = apikey_resolve(token) if token else None
+        if resolved is None:
+            raise IngestError(401, "The API key is unknown or revoked.")
+        return resolved.tenant, True
+    found = tenant_for_source(source_id)
+    if found is None:
+        if not headers.get("x-beastflow-signature"):
+            raise IngestError(401, "Send an API key or a signed body.")
+        raise IngestError(404, "No such source.")
+    return found, False
+
+
+def load_source_meta(tenant: Tenant, source_id: int) -> SourceMeta | None:
+    """The source's facts from its tenant's schema (SourceCache's loader), None when it has no such source."""
+    with schema_context(tenant.schema_name):
+        row = (
+            Source.objects.filter(pk=source_id)
+            .values_list("webhook_secret_encrypted", "data_schema", "push", "push_secret_encrypted")
+            .first()
+        )
+    if row is None:
+        return None
+    return source_meta_from_row(
+        source_id=source_id,
+        schema=tenant.schema_name,
+        tenant_slug=tenant.slug,
+        rate=tenant.ingest_rate_per_s,
+        burst=tenant.ingest_burst,
+        secret_encrypted=row[0],
+        data_schema=row[1],
+        push=row[2],
+        push_secret_encrypted=row[3],
+    )
+
+
 def authorize(meta: SourceMeta, *, has_key: bool, signature: str | None, body: bytes) -> None:
     """A valid API key of the source's tenant, or a valid signature of the body."""
     if has_key:
@@ -283,21 +332,6 @@ def _bucket() -> TokenBucket:
     return TokenBucket(quota.client(settings.REDIS_URL), settings.REDIS_PREFIX)
 
 
-def check_quota(meta: SourceMeta, cost: int) -> None:
-    decision = _bucket().take(meta.tenant_slug, cost, rate=meta.rate, burst=meta.burst)
-    if not decision.allowed:
-        raise over_quota(meta, decision.retry_after_s)
-
-
-def check_quota_each(metas: list[SourceMeta], costs: list[int]) -> list[IngestError | None]:
-    """Quota for several requests of one tenant, in order, in one Redis round trip; None where allowed."""
-    if not metas:
-        return []
-    latest = metas[-1]  # one tenant: the same quota, unless it changed within the source cache's few seconds
-    decisions = _bucket().take_each(latest.tenant_slug, costs, rate=latest.rate, burst=latest.burst)
-    return [None if decision.allowed else over_quota(latest, decision.retry_after_s) for decision in decisions]
-
-
 _async_buckets: dict[int, tuple[asyncio.AbstractEventLoop, AsyncTokenBucket]] = {}
 
 
@@ -311,13 +345,15 @@ def _async_bucket() -> AsyncTokenBucket:
     return found[1]
 
 
-async def check_quota_each_async(metas: list[SourceMeta], costs: list[int]) -> list[IngestError | None]:
-    """`check_quota_each` on an event loop."""
-    if not metas:
-        return []
-    latest = metas[-1]
-    decisions = await _async_bucket().take_each(latest.tenant_slug, costs, rate=latest.rate, burst=latest.burst)
-    return [None if decision.allowed else over_quota(latest, decision.retry_after_s) for decision in decisions]
+# The quota's I/O, from a thread or from an event loop: the decisions are
+# quota.py's (one implementation for both clients), what a refusal answers is
+# `over_quota`'s, and when the quota is taken is engines/ingest/steps.py's.
+def take_quota(tenant: str, costs: list[int], *, rate: float, burst: float) -> list[QuotaDecision]:
+    return _bucket().take_each(tenant, costs, rate=rate, burst=burst)
+
+
+async def take_quota_async(tenant: str, costs: list[int], *, rate: float, burst: float) -> list[QuotaDecision]:
+    return await _async_bucket().take_each(tenant, costs, rate=rate, burst=burst)
 
 
 def over_quota(meta: SourceMeta, retry_after_s: int) -> IngestError:
