@@ -8,7 +8,6 @@ status to the live overview after commit.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
@@ -18,14 +17,10 @@ from beastflow import correlation
 from beastflow.tenancy import current_schema
 from console import live
 from console.models import OperatorAction, OperatorActionKind
-from engines import sources
-from engines.hysteresis import HysteresisPolicy, force_mode
-from engines.models import ReconcileTrigger, Source
+from engines import source_ops
+from engines.models import PollTrigger, ReconcileTrigger, Source
 from engines.modes import Mode
-from engines.monitor import hysteresis_state
 from engines.reconcile import runs as reconcile_runs
-from engines.selectors import source_health
-from engines.switching import source_switch_mode
 
 log = structlog.get_logger(__name__)
 
@@ -51,37 +46,26 @@ def _audit(*, source: Source, actor: str, action: OperatorActionKind, reason: st
     transaction.on_commit(lambda: live.sources_changed(schema, [source.pk]))
 
 
-def _set_paused(source: Source, paused: bool) -> None:
-    try:
-        sources.source_update(source=source, changes={"paused": paused})
-    except sources.SourceError as exc:
-        raise ActionError(exc.detail) from exc
-
-
 @transaction.atomic
 def source_pause(*, source: Source, actor: str, reason: str) -> str:
-    if source.paused:
+    if source.paused or not source_ops.pause(source):
         raise ActionError(f"{source.name} is already paused.")
-    _set_paused(source, True)
     _audit(source=source, actor=actor, action=OperatorActionKind.PAUSE, reason=reason, detail={})
     return f"Paused {source.name}: pushes are still stored, but the monitor and scheduled polls leave it alone."
 
 
 @transaction.atomic
 def source_resume(*, source: Source, actor: str, reason: str) -> str:
-    if not source.paused:
+    if not source.paused or not source_ops.resume(source):
         raise ActionError(f"{source.name} is not paused.")
-    _set_paused(source, False)
     _audit(source=source, actor=actor, action=OperatorActionKind.RESUME, reason=reason, detail={})
     return f"Resumed {source.name}."
 
 
 @transaction.atomic
 def source_poll_now(*, source: Source, actor: str, reason: str) -> str:
-    from engines.tasks import source_poll_task
-
     _audit(source=source, actor=actor, action=OperatorActionKind.POLL_NOW, reason=reason, detail={})
-    transaction.on_commit(lambda: source_poll_task.delay(source.pk, "manual"))
+    source_ops.request_poll(source.pk, PollTrigger.MANUAL)
     return f"Polling {source.name} now; the run appears under Polls in a moment."
 
 
@@ -100,7 +84,7 @@ def source_reconcile_now(*, source: Source, actor: str, reason: str) -> str:
 
 @transaction.atomic
 def source_force_mode(*, source: Source, actor: str, to: str, reason: str) -> str:
-    """Put the source in a mode on an operator's say-so (engines.hysteresis.force_mode), audited twice:
+    """Put the source in a mode on an operator's say-so (engines.source_ops.force_mode), audited twice:
     the ModeSwitch row the engines write for every switch, and the operator's own row."""
     try:
         target = Mode(to)
@@ -108,24 +92,16 @@ def source_force_mode(*, source: Source, actor: str, to: str, reason: str) -> st
         raise ActionError(f"Unknown mode {to!r}: choose event, hybrid or polling.")
     if not reason.strip():
         raise ActionError("Say why you force the mode: the reason goes into the audit trail.")
-    locked = Source.objects.select_for_update().get(pk=source.pk)
-    now = time.time()
-    decision = force_mode(
-        hysteresis_state(locked, now),
-        to=target,
-        now=now,
-        policy=HysteresisPolicy.from_config(locked.hysteresis or {}),
-        reason=f"{reason} (by {actor})",
+    forced = source_ops.force_mode(
+        source, to=target, actor=actor, reason=f"{reason} (by {actor})", signals={"operator": actor}, with_health=True
     )
-    if decision.switch_to is None:
-        raise ActionError(f"{locked.name} is already in {target.value} mode.")
-    from_mode = locked.mode
-    signals = {"operator": actor, "health": source_health(locked)}
-    if not source_switch_mode(source=locked, decision=decision, signals=signals, actor=actor):
-        raise ActionError(f"{locked.name} changed mode meanwhile; look again and retry.")
-    detail = {"from_mode": from_mode, "to_mode": target.value}
-    _audit(source=locked, actor=actor, action=OperatorActionKind.FORCE_MODE, reason=reason, detail=detail)
-    return f"{locked.name} moved from {from_mode} to {target.value}."
+    if forced.decision.switch_to is None:
+        raise ActionError(f"{source.name} is already in {target.value} mode.")
+    if not forced.switched:
+        raise ActionError(f"{source.name} changed mode meanwhile; look again and retry.")
+    detail = {"from_mode": forced.from_mode, "to_mode": target.value}
+    _audit(source=source, actor=actor, action=OperatorActionKind.FORCE_MODE, reason=reason, detail=detail)
+    return f"{source.name} moved from {forced.from_mode} to {target.value}."
 
 
 def operator_act(*, source: Source, actor: str, action: str, reason: str = "", mode: str = "") -> str:

@@ -13,8 +13,8 @@ from beastflow.openapi import PAGE_PARAMETERS, problems
 from beastflow.pagination import paginate_desc, parse_limit
 from beastflow.problems import ProblemError
 from engines import openapi as docs
-from engines import selectors, sources
-from engines.models import ModeSwitch, PollRun, ReconcileTrigger, Source
+from engines import selectors, source_ops, sources
+from engines.models import ModeSwitch, PollRun, PollTrigger, ReconcileTrigger, Source
 from engines.partitions import changes_floor
 from engines.reconcile import runs as reconcile_runs
 from engines.schemas import DataSourceConfig
@@ -255,10 +255,8 @@ class SourcePollApi(APIView):
         summary="Poll the source now (202; the poll runs on a worker)",
     )
     def post(self, request: Request, source_id: str) -> Response:
-        from engines.tasks import source_poll_task
-
         source = source_or_404(source_id)
-        source_poll_task.delay(source.pk, "manual")
+        source_ops.request_poll(source.pk, PollTrigger.MANUAL)
         return Response({"source": source.pk, "queued": True}, status=202)
 
 

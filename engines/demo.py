@@ -34,7 +34,7 @@ from django.db import connection, transaction
 
 from beastflow import crypto
 from beastflow.env import env_int
-from engines import sources
+from engines import source_ops, sources
 from engines.models import Source, StreamState
 from engines.schemas import DataSourceConfig
 from simulator.faults import Faults
@@ -233,8 +233,7 @@ def _readable_secret(source: Source) -> str:
     try:
         return sources.webhook_secret(source)
     except crypto.InvalidToken:
-        secret = sources.new_webhook_secret()
-        Source.objects.filter(pk=source.pk).update(webhook_secret_encrypted=crypto.encrypt(secret))
+        secret = source_ops.webhook_secret_rotate(source)
         log.warning("demo_webhook_secret_reissued", source=source.pk, reason="stored with another encryption key")
         return secret
 

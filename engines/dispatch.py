@@ -24,11 +24,11 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from prometheus_client import Counter
 
-from engines import sending
 from engines.judge import judge_claims
 from engines.models import PollTrigger
 from engines.polling import DISPATCH_CLAIM_S, audits_claim_due, poll_deadlines, polls_claim_due
 from engines.reconcile.runs import reconcile_deadlines, reconciles_claim_due
+from engines.source_ops import request_poll
 from scheduling.claims import Claim, evals_claim, sources_claim_fair
 from scheduling.queues import queue_depth
 from scheduling.services import source_deadlines_set
@@ -146,7 +146,6 @@ def polls_dispatch() -> int:
                 tenants[tenant.pk] = tenant
         except Exception:
             log.exception("polls_dispatch_failed", tenant=tenant.slug, sources=len(group))
-    source_poll_task = sending.poll_task()
     # In the claims' order, which takes tenants in turns: the queue serves them alternately.
     sent = 0
     for claim in claims:
@@ -154,7 +153,7 @@ def polls_dispatch() -> int:
             continue
         with tenant_context(tenants[claim.tenant_id]):
             # Expires with the claim: from then on the source is due again and is sent anew.
-            source_poll_task.apply_async(args=(claim.id, triggers[claim.id]), expires=claim.lease_until)
+            request_poll(claim.id, triggers[claim.id], expires=claim.lease_until)
         sent += 1
     DISPATCHED.labels("poll").inc(sent)
     return sent

@@ -331,6 +331,23 @@ def force_mode(state: HysteresisState, *, to: Mode, now: float, policy: Hysteres
     return Decision(state=moved, switch_to=to, transition=Transition.FORCED, reason=f"forced: {reason}")
 
 
+def hold_in_polling(
+    state: HysteresisState, *, now: float, policy: HysteresisPolicy, reason: str, hold_s: float
+) -> Decision:
+    """Put the source in polling (or keep it there) and hold it there at least `hold_s` from `now`.
+
+    A source already in polling, or on its way down (hybrid, degrading),
+    keeps its course with the hold extended: the machine carries the hold
+    into polling once its polls caught up. From event or a recovery on
+    probation the move is a forced switch (`force_mode`), recorded like any.
+    """
+    if state.mode is Mode.POLLING or state.phase is Phase.DEGRADING:
+        held = replace(state, hold_until=max(state.hold_until, now + hold_s))
+        return Decision(state=held, switch_to=None, transition=None, reason=f"held: {reason}")
+    decision = force_mode(state, to=Mode.POLLING, now=now, policy=policy, reason=reason)
+    return replace(decision, state=replace(decision.state, hold_until=max(decision.state.hold_until, now + hold_s)))
+
+
 def gap_fill_request(
     *,
     mode: Mode,

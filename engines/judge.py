@@ -60,14 +60,15 @@ from engines.monitor import (
     MISS_GRACE_S,
     RATE_BASELINE_ALPHA,
     SAMPLE_EVERY_S,
+    TICK_SECONDS,
     TICKS,
     Window,
     _maybe_gap_fill,
     _store,
     health_policy,
-    hysteresis_state,
     signals_for,
 )
+from engines.source_ops import hysteresis_state
 from scheduling.claims import Claim
 from scheduling.services import source_evals_set
 from tenants.models import Tenant
@@ -156,6 +157,30 @@ def judge_sources(
         log.warning("monitor_stream_missing", source=missing.pk)
     items = [_Item(schema, None, s, streams[s.pk]) for s in sources if s.pk in streams]
     return _judge(items, now=now, due=due, leases=leases, rates=rates, live=live)
+
+
+def monitor_source(
+    source: Source, *, now: float | None = None, rates: dict[int, float | None] | None = None
+) -> StreamHealth:
+    """Judge one source now. Steps: signals -> health -> decision -> writes.
+
+    `rates` collects the delivery rate measured, for the console.
+    """
+    return judge_sources([source], now=now, rates=rates)[source.pk]
+
+
+def monitor_tenant() -> int:
+    """Judge every unpaused source of the current tenant at once, whatever their deadlines; returns how many.
+
+    The scheduler judges sources by deadline (engines/tasks.py); this is
+    for operators and tests that want every source looked at now.
+    """
+    started = time.perf_counter()
+    rates: dict[int, float | None] = {}
+    sources = list(Source.objects.filter(paused=False).select_related("stream").order_by("pk"))
+    judged = judge_sources(sources, rates=rates, live=True)
+    TICK_SECONDS.observe(time.perf_counter() - started)
+    return len(judged)
 
 
 def judge_claims(groups: Sequence[tuple[Tenant, Sequence[Claim]]], *, now: float | None = None) -> int:

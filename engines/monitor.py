@@ -1,16 +1,17 @@
 """StreamMonitor: judge a source's stream and let the hysteresis decide.
 
 The decisions are pure (engines/health.py, engines/hysteresis.py); this
-module turns a source's rows into their inputs (signals, policies, state)
-and writes the rare outcomes one source at a time: a mode switch with its
-audit row, a stream failure, a targeted gap-fill poll. engines/judge.py
-judges sources in batches with these, and engines/deadlines.py says when
-each is next due (docs/scheduling.md).
+module turns a source's rows into their inputs (signals, policies; the
+stored state is read by engines.source_ops.hysteresis_state) and writes the
+rare outcomes one source at a time: a mode switch with its audit row, a
+stream failure, a targeted gap-fill poll. engines/judge.py judges sources
+with these (in batches, and one source or one tenant's by `monitor_source`
+and `monitor_tenant`), and engines/deadlines.py says when each is next due
+(docs/scheduling.md).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,16 +23,12 @@ from prometheus_client import Counter, Histogram
 
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
-from engines import flight, outbound, sending
+from engines import flight, outbound
 from engines.health import HealthPolicy, StreamHealth, StreamSignals
-from engines.hysteresis import (
-    Decision,
-    HysteresisState,
-    Transition,
-    gap_fill_request,
-)
-from engines.models import HealthSample, Source, StreamState
+from engines.hysteresis import Decision, Transition, gap_fill_request
+from engines.models import HealthSample, PollTrigger, Source, StreamState
 from engines.modes import Mode
+from engines.source_ops import request_poll
 from engines.switching import source_switch_mode
 
 log = structlog.get_logger(__name__)
@@ -122,33 +119,6 @@ def signals_for(source: Source, stream: StreamState, window: Window, now: float)
     return signals
 
 
-def hysteresis_state(source: Source, now: float) -> HysteresisState:
-    if source.hysteresis_state:
-        try:
-            state = HysteresisState.from_dict(source.hysteresis_state)
-            if state.mode.value == source.mode:
-                return state
-        except ValueError:
-            log.warning("hysteresis_state_unreadable", source=source.pk)
-    # New source, or the mode was set outside the machine: start from the mode it is in.
-    mode = Mode(source.mode)
-    if mode is Mode.HYBRID:
-        mode = Mode.POLLING
-    return HysteresisState.initial(now=now, mode=mode)
-
-
-def monitor_source(
-    source: Source, *, now: float | None = None, rates: dict[int, float | None] | None = None
-) -> StreamHealth:
-    """Judge one source now. Steps: signals -> health -> decision -> writes (engines/judge.py).
-
-    `rates` collects the delivery rate measured, for the console.
-    """
-    from engines.judge import judge_sources  # the batched judge builds on this module
-
-    return judge_sources([source], now=now, rates=rates)[source.pk]
-
-
 def _store(
     source: Source, decision: Decision, health: StreamHealth, signals: StreamSignals, evidence: dict[str, Any]
 ) -> bool:
@@ -208,23 +178,7 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
             },
         )
     )
-    sending.poll_task().delay(source.pk, "gap_fill")
-
-
-def monitor_tenant() -> int:
-    """Judge every unpaused source of the current tenant at once, whatever their deadlines; returns how many.
-
-    The scheduler judges sources by deadline (engines/tasks.py); this is
-    for operators and tests that want every source looked at now.
-    """
-    from engines.judge import judge_sources
-
-    started = time.perf_counter()
-    rates: dict[int, float | None] = {}
-    sources = list(Source.objects.filter(paused=False).select_related("stream").order_by("pk"))
-    judged = judge_sources(sources, rates=rates, live=True)
-    TICK_SECONDS.observe(time.perf_counter() - started)
-    return len(judged)
+    request_poll(source.pk, PollTrigger.GAP_FILL, at_once=True)
 
 
 def prune_samples() -> int:

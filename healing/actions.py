@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from django.db import transaction
 
-from engines.models import Source
+from engines import source_ops
+from engines.models import PollTrigger, Source
 from healing.models import HealingAction
 
 log = structlog.get_logger(__name__)
@@ -28,17 +27,10 @@ Features = Mapping[str, Any]
 Action = Callable[[HealingAction, Source, Features], dict[str, Any]]
 
 
-def _poll_now(source: Source, trigger: str = "manual", countdown: float | None = None) -> None:
-    from engines.tasks import source_poll_task
-
-    source_id = source.pk
-    transaction.on_commit(lambda: source_poll_task.apply_async(args=(source_id, trigger), countdown=countdown))
-
-
 def retry_backoff(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
     attempt = int(features.get("attempt") or 0)
     delay = float(min(60, 2**attempt))
-    _poll_now(source, countdown=delay)
+    source_ops.request_poll(source.pk, PollTrigger.MANUAL, countdown=delay)
     return {"poll_in_s": delay}
 
 
@@ -53,52 +45,38 @@ def reset_circuit_breaker(action: HealingAction, source: Source, features: Featu
 
     host = features.get("host")
     reset = bool(host) and bool(get_redis().delete(breaker_key(str(host))))
-    _poll_now(source)
+    source_ops.request_poll(source.pk, PollTrigger.MANUAL)
     return {"host": host, "breaker_was_open": reset}
 
 
 def gap_fill_poll(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
-    _poll_now(source, trigger="gap_fill")
+    source_ops.request_poll(source.pk, PollTrigger.GAP_FILL)
     return {"after_seq": features.get("contiguous_seq")}
 
 
 def _hold_in_polling(action: HealingAction, source: Source, why: str) -> dict[str, Any]:
     """Put the source in polling (or keep it there) for at least HOLD_S from now; says what landed.
 
-    Reads the row afresh under a lock (as an operator's forced switch does):
+    engines.source_ops.hold_in_polling reads the row afresh under a lock:
     the source object was loaded when the action was chosen, and its mode or
-    state may be stale by now; writing from it would lose the hold or the
-    monitor's newer state. A source already on its way down (hybrid,
+    state may be stale by now. A source already on its way down (hybrid,
     degrading) keeps going: the machine carries the hold into polling once
     its polls caught up. From event or a recovery on probation the move is
     a forced switch, recorded like any (it counts towards flapping).
     """
-    from engines.hysteresis import HysteresisPolicy, Phase, force_mode
-    from engines.modes import Mode
-    from engines.monitor import hysteresis_state
-    from engines.switching import source_switch_mode
-
     now = time.time()
-    locked = Source.objects.select_for_update().get(pk=source.pk)
-    state = hysteresis_state(locked, now)
-    from_mode = state.mode
-    switched = False
-    if from_mode is Mode.POLLING or state.phase is Phase.DEGRADING:
-        held = replace(state, hold_until=max(state.hold_until, now + HOLD_S))
-        Source.objects.filter(pk=locked.pk, mode=locked.mode).update(hysteresis_state=held.to_dict())
-    else:
-        policy = HysteresisPolicy.from_config(locked.hysteresis or {})
-        decision = force_mode(state, to=Mode.POLLING, now=now, policy=policy, reason=why)
-        held = replace(decision.state, hold_until=max(decision.state.hold_until, now + HOLD_S))
-        switched = source_switch_mode(
-            source=locked,
-            decision=replace(decision, state=held),
-            signals={"healing_action": action.pk},
-            actor=f"healing:{action.pk}",
-        )
+    forced = source_ops.hold_in_polling(
+        source,
+        hold_s=HOLD_S,
+        actor=f"healing:{action.pk}",
+        reason=why,
+        signals={"healing_action": action.pk},
+        now=now,
+    )
+    held = forced.decision.state
     return {
-        "switched": switched,
-        "from_mode": from_mode.value,
+        "switched": forced.switched,
+        "from_mode": forced.before.mode.value,
         "held_until": datetime.fromtimestamp(held.hold_until, tz=UTC).isoformat(),
         "hold_s": round(held.hold_until - now),
     }
@@ -126,8 +104,8 @@ def slow_polling(action: HealingAction, source: Source, features: Features) -> d
     retry_after = features.get("retry_after_s")
     wanted = max(old * 2, float(retry_after) if isinstance(retry_after, int | float) else 0.0)
     poll["min_interval_s"] = min(ceiling, wanted)
-    # update(), not save(): healing's own change must not read as an operator's config change.
-    Source.objects.filter(pk=source.pk).update(poll=poll)
+    # Not an edit: healing's own change must not read as an operator's config change.
+    source_ops.parameters_set(source, {"poll": poll}, edit=False)
     return {"min_interval_s": {"from": old, "to": poll["min_interval_s"]}}
 
 
@@ -140,17 +118,12 @@ def full_reconcile(action: HealingAction, source: Source, features: Features) ->
 
 
 def pause_source(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
-    Source.objects.filter(pk=source.pk).update(paused=True)
+    source_ops.pause(source, edit=False)  # paused already (by an operator meanwhile) is paused too
     return {"paused": True}
 
 
 def rotate_webhook_secret(action: HealingAction, source: Source, features: Features) -> dict[str, Any]:
-    from beastflow import crypto
-    from engines.sources import new_webhook_secret
-
-    secret = new_webhook_secret()
-    # Web processes cache source facts for a few seconds: the new secret holds everywhere after that.
-    Source.objects.filter(pk=source.pk).update(webhook_secret_encrypted=crypto.encrypt(secret))
+    secret = source_ops.webhook_secret_rotate(source)
     # The secret itself is not stored in the outcome: the operator who approved sees it once.
     return {"rotated": True, "secret_once": secret}
 

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from engines.hysteresis import HysteresisPolicy, push_allowed_at
 from engines.models import Source
+from engines.source_ops import hysteresis_state
 from healing import metrics
 from healing.actions import ACTIONS
 from healing.bandit import Arm, choose
@@ -304,8 +305,6 @@ def _deferred_deadline(
     source = failure.source
     if strategy is None or source is None or source.paused or not needs_event_mode(failure):
         return None
-    from engines.monitor import hysteresis_state  # the monitor's reading of the stored state
-
     try:
         policy = HysteresisPolicy.from_config(source.hysteresis or {})
     except ValueError:  # the monitor cannot decide this source either: nothing holds it

@@ -106,7 +106,7 @@ health_policy = HealthPolicy.from_config
 
 
 def state_read(entry: Mapping[str, Any]) -> HysteresisState:
-    """The state the monitor read for this judgement (engines.monitor.hysteresis_state)."""
+    """The state the monitor read for this judgement (engines.source_ops.hysteresis_state)."""
     t = float(entry["t"])
     mode = Mode(str(entry["mode"]))
     stored = entry.get("state")

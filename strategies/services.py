@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from beastflow.redis_client import get_redis, key
 from beastflow.tenancy import current_schema
+from engines import source_ops
 from engines.models import Source, StreamState
-from scheduling.services import source_wake
 from strategies import metrics
 from strategies.assignment import Arm, Unit, assign
 from strategies.models import (
@@ -169,7 +169,7 @@ def source_version_clear(*, source: Source, actor: str) -> None:
     if default is not None:
         _apply(source, default)
     else:
-        Source.objects.filter(pk=source.pk).update(strategy_version_id=None)
+        source_ops.parameters_set(source, {"strategy_version_id": None}, edit=False)  # the same parameters, unversioned
     log.info("strategy_override_cleared", source=source.pk, actor=actor)
 
 
@@ -194,13 +194,8 @@ def source_fields(source: Source, version: StrategyVersion) -> dict[str, Any]:
 
 
 def _apply(source: Source, version: StrategyVersion) -> bool:
-    fields = source_fields(source, version)
-    changed = Source.objects.filter(pk=source.pk).update(**fields, updated_at=timezone.now())
-    for name, value in fields.items():
-        setattr(source, name, value)
-    if changed:
-        source_wake(source.pk, judge=True)  # judged at once under its new parameters
-    return bool(changed)
+    # An edit: judged at once under its new parameters (engines.source_ops.parameters_set).
+    return source_ops.parameters_set(source, source_fields(source, version), edit=True)
 
 
 # -- experiments -----------------------------------------------------------------------
@@ -379,8 +374,7 @@ def _restore(experiment: Experiment, *, actor: str) -> None:
             source_version_clear(source=source, actor=actor)
         else:
             SourceStrategy.objects.filter(source=source).delete()
-            Source.objects.filter(pk=source.pk).update(**assignment.previous_fields, updated_at=timezone.now())
-            source_wake(source.pk, judge=True)
+            source_ops.parameters_set(source, assignment.previous_fields, edit=True)
 
 
 def experiment_evaluate(*, experiment: Experiment, now: datetime | None = None) -> Experiment:

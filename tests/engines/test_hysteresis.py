@@ -21,6 +21,7 @@ from engines.hysteresis import (
     decide,
     force_mode,
     gap_fill_request,
+    hold_in_polling,
     push_allowed_at,
 )
 from engines.modes import Mode, Verdict
@@ -465,6 +466,32 @@ def test_forcing_the_current_mode_is_not_a_switch() -> None:
     decision = force_mode(state, to=Mode.EVENT, now=T0 + 1, policy=POLICY, reason="operator")
     # then
     assert not decision.switched
+
+
+def test_holding_an_event_source_in_polling_forces_the_switch_and_holds_past_the_dwell() -> None:
+    # given
+    state = HysteresisState.initial(now=T0)
+    # when
+    decision = hold_in_polling(state, now=T0 + 5, policy=POLICY, reason="healing", hold_s=60)
+    # then: a forced switch, counted towards flapping, held for the longer of the dwell and the hold
+    assert (decision.switch_to, decision.transition) == (Mode.POLLING, Transition.FORCED)
+    assert decision.state.switches == (T0 + 5,)
+    assert decision.state.hold_until == T0 + 65
+
+
+def test_holding_a_source_in_polling_or_on_its_way_down_extends_its_hold_without_a_switch() -> None:
+    # given: one in polling held until T0 + 100, one degrading
+    held = replace(polling_since(T0), hold_until=T0 + 100)
+    degrading = HysteresisState(mode=Mode.HYBRID, phase=Phase.DEGRADING, since=T0, quiet_since=T0, switches=(T0,))
+    # when
+    longer = hold_in_polling(held, now=T0 + 1, policy=POLICY, reason="healing", hold_s=200)
+    shorter = hold_in_polling(held, now=T0 + 1, policy=POLICY, reason="healing", hold_s=10)
+    down = hold_in_polling(degrading, now=T0 + 1, policy=POLICY, reason="healing", hold_s=60)
+    # then: the state as it was, its hold never shortened
+    assert not (longer.switched or shorter.switched or down.switched)
+    assert longer.state == replace(held, hold_until=T0 + 201)
+    assert shorter.state == held
+    assert down.state == replace(degrading, hold_until=T0 + 61)
 
 
 # --- gap fill -----------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from beastflow.redis_client import get_redis, key
+from engines.judge import monitor_source
 from engines.models import HealthSample, ModeSwitch, PollRun, Source, StreamState
-from engines.monitor import monitor_source
 from tests.conftest import Persona
 from tests.factories import make_source
 
@@ -112,7 +112,7 @@ def test_the_whole_round_trip_event_hybrid_polling_hybrid_event(source: Source) 
 
 
 def test_a_paused_source_is_not_judged(alice: Persona, source: Source) -> None:
-    from engines.monitor import monitor_tenant
+    from engines.judge import monitor_tenant
 
     Source.objects.filter(pk=source.pk).update(paused=True)
     assert monitor_tenant() == 0

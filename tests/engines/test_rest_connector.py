@@ -33,8 +33,9 @@ from engines.connectors.mapping import version_of
 from engines.ingest import service
 from engines.ingest.commit import PendingBatch
 from engines.ingest.validation import validate
+from engines.judge import monitor_source
 from engines.models import Change, Event, PollRun, PollStatus, Record, Source, StreamState
-from engines.monitor import Window, monitor_source, signals_for
+from engines.monitor import Window, signals_for
 from engines.polling import audits_claim_due, breaker_key, polls_claim_due, source_poll
 from healing.models import FailureRecord
 from scheduling.models import SourceSchedule

@@ -1,6 +1,6 @@
 """Failure recordings and their replay: a recorded outage replays to the same switches.
 
-The outage is driven through the real monitor (engines.monitor.monitor_source,
+The outage is driven through the real monitor (engines.judge.monitor_source,
 the batched judge, the flight recorder) on a clock of the test's own, as in
 tests/engines/test_monitor.py: the push goes silent, a poll catches up, the
 push comes back, polls validate it. The recording is then made and downloaded
@@ -21,8 +21,8 @@ from django_tenants.utils import tenant_context
 
 from beastflow.redis_client import get_redis, key
 from engines import flight
+from engines.judge import monitor_source
 from engines.models import ModeSwitch, PollRun, Source, StreamState
-from engines.monitor import monitor_source
 from healing.models import FailureRecord
 from observability.models import FailureRecording
 from observability.recording import record_due

@@ -1,0 +1,143 @@
+"""The operations on a source every room goes through (engines/source_ops.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from engines import source_ops, sources
+from engines.models import ModeSwitch, PollTrigger, Source
+from engines.modes import Mode
+from scheduling.models import SourceSchedule
+from tests.factories import make_source
+
+pytestmark = pytest.mark.usefixtures("in_acme")
+
+Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
+
+
+class FakeTask:
+    """Stands in for engines.tasks.source_poll_task: records what would have been queued."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def delay(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("polls are queued with apply_async")
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> None:
+        self.sent.append((kwargs.pop("args"), kwargs))
+
+
+@pytest.fixture
+def poll_task(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTask]:
+    from engines import sending
+
+    fake = FakeTask()
+    monkeypatch.setitem(sending._tasks, "poll", fake)
+    yield fake
+
+
+@pytest.fixture
+def source() -> Source:
+    created, _ = make_source("ops")
+    return created
+
+
+def test_a_poll_requested_in_a_transaction_is_queued_once_it_commits_in_the_tenant_schema(
+    source: Source, poll_task: FakeTask, django_capture_on_commit_callbacks: Capture
+) -> None:
+    # given
+    schema = connection.schema_name
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        source_ops.request_poll(source.pk, PollTrigger.MANUAL, countdown=4.0)
+        assert poll_task.sent == []  # not before the commit
+    # then: the schema is the caller's, whatever the connection's when the commit comes
+    assert poll_task.sent == [((source.pk, "manual"), {"countdown": 4.0, "headers": {"_schema_name": schema}})]
+
+
+def test_a_poll_requested_at_once_is_queued_inside_the_transaction(source: Source, poll_task: FakeTask) -> None:
+    expires = timezone.now() + timedelta(seconds=30)
+    source_ops.request_poll(source.pk, "gap_fill", expires=expires, at_once=True)
+    headers = {"_schema_name": connection.schema_name}
+    assert poll_task.sent == [((source.pk, "gap_fill"), {"expires": expires, "headers": headers})]
+
+
+def test_an_unknown_poll_trigger_is_refused_before_anything_is_queued(source: Source, poll_task: FakeTask) -> None:
+    with pytest.raises(ValueError):
+        source_ops.request_poll(source.pk, "whenever", at_once=True)
+    assert poll_task.sent == []
+
+
+def test_pause_and_resume_compare_and_set_the_flag_and_make_the_source_due(source: Source) -> None:
+    # given: nothing due for a while
+    later = timezone.now() + timedelta(hours=1)
+    SourceSchedule.objects.filter(pk=source.pk).update(next_eval_at=later, next_poll_at=later, next_reconcile_at=later)
+    before = Source.objects.get(pk=source.pk).updated_at
+    # when
+    paused, again = source_ops.pause(source), source_ops.pause(Source.objects.get(pk=source.pk))
+    # then: one pause, an operator's edit, and every engine looks at the source now
+    row = Source.objects.get(pk=source.pk)
+    schedule = SourceSchedule.objects.get(pk=source.pk)
+    assert (paused, again, row.paused, source.paused) == (True, False, True, True)
+    assert row.updated_at > before
+    assert max(schedule.next_eval_at, schedule.next_poll_at, schedule.next_reconcile_at) < later
+    # and: resumed once, not twice
+    assert (source_ops.resume(source), source_ops.resume(source)) == (True, False)
+    assert not Source.objects.get(pk=source.pk).paused
+
+
+def test_healings_own_pause_and_parameters_are_not_an_operators_edit(source: Source) -> None:
+    # given
+    before = Source.objects.get(pk=source.pk).updated_at
+    # when
+    source_ops.pause(source, edit=False)
+    source_ops.parameters_set(source, {"poll": {**source.poll, "min_interval_s": 8.0}}, edit=False)
+    # then: RCA would not read a config change (healing/rca/context.py reads updated_at)
+    row = Source.objects.get(pk=source.pk)
+    assert (row.paused, row.poll["min_interval_s"], row.updated_at) == (True, 8.0, before)
+
+
+def test_parameters_set_writes_only_the_policy_parameters(source: Source) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        source_ops.parameters_set(source, {"mode": "polling"}, edit=True)
+    assert Source.objects.get(pk=source.pk).mode == Mode.EVENT.value
+
+
+def test_forcing_the_mode_a_source_is_in_writes_nothing(source: Source) -> None:
+    # when
+    forced = source_ops.force_mode(source, to=Mode.EVENT, actor="alice", reason="why not", signals={})
+    # then
+    assert forced.decision.switch_to is None and not forced.switched
+    assert Source.objects.get(pk=source.pk).hysteresis_state == source.hysteresis_state
+    assert not ModeSwitch.objects.filter(source=source).exists()
+
+
+def test_a_forced_mode_is_decided_from_the_row_under_the_lock_and_recorded_with_its_evidence(source: Source) -> None:
+    # given: the caller's object is stale, the row moved to polling meanwhile
+    stale = Source.objects.get(pk=source.pk)
+    source_ops.force_mode(source, to=Mode.POLLING, actor="bob", reason="first", signals={})
+    # when
+    forced = source_ops.force_mode(
+        stale, to=Mode.HYBRID, actor="alice", reason="second", signals={"operator": "alice"}, with_health=True
+    )
+    # then
+    switch = ModeSwitch.objects.filter(source=source).latest("at", "id")
+    assert (forced.from_mode, forced.switched) == ("polling", True)
+    assert (switch.from_mode, switch.to_mode) == ("polling", "hybrid")
+    assert switch.actor == "alice" and switch.signals["operator"] == "alice"
+    assert switch.signals["health"]["mode"] == "polling"  # read under the lock, before the switch
+
+
+def test_a_rotated_webhook_secret_replaces_the_stored_one(source: Source) -> None:
+    old = sources.webhook_secret(source)
+    new = source_ops.webhook_secret_rotate(source)
+    assert new != old and new.startswith(sources.WEBHOOK_SECRET_PREFIX)
+    assert sources.webhook_secret(Source.objects.get(pk=source.pk)) == new == sources.webhook_secret(source)
