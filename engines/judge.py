@@ -415,7 +415,7 @@ def poll_facts(
     statement; None: the connection's own). Since the mode began
     (`state.since`): succeeded poll runs, whether one caught up, and the
     events push missed: for `rest` sources the changes their polls counted
-    past the grace (PollRun.missed, engines/rest_poll.py: a rest poll
+    past the grace (PollRun.missed, engines/connectors/rest_poll.py: a rest poll
     re-fetches records push delivered under other ids), for the others the
     events polls brought that push had had `MISS_GRACE_S` to deliver.
     """
