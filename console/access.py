@@ -19,13 +19,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from tenants.models import Membership, Role, Tenant
+from tenants.staff import is_platform_staff
 
 User = AbstractBaseUser | AnonymousUser
 View = Callable[..., HttpResponse]
-
-
-def is_platform_staff(user: Any) -> bool:
-    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
 
 
 def role_in(user: Any, tenant: Tenant) -> str | None:

@@ -1,8 +1,8 @@
 """The operator console, on tenant hosts (`<slug>.<base domain>`) and, for staff, the platform view.
 
-The RCA review, approvals and healing pages live in healing/console_views.py
-and register here, under the same `console` namespace, so that every page
-shares one nav and one login.
+The RCA review, approvals and healing pages (console/healing_views.py) and
+the experiments page (console/strategy_views.py) register here too, under the
+same `console` namespace, so that every page shares one nav and one login.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from console import views
-from healing import console_views as healing_views
-from strategies import console_views as strategies_views
+from console import healing_views, strategy_views, views
 
 app_name = "console"
 
@@ -25,13 +23,13 @@ urlpatterns = [
     path("sources/<int:source_id>/actions/", views.source_action, name="source-action"),
     path("audit/", views.audit, name="audit"),
     path("platform/", views.platform, name="platform"),
-    # RCA review, approvals and healing history (healing/console_views.py).
+    # RCA review, approvals and healing history (console/healing_views.py).
     path("rca/", healing_views.rca_review, name="rca"),
     path("rca/<int:rca_id>/confirm", healing_views.rca_confirm_view, name="rca-confirm"),
     path("approvals/", healing_views.approvals, name="approvals"),
     path("approvals/<int:action_id>/decide", healing_views.approval_decide, name="approval-decide"),
     path("healing/", healing_views.healing_history, name="healing"),
-    # A/B experiments between strategy versions (strategies/console_views.py).
-    path("experiments/", strategies_views.experiments, name="experiments"),
-    path("experiments/<int:experiment_id>/decide", strategies_views.experiment_decide, name="experiment-decide"),
+    # A/B experiments between strategy versions (console/strategy_views.py).
+    path("experiments/", strategy_views.experiments, name="experiments"),
+    path("experiments/<int:experiment_id>/decide", strategy_views.experiment_decide, name="experiment-decide"),
 ]

@@ -13,11 +13,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from console import selectors, services
-from console.access import is_platform_staff, staff_console, tenant_console, tenants_of
+from console.access import staff_console, tenant_console, tenants_of
 from console.audit import AuditFilter, audit_entries
 from console.platform import platform_report
 from engines.selectors import source_get
 from observability.capacity import platform_capacity
+from tenants.staff import is_platform_staff
 
 
 class ConsoleLoginView(LoginView):

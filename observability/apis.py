@@ -30,6 +30,7 @@ from observability.models import FailureRecording
 from observability.recording import AFTER_S, BEFORE_S, recording_store
 from tenants.models import Tenant
 from tenants.selectors import ResolvedKey
+from tenants.staff import is_platform_staff
 
 
 class WindowInput(serializers.Serializer):  # type: ignore[type-arg]
@@ -155,8 +156,7 @@ class IsPlatformStaff(BasePermission):
     message = "Staff only: sign in to the console as a staff user."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(user is not None and user.is_authenticated and (user.is_staff or user.is_superuser))
+        return is_platform_staff(request.user)
 
 
 class PlatformCapacityApi(APIView):

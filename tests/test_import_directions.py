@@ -55,8 +55,6 @@ EXCEPTIONS = {
     ("beastflow/tasks.py", "tenants.selectors"): "the tenant-aware task base finds a tenant's schema",
     ("beastflow/tenancy.py", "tenants.models"): "current_tenant() returns the Tenant row",
     ("tenants/management/commands/bootstrap.py", "engines"): "the bootstrap command seeds the demo's sources",
-    ("healing/console_views.py", "console.access"): "healing's console pages use the console's access check",
-    ("strategies/console_views.py", "console.access"): "the strategies' console pages use the console's access check",
 }
 
 

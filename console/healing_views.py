@@ -1,8 +1,10 @@
-"""Console pages of healing: RCA review, approvals, healing history. Server-rendered, behind login.
+"""The console's healing pages: RCA review, approvals, healing history. Server-rendered, behind login.
 
 Thin: reads through healing.selectors, writes through healing.services and
 healing.rca.analysis (the same functions as the API, with the signed-in
-user as the actor). The lists refresh themselves: static/healing/live.js
+user as the actor). They live in the console, which reads healing, so
+that healing never imports the console; their templates stay in
+templates/healing/. The lists refresh themselves: static/healing/live.js
 re-fetches the page's `#live` fragment (`?fragment=1`) every few seconds.
 """
 

@@ -1,6 +1,6 @@
-"""Console page of strategies: experiments (arms, strata, result, decisions) and the versions behind them.
+"""The console's strategies page: experiments (arms, strata, result, decisions) and the versions behind them.
 
-Thin, like healing/console_views.py: reads through strategies.selectors,
+Thin, like console/healing_views.py: reads through strategies.selectors,
 writes through strategies.services with the signed-in user as the actor.
 The page refreshes its `#live` fragment every few seconds (static/healing/live.js).
 """
