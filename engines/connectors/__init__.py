@@ -1,4 +1,4 @@
-"""What talks to upstreams for polling and reconciliation, and how their data is read.
+"""What talks to upstreams, and how their data and signatures are read.
 
 - `http`: the `http` connector (our own protocol, docs/contract.md §6, also the
   built-in `simulator`'s), the one request function every connector shares,
@@ -6,7 +6,11 @@
 - `rest`, `rest_paging` (pure), `rest_poll`: the `rest` connector for an
   upstream's own list API (docs/rest-connector.md);
 - `mapping`: the JMESPath mappings that read keys, versions and times out of
-  an upstream's records, shared with push (engines/ingest/push_mapping.py);
+  an upstream's records, for polls and for pushes alike;
+- `schemes` (pure): the push schemes an upstream signs its webhooks with
+  (beastflow, Standard Webhooks, Stripe, GitHub, Shopify; docs/push.md);
+- `push_mapping`: an upstream's own webhook body read into our events
+  through the source's mapping (the ingest front doors call it);
 - `presets/`: one YAML file per real upstream and the loader
   (docs/presets.md).
 

@@ -57,7 +57,7 @@ def record_hash_without_floats(data: Any) -> str:
 
     Floats are the only values whose msgspec encoding can differ from the
     canonical JSON (see `record_hash_of_decoded`); the push mapping's decoder
-    counts them (engines/ingest/push_mapping.py), so a body without any skips
+    counts them (engines/connectors/push_mapping.py), so a body without any skips
     the search, which costs more than the hash itself on a large body.
     """
     try:

@@ -5,7 +5,7 @@ and the plain Django view engines/ingest/views.py), so drf-spectacular does
 not see it. `ingest_operation_hook` (a postprocessing hook, after
 beastflow.openapi's) writes the operation from the facts below, taken from the
 code that serves it: the event shape and limits of engines/ingest/validation.py,
-the push schemes of engines/ingest/schemes.py (docs/push.md), the answers of
+the push schemes of engines/connectors/schemes.py (docs/push.md), the answers of
 engines/ingest/service.py. tests/beastflow/test_openapi.py keeps them honest by
 checking the limits against those modules, and the schemathesis run pushes
 to a live server through this description.
@@ -16,12 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from beastflow.openapi import problem_ref
-from engines.ingest import schemes, service, validation
+from engines.connectors import schemes
+from engines.ingest import service, validation
 
 PATH = "/api/v1/sources/{source_id}/events"
 
 # The push schemes' credentials, as security schemes: any one of them (or an API key) lets a push in.
-# Keyed by engines.ingest.schemes' scheme names (a test checks every scheme is here).
+# Keyed by engines.connectors.schemes' scheme names (a test checks every scheme is here).
 SCHEME_SECURITY = {
     schemes.BEASTFLOW: "beastflowSignature",
     schemes.GITHUB: "githubSignature",

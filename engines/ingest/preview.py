@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engines.ingest.push_mapping import Body, PushProgram, event_render
+from engines.connectors.push_mapping import Body, PushProgram, event_render
 from engines.ingest.service import data_schema_check
 from engines.models import Source
 from engines.schemas import PushMapping, field_errors

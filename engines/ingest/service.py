@@ -33,9 +33,10 @@ from django_tenants.utils import schema_context
 from prometheus_client import Counter, Histogram
 
 from beastflow import crypto
-from engines.ingest import quota, schemes
+from engines.connectors import schemes
+from engines.connectors.push_mapping import PushProgram, parse_body
+from engines.ingest import quota
 from engines.ingest.commit import BatchResult, Cursor, PendingBatch, commit_batches
-from engines.ingest.push_mapping import PushProgram, parse_body
 from engines.ingest.quota import AsyncTokenBucket, QuotaDecision, TokenBucket
 from engines.ingest.validation import BodyError, Event, decode_and_validate, needs_scan, split_body, validate
 from engines.models import Source

@@ -16,8 +16,9 @@ import yaml
 from django.core.management import call_command
 from openapi_spec_validator import validate
 
+from engines.connectors import schemes
 from engines.ingest import openapi as ingest_openapi
-from engines.ingest import schemes, service, validation
+from engines.ingest import service, validation
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "post", "put", "patch", "delete")

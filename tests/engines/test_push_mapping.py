@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engines.connectors.mapping import to_microseconds
+from engines.connectors.push_mapping import Body, PushProgram, parse_body, truthy
 from engines.ingest.hashing import record_hash
-from engines.ingest.push_mapping import Body, PushProgram, parse_body, truthy
 from engines.ingest.service import data_schema_check
 from engines.ingest.validation import BodyError
 from engines.schemas import PushMapping

@@ -18,8 +18,8 @@ import time
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from engines.ingest import schemes
-from engines.ingest.schemes import SignatureError, verifier
+from engines.connectors import schemes
+from engines.connectors.schemes import SignatureError, verifier
 from tests.upstream_fixtures import upstream_fixture  # noqa: F401  (the `upstream` fixture)
 from tests.upstream_packages import UpstreamSigner
 

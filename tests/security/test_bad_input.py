@@ -10,9 +10,9 @@ import httpx
 import pytest
 from django_tenants.utils import tenant_context
 
+from engines.connectors.push_mapping import parse_body
 from engines.ingest.commit import PendingBatch
 from engines.ingest.fastpath import _commit_isolating
-from engines.ingest.push_mapping import parse_body
 from engines.ingest.validation import MAX_DEPTH, BodyError, Event, decode_and_validate, split_body, validate
 from engines.models import Record
 from tests.conftest import Persona
@@ -77,7 +77,7 @@ def test_invalid_utf8_and_absurd_nesting_are_body_errors() -> None:
 
 
 def test_the_native_mapping_refuses_nul_and_infinite_numbers() -> None:
-    from engines.ingest.push_mapping import PushProgram
+    from engines.connectors.push_mapping import PushProgram
     from engines.schemas import PushMapping
 
     program = PushProgram(PushMapping(id="body.id", key="body.key", version="body.v", data="body.data"))
