@@ -1,7 +1,12 @@
-"""The web application with a tracemalloc snapshot on demand, for bench/web_memory.py.
+"""The web application with memory probes on demand, for bench/web_memory.py.
 
-Run under `PYTHONTRACEMALLOC=<frames>`: GET /__bench/snapshot?path=<file>
-writes the process's current tracemalloc snapshot there and answers 204.
+- GET /__bench/collect runs a full garbage collection and answers 200 with
+  what it found and the collector's counts, as JSON: the RSS before and after
+  it tells memory held by garbage the collector had not reached yet from
+  memory still in use.
+- GET /__bench/snapshot?path=<file> (under `PYTHONTRACEMALLOC=<frames>`)
+  collects, then writes the process's tracemalloc snapshot there; 204.
+
 Every other request goes to the real application untouched. Bench only:
 nothing in the product imports this.
 """
@@ -9,6 +14,7 @@ nothing in the product imports this.
 from __future__ import annotations
 
 import gc
+import json
 import tracemalloc
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,18 +22,28 @@ from urllib.parse import parse_qs
 from beastflow.asgi import application as _application
 
 SNAPSHOT_PATH = "/__bench/snapshot"
+COLLECT_PATH = "/__bench/collect"
+
+
+async def _answer(send: Any, status: int, body: bytes = b"") -> None:
+    headers = [(b"content-type", b"application/json")] if body else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "http" and scope["path"] == SNAPSHOT_PATH:
-        target = parse_qs(scope.get("query_string", b"").decode()).get("path", [""])[0]
-        status = 204
-        if not target or not tracemalloc.is_tracing():
-            status = 409
-        else:
-            gc.collect()  # garbage is not growth
-            tracemalloc.take_snapshot().dump(target)
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    if scope["type"] != "http" or scope["path"] not in (SNAPSHOT_PATH, COLLECT_PATH):
+        await _application(scope, receive, send)
         return
-    await _application(scope, receive, send)
+    if scope["path"] == COLLECT_PATH:
+        counts = gc.get_count()
+        found = gc.collect()
+        await _answer(send, 200, json.dumps({"unreachable": found, "counts_before": counts}).encode())
+        return
+    target = parse_qs(scope.get("query_string", b"").decode()).get("path", [""])[0]
+    if not target or not tracemalloc.is_tracing():
+        await _answer(send, 409)
+        return
+    gc.collect()  # garbage is not growth
+    tracemalloc.take_snapshot().dump(target)
+    await _answer(send, 204)

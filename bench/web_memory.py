@@ -19,9 +19,14 @@ smaller world and says where the bytes go:
 - samples the web process's RSS every --sample-s and prints the series, the
   growth after the warm-up and the growth per 10,000 requests, first half
   against second half (a leak keeps its slope; caches filling flatten);
-- with --tracemalloc (on by default; about 2x slower per request) it takes a
-  snapshot after the warm-up and at the end and prints the 15 places whose
-  allocations grew the most, with their tracebacks.
+- at the end, runs a full garbage collection in the web process and gives
+  the RSS before and after it: what it gives back was garbage the ingest
+  path's tuned collector (engines/ingest/fastpath.py tune_gc) had not
+  reached yet, not a leak;
+- with --frames N (12 by default; 0 turns tracing off, about 2x faster per
+  request) it takes a tracemalloc snapshot after the warm-up and at the end
+  and prints the 15 places whose live allocations grew the most, with
+  their tracebacks.
 """
 
 from __future__ import annotations
@@ -69,6 +74,12 @@ def snapshot(port: int, name: str) -> Path:
         if response.status != 204:
             raise RuntimeError(f"snapshot answered {response.status}")
     return path
+
+
+def collect(port: int) -> dict[str, Any]:
+    """A full collection in the web process: what it found (bench/_traced_app.py)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/__bench/collect", timeout=120) as response:
+        return dict(json.loads(response.read()))
 
 
 def growth(before: Path, after: Path, top: int = 15) -> list[dict[str, Any]]:
@@ -150,8 +161,13 @@ def main() -> int:
             if time.monotonic() >= end:
                 break
             time.sleep(min(args.sample_s, max(0.0, end - time.monotonic())))
-        last = snapshot(port, "end") if args.frames else None
         pusher.stop()
+        # Garbage or in use? The RSS a full collection gives back (pymalloc returns
+        # emptied arenas) was garbage the tuned collector had not reached yet.
+        before_gc = rss_mb(web.popen.pid)
+        collected = collect(port)
+        after_gc = rss_mb(web.popen.pid)
+        last = snapshot(port, "end") if args.frames else None
 
         early, late = slope(series)
         report = {
@@ -160,7 +176,13 @@ def main() -> int:
             "push_every_s": args.push_every,
             "requests": series[-1][2] - series[0][2],
             "failed": pusher.failed,
-            "rss_mb": {"after_warmup": round(series[0][1], 1), "end": round(series[-1][1], 1)},
+            "rss_mb": {
+                "after_warmup": round(series[0][1], 1),
+                "end": round(series[-1][1], 1),
+                "before_full_gc": round(before_gc, 1),
+                "after_full_gc": round(after_gc, 1),
+            },
+            "full_gc_unreachable": collected["unreachable"],
             "mb_per_10k_requests": {"first_half": round(early, 3), "second_half": round(late, 3)},
             "series": [(round(t), round(mb, 1), n) for t, mb, n in series],
             "tracemalloc_growth": growth(first, last) if first and last else None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ def test_the_telling_frames_are_our_own_and_the_innermost() -> None:
     assert web_memory._telling(frames) == [ours, "...", "/lib/y.py:9"]
 
 
-def _call(path: str, query: bytes) -> int:
+def _call(path: str, query: bytes = b"") -> tuple[int, bytes]:
     sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -34,18 +36,34 @@ def _call(path: str, query: bytes) -> int:
 
     scope = {"type": "http", "path": path, "query_string": query, "method": "GET", "headers": []}
     asyncio.run(_traced_app.application(scope, receive, send))
-    return int(sent[0]["status"])
+    return int(sent[0]["status"]), bytes(sent[1]["body"])
 
 
 def test_the_snapshot_route_writes_a_loadable_snapshot_only_while_tracing(tmp_path: Path) -> None:
     target = tmp_path / "web.snap"
     # not tracing: refused, nothing written
-    assert _call(_traced_app.SNAPSHOT_PATH, f"path={target}".encode()) == 409
+    assert _call(_traced_app.SNAPSHOT_PATH, f"path={target}".encode())[0] == 409
     assert not target.exists()
     # tracing: written, and it loads
     tracemalloc.start(2)
     try:
-        assert _call(_traced_app.SNAPSHOT_PATH, f"path={target}".encode()) == 204
+        assert _call(_traced_app.SNAPSHOT_PATH, f"path={target}".encode())[0] == 204
     finally:
         tracemalloc.stop()
     assert tracemalloc.Snapshot.load(str(target)).traces is not None
+
+
+def test_the_collect_route_finds_garbage_the_collector_had_not_reached() -> None:
+    # given: a reference cycle nobody holds
+    gc.disable()
+    try:
+        cycle: list[Any] = []
+        cycle.append(cycle)
+        del cycle
+        # when
+        status, body = _call(_traced_app.COLLECT_PATH)
+    finally:
+        gc.enable()
+    # then
+    assert status == 200
+    assert json.loads(body)["unreachable"] >= 1
