@@ -7,11 +7,14 @@ writing the source row or queueing the poll task themselves: each operation
 keeps its guards (a lock, a compare-and-set), its wake-ups and its cache
 invalidation in one place. The decisions stay pure (engines/hysteresis.py);
 creating, changing from a definition and deleting a source are the API's
-services in engines/sources.py.
+services in engines/sources.py, whose change takes the same lock as
+`_locked`, writes only the definition's columns and pauses or resumes
+through `pause` and `resume` here.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +33,6 @@ from engines.ingest.service import source_cache
 from engines.models import PollTrigger, Source
 from engines.modes import Mode
 from engines.selectors import source_health
-from engines.sources import new_webhook_secret
 from engines.switching import source_switch_mode
 from scheduling.services import source_wake
 
@@ -39,6 +41,8 @@ log = structlog.get_logger(__name__)
 # What `parameters_set` may write: the policy the judge and the poller read on
 # every pass, and the strategy version they come from (strategies/services.py).
 PARAMETERS = frozenset({"hysteresis", "health", "poll", "strategy_version_id"})
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (a label, not a secret)
 
 
 def hysteresis_state(source: Source, now: float) -> HysteresisState:
@@ -220,6 +224,11 @@ def parameters_set(source: Source, fields: Mapping[str, Any], *, edit: bool) -> 
     if changed and edit:
         source_wake(source.pk, judge=True)
     return changed
+
+
+def new_webhook_secret() -> str:
+    """A webhook secret for a new source (engines.sources.source_create) or a rotation."""
+    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 def webhook_secret_rotate(source: Source) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import structlog
@@ -10,6 +9,7 @@ from django.db import connection, transaction
 
 from beastflow import crypto
 from beastflow.tenancy import current_schema, current_tenant
+from engines import source_ops
 from engines.connectors.presets import PresetError, preset_apply
 from engines.ingest.service import source_cache
 from engines.models import Source, StreamState
@@ -19,7 +19,6 @@ from tenants.models import SourceRoute
 
 log = structlog.get_logger(__name__)
 
-WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (a label, not a secret)
 EDITABLE = (
     "name",
     "connector",
@@ -87,10 +86,6 @@ def _push_secret(spec: DataSourceConfig, *, current: str = "") -> str:
     return current
 
 
-def new_webhook_secret() -> str:
-    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
-
-
 @transaction.atomic
 def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
     """Create a source; returns it with its webhook secret (shown only now)."""
@@ -101,7 +96,7 @@ def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
         raise SourceError(422, f"The tenant's quota of {tenant.max_sources} sources is used up.")
     push_secret = _push_secret(spec)
     route = SourceRoute.objects.create(tenant=tenant)
-    secret = new_webhook_secret()
+    secret = source_ops.new_webhook_secret()
     source = Source.objects.create(
         id=route.pk,
         webhook_secret_encrypted=crypto.encrypt(secret),
@@ -116,7 +111,17 @@ def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
 
 @transaction.atomic
 def source_update(*, source: Source, changes: Any) -> Source:
-    """Apply a PATCH: top-level fields replace, the whole result is validated."""
+    """Apply a PATCH: top-level fields replace, the whole result is validated.
+
+    The caller's object was loaded earlier (the request's, the admin form's):
+    the changes are merged onto the row read afresh under the lock
+    engines/source_ops.py takes, and only the columns of the definition they
+    change are written. A mode switch, a hold or a strategy's parameters
+    written meanwhile (the monitor, healing, strategies) are not undone by a
+    stale copy; the monitor's own compare-and-set waits for the lock. A change
+    of `paused` is source_ops' pause or resume, as from the console. The
+    caller's object is brought up to date with the row and returned.
+    """
     if not isinstance(changes, dict):
         raise SourceError(400, "The body must be a JSON object.", [{"field": "body", "message": "not an object"}])
     unknown = sorted(set(changes) - set(EDITABLE) - {"paused"})
@@ -124,25 +129,34 @@ def source_update(*, source: Source, changes: Any) -> Source:
         raise SourceError(
             422, "Unknown or read-only fields.", [{"field": name, "message": "not editable"} for name in unknown]
         )
-    paused = changes.get("paused", source.paused)
-    if not isinstance(paused, bool):
+    paused = changes.get("paused")
+    if "paused" in changes and not isinstance(paused, bool):
         raise SourceError(422, "paused must be a boolean.", [{"field": "paused", "message": "not a boolean"}])
-    merged = {**source_spec(source), **{k: v for k, v in changes.items() if k != "paused"}}
+    locked = Source.objects.select_for_update().filter(pk=source.pk).first()
+    if locked is None:  # deleted since the caller loaded it
+        raise SourceError(404, "No such source.")
+    merged = {**source_spec(locked), **{k: v for k, v in changes.items() if k != "paused"}}
     if isinstance(merged.get("push"), dict):  # a rendered source sent back as it was read
         merged["push"] = {k: v for k, v in merged["push"].items() if k != "secret_set"}
     spec = parse_spec(merged)
-    if spec.name != source.name and Source.objects.filter(name=spec.name).exclude(pk=source.pk).exists():
+    if spec.name != locked.name and Source.objects.filter(name=spec.name).exclude(pk=locked.pk).exists():
         raise SourceError(409, f"A source named {spec.name!r} exists.", [{"field": "name", "message": "taken"}])
-    source.push_secret_encrypted = _push_secret(spec, current=source.push_secret_encrypted)
-    for name, value in _spec_fields(spec).items():
-        setattr(source, name, value)
-    source.paused = paused
-    source.save()
-    # Its thresholds, intervals or paused flag changed: every engine looks at it again now.
-    source_wake(source.pk, judge=True, poll=True, reconcile=True)
-    schema = current_schema()  # now: the callback may run after the request has left the tenant's schema
-    transaction.on_commit(lambda: source_cache.forget(schema, source.pk))
-    log.info("source_updated", source=source.pk, fields=sorted(changes))
+    fields = {**_spec_fields(spec), "push_secret_encrypted": _push_secret(spec, current=locked.push_secret_encrypted)}
+    written = [name for name, value in fields.items() if getattr(locked, name) != value]
+    for name in written:
+        setattr(locked, name, fields[name])
+    locked.save(update_fields=[*written, "updated_at"])  # an operator's edit, even of nothing (RCA reads it)
+    toggled = (
+        paused is not None and paused != locked.paused and (source_ops.pause if paused else source_ops.resume)(locked)
+    )
+    if not toggled:  # a pause or resume woke the engines and forgot the cached facts itself
+        # Its thresholds or intervals changed: every engine looks at it again now.
+        source_wake(locked.pk, judge=True, poll=True, reconcile=True)
+        schema = current_schema()  # now: the callback may run after the request has left the tenant's schema
+        transaction.on_commit(lambda: source_cache.forget(schema, locked.pk))
+    log.info("source_updated", source=locked.pk, fields=sorted(changes))
+    for field in Source._meta.concrete_fields:
+        setattr(source, field.attname, getattr(locked, field.attname))
     return source
 
 

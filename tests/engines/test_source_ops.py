@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -139,5 +140,78 @@ def test_a_forced_mode_is_decided_from_the_row_under_the_lock_and_recorded_with_
 def test_a_rotated_webhook_secret_replaces_the_stored_one(source: Source) -> None:
     old = sources.webhook_secret(source)
     new = source_ops.webhook_secret_rotate(source)
-    assert new != old and new.startswith(sources.WEBHOOK_SECRET_PREFIX)
+    assert new != old and new.startswith(source_ops.WEBHOOK_SECRET_PREFIX)
     assert sources.webhook_secret(Source.objects.get(pk=source.pk)) == new == sources.webhook_secret(source)
+
+
+def test_a_patch_from_a_stale_copy_keeps_what_the_monitor_healing_and_strategies_wrote_meanwhile(
+    source: Source,
+) -> None:
+    # given: the request loaded the source, then the row moved on before the save
+    stale = Source.objects.get(pk=source.pk)
+    source_ops.force_mode(source, to=Mode.POLLING, actor="", reason="degraded", signals={})
+    source_ops.hold_in_polling(source, hold_s=600.0, actor="healing", reason="held", signals={})
+    source_ops.parameters_set(source, {"hysteresis": {**source.hysteresis, "min_dwell_s": 90.0}}, edit=False)
+    Source.objects.filter(pk=source.pk).update(health_score=12, verdict="bad")  # the monitor's last judgement
+    moved = Source.objects.get(pk=source.pk)
+    # when: a PATCH of its name and config, from the stale copy
+    config = {**stale.config, "timeout_s": 7.0}
+    updated = sources.source_update(source=stale, changes={"name": "ops-renamed", "config": config})
+    # then: the PATCH landed, and nothing it did not name was undone
+    row = Source.objects.get(pk=source.pk)
+    assert (row.name, row.config["timeout_s"]) == ("ops-renamed", 7.0)
+    kept = ("mode", "mode_since", "hysteresis_state", "hysteresis", "health_score", "verdict", "next_poll_at")
+    assert {name: getattr(row, name) for name in kept} == {name: getattr(moved, name) for name in kept}
+    assert row.mode == Mode.POLLING.value and row.hysteresis_state["hold_until"] > time.time() + 500
+    # and: the caller's copy is the row now (the API renders it)
+    assert updated is stale and (stale.mode, stale.name, stale.hysteresis) == ("polling", "ops-renamed", row.hysteresis)
+
+
+@pytest.mark.parametrize("through", ["api", "console"])
+def test_pausing_through_the_api_does_what_pausing_from_the_console_does(
+    source: Source, through: str, alice: Any, django_capture_on_commit_callbacks: Capture
+) -> None:
+    from django_tenants.utils import tenant_context
+
+    from console.services import source_pause, source_resume
+    from engines.ingest.service import source_cache
+
+    schema = connection.schema_name
+
+    def quiet() -> datetime:
+        # nothing due for an hour, and the source's facts cached by the ingest path
+        later = timezone.now() + timedelta(hours=1)
+        SourceSchedule.objects.filter(pk=source.pk).update(
+            next_eval_at=later, next_poll_at=later, next_reconcile_at=later
+        )
+        source_cache.get(schema, source.pk, lambda: None)
+        return later
+
+    def flip(paused: bool) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            if through == "api":
+                answer = alice.client().patch(f"/api/v1/sources/{source.pk}", {"paused": paused}, format="json")
+                assert answer.status_code == 200 and answer.json()["paused"] is paused
+                return
+            with tenant_context(alice.tenant):
+                action = source_pause if paused else source_resume
+                action(source=Source.objects.get(pk=source.pk), actor="alice", reason="maintenance")
+
+    def forgotten() -> bool:
+        loads: list[int] = []
+        source_cache.get(schema, source.pk, lambda: loads.append(1))  # type: ignore[func-returns-value]
+        return loads == [1]
+
+    for paused in (True, False):
+        # given (the API's request leaves the connection in the public schema: tenant_context after it)
+        with tenant_context(alice.tenant):
+            later, before = quiet(), Source.objects.get(pk=source.pk).updated_at
+        # when
+        flip(paused)
+        # then: flag set, an operator's edit, every engine looks at it now, the cached facts forgotten
+        with tenant_context(alice.tenant):
+            row = Source.objects.get(pk=source.pk)
+            schedule = SourceSchedule.objects.get(pk=source.pk)
+            assert row.paused is paused and row.updated_at > before
+            assert max(schedule.next_eval_at, schedule.next_poll_at, schedule.next_reconcile_at) < later
+            assert forgotten()
