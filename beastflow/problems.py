@@ -5,14 +5,13 @@ Shape: {"type", "title", "status", "detail", "errors": [{"field"|"index", "messa
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import structlog
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -113,41 +112,3 @@ class ProblemError(exceptions.APIException):
         self.status_code = status
         self.problem = problem_body(status, detail, errors=list(errors), title=title)
         super().__init__(detail)
-
-
-def _wants_problem(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/") or "json" in request.headers.get("Accept", "")
-
-
-def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if _wants_problem(request):
-        return problem_response(404, "Nothing here.")
-    from django.views import defaults
-
-    return defaults.page_not_found(request, exception or Http404())
-
-
-def handler500(request: HttpRequest) -> HttpResponse:
-    # Raised by a middleware (no process_exception saw it): an unreachable store is still a 503.
-    from beastflow.unavailable import response_for  # here: it imports this module
-
-    unavailable = response_for(request, sys.exc_info()[1])
-    if unavailable is not None:
-        return unavailable
-    if _wants_problem(request):
-        return problem_response(500, "An internal error; it has been logged with the request id.")
-    from django.views import defaults
-
-    return defaults.server_error(request)
-
-
-def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return problem_response(400, str(exception) if exception else "Bad request.")
-
-
-def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if _wants_problem(request):
-        return problem_response(403, "Forbidden.")
-    from django.views import defaults
-
-    return defaults.permission_denied(request, exception or PermissionDenied())

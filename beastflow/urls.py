@@ -31,7 +31,7 @@ urlpatterns = [
     path("", include("console.urls")),
 ]
 
-handler400 = "beastflow.problems.handler400"
-handler403 = "beastflow.problems.handler403"
-handler404 = "beastflow.problems.handler404"
-handler500 = "beastflow.problems.handler500"
+handler400 = "beastflow.error_handlers.handler400"
+handler403 = "beastflow.error_handlers.handler403"
+handler404 = "beastflow.error_handlers.handler404"
+handler500 = "beastflow.error_handlers.handler500"

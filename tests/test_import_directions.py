@@ -255,10 +255,6 @@ def test_downward_sideways_and_listed_arrows_pass() -> None:
 # (a local import keeps a cycle from failing at import time; the modules still
 # depend on each other), each with why it stays. docs/architecture.md names them.
 CYCLES = {
-    frozenset({"beastflow.problems", "beastflow.unavailable"}): (
-        "an outage is answered as a problem (unavailable renders with problems), and the problem handler "
-        "asks unavailable whether an exception is an outage"
-    ),
     frozenset(
         {
             "simulator.profiles",
