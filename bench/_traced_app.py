@@ -1,9 +1,9 @@
 """The web application with memory probes on demand, for bench/web_memory.py.
 
 - GET /__bench/collect runs a full garbage collection and answers 200 with
-  what it found and the collector's counts, as JSON: the RSS before and after
-  it tells memory held by garbage the collector had not reached yet from
-  memory still in use.
+  what it found, how long it took and the collector's counts, as JSON: the
+  RSS before and after it tells memory held by garbage the collector had
+  not reached yet from memory still in use.
 - GET /__bench/snapshot?path=<file> (under `PYTHONTRACEMALLOC=<frames>`)
   collects, then writes the process's tracemalloc snapshot there; 204.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 import tracemalloc
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,8 +38,11 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["path"] == COLLECT_PATH:
         counts = gc.get_count()
+        started = time.perf_counter()
         found = gc.collect()
-        await _answer(send, 200, json.dumps({"unreachable": found, "counts_before": counts}).encode())
+        took = time.perf_counter() - started
+        body = {"unreachable": found, "counts_before": counts, "seconds": round(took, 4)}
+        await _answer(send, 200, json.dumps(body).encode())
         return
     target = parse_qs(scope.get("query_string", b"").decode()).get("path", [""])[0]
     if not target or not tracemalloc.is_tracing():

@@ -182,7 +182,7 @@ def main() -> int:
                 "before_full_gc": round(before_gc, 1),
                 "after_full_gc": round(after_gc, 1),
             },
-            "full_gc_unreachable": collected["unreachable"],
+            "full_gc": {"unreachable": collected["unreachable"], "seconds": collected["seconds"]},
             "mb_per_10k_requests": {"first_half": round(early, 3), "second_half": round(late, 3)},
             "series": [(round(t), round(mb, 1), n) for t, mb, n in series],
             "tracemalloc_growth": growth(first, last) if first and last else None,
