@@ -60,6 +60,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=90.0)
     parser.add_argument("--sample-s", type=float, default=30.0)
     parser.add_argument("--frames", type=int, default=12, help="tracemalloc frames; 0 turns tracing off")
+    parser.add_argument("--database", default=DATABASE, help="the bench's own database (dropped and made anew)")
     return parser.parse_args()
 
 
@@ -115,7 +116,7 @@ def slope(series: list[tuple[float, float, int]]) -> tuple[float, float]:
 
 def main() -> int:
     args = parse_args()
-    world = ScaleWorld(HERE, database=DATABASE)
+    world = ScaleWorld(HERE, database=args.database)
     try:
         world.create_database()
         spec = {

@@ -17,6 +17,18 @@ KEY_CACHE_TTL_S = 10.0
 _MAX_ENTRIES = 10_000
 
 
+class CacheMiss(Exception):  # noqa: N818 (a signal to the caller, not an error)
+    """Raised instead of querying when a caller asked for cached answers only.
+
+    The ingest fast path tries a request on its event loop first and must
+    not touch Django's database layer there: even a query Django would
+    refuse (SynchronousOnlyOperation) first makes a connection object for
+    the request's task, which becomes garbage for the cyclic collector when
+    the task ends, one per cache miss. It asks with `cached_only` and, on a
+    miss, runs the request in a thread instead.
+    """
+
+
 @dataclass(frozen=True)
 class ResolvedKey:
     key_id: int
@@ -57,12 +69,14 @@ def forget_cached_keys() -> None:
     _routes.clear()
 
 
-def apikey_resolve(raw: str) -> ResolvedKey | None:
-    """The active key's tenant, or None for an unknown, revoked or unready key."""
+def apikey_resolve(raw: str, *, cached_only: bool = False) -> ResolvedKey | None:
+    """The active key's tenant, or None for an unknown, revoked or unready key (CacheMiss: see there)."""
     digest = hash_api_key(raw)
     hit, value = _keys.get(digest)
     if hit:
         return value if isinstance(value, ResolvedKey) else None
+    if cached_only:
+        raise CacheMiss
     key = (
         ApiKey.objects.select_related("tenant")
         .filter(key_hash=digest, revoked_at__isnull=True, tenant__ready=True)
@@ -83,11 +97,13 @@ def tenant_for_host(host: str) -> Tenant | None:
     return tenant
 
 
-def tenant_for_source(source_id: int) -> Tenant | None:
+def tenant_for_source(source_id: int, *, cached_only: bool = False) -> Tenant | None:
     cache_key = str(source_id)
     hit, value = _routes.get(cache_key)
     if hit:
         return value if isinstance(value, Tenant) else None
+    if cached_only:
+        raise CacheMiss
     route = SourceRoute.objects.select_related("tenant").filter(pk=source_id, tenant__ready=True).first()
     tenant = route.tenant if route else None
     _routes.put(cache_key, tenant)

@@ -210,21 +210,22 @@ def source_meta_from_row(
     )
 
 
-def route(source_id: int, headers: Mapping[str, str]) -> tuple[Tenant, bool]:
+def route(source_id: int, headers: Mapping[str, str], *, cached_only: bool = False) -> tuple[Tenant, bool]:
     """Who asks: (the tenant, whether by API key). `headers` have lower-cased names.
 
     A key decides the tenant (401 when unknown or revoked). Without one the
     source's global id does (tenants.SourceRoute): a source nobody can be
     routed to is 401 for an unsigned request, 404 for a signed one.
+    `cached_only`: tenants.selectors.CacheMiss rather than a query.
     """
     authorization = headers.get("authorization")
     if authorization:
         token = bearer_token(authorization)
-        resolved = apikey_resolve(token) if token else None
+        resolved = apikey_resolve(token, cached_only=cached_only) if token else None
         if resolved is None:
             raise IngestError(401, "The API key is unknown or revoked.")
         return resolved.tenant, True
-    found = tenant_for_source(source_id)
+    found = tenant_for_source(source_id, cached_only=cached_only)
     if found is None:
         if not headers.get("x-beastflow-signature"):
             raise IngestError(401, "Send an API key or a signed body.")

@@ -42,6 +42,7 @@ from engines.ingest import service
 from engines.ingest.commit import BatchResult, PendingBatch
 from engines.ingest.quota import QuotaDecision
 from engines.ingest.service import IngestError, SourceMeta, Taken
+from tenants.selectors import CacheMiss
 
 log = structlog.get_logger(__name__)
 
@@ -177,18 +178,22 @@ def refusal(exc: IngestError, source_id: int) -> Reply:
     return Reply(exc.status, problem_body(exc.status, exc.detail, errors=exc.errors), CONTENT_TYPE, exc.headers)
 
 
-def admit(source_id: int, headers: Mapping[str, str], body: bytes) -> tuple[SourceMeta, Taken]:
+def admit(
+    source_id: int, headers: Mapping[str, str], body: bytes, *, cached_only: bool = False
+) -> tuple[SourceMeta, Taken]:
     """Route, source, verify, read, in this order: the request's source and events, or IngestError.
 
-    Blocking, and it queries only on a cache miss or to count a push error:
-    under the fast path's event loop such a query raises Django's
-    SynchronousOnlyOperation before it touches the database, and the door
-    runs the whole of it again in a thread.
+    Blocking, and it queries only on a cache miss or to count a push error.
+    With `cached_only` (the fast path's try on its event loop) it raises
+    tenants.selectors.CacheMiss instead of either, before touching Django's
+    database layer, and the door runs the whole of it again in a thread.
     """
     with stage("ingest.auth", service.STAGE_AUTH):
-        tenant, has_key = service.route(source_id, headers)
+        tenant, has_key = service.route(source_id, headers, cached_only=cached_only)
         meta = service.source_cache.get(
-            tenant.schema_name, source_id, lambda: service.load_source_meta(tenant, source_id)
+            tenant.schema_name,
+            source_id,
+            _cache_miss if cached_only else lambda: service.load_source_meta(tenant, source_id),
         )
         if meta is None:
             raise IngestError(404, "No such source.")
@@ -199,10 +204,16 @@ def admit(source_id: int, headers: Mapping[str, str], body: bytes) -> tuple[Sour
                 meta, native=native, headers=headers, body=body, content_type=headers.get("content-type", "")
             )
     except IngestError:
+        if cached_only:
+            raise CacheMiss from None  # the count is a write: the thread's run refuses and counts
         with schema_context(meta.schema), connection.cursor() as cursor:
             service.count_push_error(cursor, source_id, scheme=meta.push_scheme if native else None)
         raise
     return meta, taken  # the quota is the commit's: taken once for a whole group
+
+
+def _cache_miss() -> SourceMeta | None:
+    raise CacheMiss
 
 
 def settle(

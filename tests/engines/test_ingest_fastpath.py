@@ -9,9 +9,12 @@ import json
 
 import httpx
 import pytest
+from django.db import connections
 from django_tenants.utils import tenant_context
 
+from engines.ingest import service, steps
 from engines.models import Change, Record
+from tenants.selectors import CacheMiss, forget_cached_keys
 from tests.conftest import Persona
 
 
@@ -77,3 +80,34 @@ def test_the_fast_path_answers_problem_json_like_the_django_path(
     ok = httpx.post(url, json=event, headers=alice | {"X-Request-ID": "trace-me-1"})
     assert ok.status_code == 202
     assert ok.headers["x-request-id"] == "trace-me-1"
+
+
+def test_a_cache_miss_on_the_event_loop_makes_no_database_connection_object(
+    committed_source: tuple[int, str], personas: dict[str, Persona], django_db_blocker: pytest.FixtureRequest
+) -> None:
+    # given: cold caches, a source of alice's and her key
+    source_id = committed_source[0]
+    schema = personas["alice"].tenant.schema_name
+    forget_cached_keys()
+    service.source_cache.forget(schema, source_id)
+    headers = {"authorization": f"Bearer {personas['alice'].api_key}", "content-type": "application/json"}
+    body = json.dumps({"id": "miss-1", "type": "upsert", "key": "k", "version": 1, "data": {}}).encode()
+
+    async def on_the_loop() -> tuple[list[object], list[object]]:
+        before = connections.all(initialized_only=True)
+        with pytest.raises(CacheMiss):
+            steps.admit(source_id, headers, body, cached_only=True)
+        return before, connections.all(initialized_only=True)
+
+    # when: the fast path's try on its event loop
+    before, after = asyncio.run(on_the_loop())
+    # then: no connection object was made for the task (it would be cyclic garbage once the task ends)
+    assert after == before
+    # and: run in a thread as the door then does, it is admitted, after which the loop needs no thread
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        _, taken = steps.admit(source_id, headers, body)
+
+    async def again() -> object:
+        return steps.admit(source_id, headers, body, cached_only=True)[1]
+
+    assert asyncio.run(again()) == taken

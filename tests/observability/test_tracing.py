@@ -99,14 +99,19 @@ def test_a_push_on_the_fast_path_traces_its_stages_and_the_callback_task_it_queu
     django_db_blocker: Any,
 ) -> None:
     from beastflow.asgi import application
+    from beastflow.redis_client import get_redis
     from callbacks.models import Subscription
     from callbacks.services import subscription_create
+    from callbacks.wake import wake_key
 
     # given: a subscription (so a commit queues a delivery task) and a caller's trace
     source_id, secret = committed_source
     tenant = personas["alice"].tenant
     with django_db_blocker.unblock(), tenant_context(tenant):
         subscription, _ = subscription_create(url="http://127.0.0.1:9/hook", sources=[source_id], from_seq=None)
+    # An earlier test's commit in this tenant may have left its delivery wake debounced
+    # (callbacks.wake): then this push would queue no task. This push must be the one that wakes.
+    get_redis().delete(wake_key(tenant.schema_name))
     body = json.dumps({"id": "traced-1", "type": "upsert", "key": "k", "version": 1, "data": {}}).encode()
     headers = {
         "X-BeastFlow-Signature": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
