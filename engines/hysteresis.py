@@ -212,6 +212,27 @@ class HysteresisState:
         }
 
     @classmethod
+    def stored_or_initial(
+        cls, stored: Mapping[str, object] | None, *, mode: Mode, now: float
+    ) -> tuple[HysteresisState, bool]:
+        """The state stored for a source now in `mode`, or a fresh one for that mode; and whether a stored
+        state was there but unreadable (the caller may say so).
+
+        A stored state of another mode was left by a switch made outside the
+        machine (a forced mode): the machine starts again from the mode the
+        source is in, polling for a source found in hybrid.
+        """
+        unreadable = False
+        if stored:
+            try:
+                state = cls.from_dict(stored)
+                if state.mode is mode:
+                    return state, False
+            except ValueError:
+                unreadable = True
+        return cls.initial(now=now, mode=Mode.POLLING if mode is Mode.HYBRID else mode), unreadable
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> HysteresisState:
         """Read a stored state; missing keys take the defaults, bad values raise ValueError."""
         default = cls()

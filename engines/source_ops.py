@@ -47,18 +47,10 @@ WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (a label, not a secret)
 
 def hysteresis_state(source: Source, now: float) -> HysteresisState:
     """The machine's state as stored on the source, or a fresh one for the mode it is in."""
-    if source.hysteresis_state:
-        try:
-            state = HysteresisState.from_dict(source.hysteresis_state)
-            if state.mode.value == source.mode:
-                return state
-        except ValueError:
-            log.warning("hysteresis_state_unreadable", source=source.pk)
-    # New source, or the mode was set outside the machine: start from the mode it is in.
-    mode = Mode(source.mode)
-    if mode is Mode.HYBRID:
-        mode = Mode.POLLING
-    return HysteresisState.initial(now=now, mode=mode)
+    state, unreadable = HysteresisState.stored_or_initial(source.hysteresis_state, mode=Mode(source.mode), now=now)
+    if unreadable:
+        log.warning("hysteresis_state_unreadable", source=source.pk)
+    return state
 
 
 # -- modes -------------------------------------------------------------------------

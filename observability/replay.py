@@ -106,18 +106,12 @@ health_policy = HealthPolicy.from_config
 
 
 def state_read(entry: Mapping[str, Any]) -> HysteresisState:
-    """The state the monitor read for this judgement (engines.source_ops.hysteresis_state)."""
-    t = float(entry["t"])
-    mode = Mode(str(entry["mode"]))
+    """The state the monitor read for this judgement, read by the monitor's own rule."""
     stored = entry.get("state")
-    if stored:
-        try:
-            state = HysteresisState.from_dict(stored)
-            if state.mode is mode:
-                return state
-        except ValueError:
-            pass
-    return HysteresisState.initial(now=t, mode=Mode.POLLING if mode is Mode.HYBRID else mode)
+    state, _ = HysteresisState.stored_or_initial(
+        stored if isinstance(stored, Mapping) else None, mode=Mode(str(entry["mode"])), now=float(entry["t"])
+    )
+    return state
 
 
 def poll_facts(

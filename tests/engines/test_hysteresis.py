@@ -715,3 +715,24 @@ def test_no_held_source_is_back_in_event_mode_before_push_allowed_at_says(
     assert state.mode is Mode.EVENT
     if allowed is not None:
         assert now >= allowed - 1e-6
+
+
+def test_a_stored_state_is_read_back_only_for_the_mode_the_source_is_in() -> None:
+    # given: a state stored in polling
+    stored = HysteresisState.initial(now=10.0, mode=Mode.POLLING).to_dict()
+    # then: read back for a source in polling; a source forced to event since starts afresh in event
+    assert HysteresisState.stored_or_initial(stored, mode=Mode.POLLING, now=50.0) == (
+        HysteresisState.from_dict(stored),
+        False,
+    )
+    assert HysteresisState.stored_or_initial(stored, mode=Mode.EVENT, now=50.0) == (
+        HysteresisState.initial(now=50.0, mode=Mode.EVENT),
+        False,
+    )
+
+
+def test_an_unreadable_or_missing_state_starts_afresh_and_hybrid_starts_as_polling() -> None:
+    fresh = HysteresisState.initial(now=5.0, mode=Mode.POLLING)
+    assert HysteresisState.stored_or_initial({"bad": "many"}, mode=Mode.HYBRID, now=5.0) == (fresh, True)
+    assert HysteresisState.stored_or_initial(None, mode=Mode.HYBRID, now=5.0) == (fresh, False)
+    assert HysteresisState.stored_or_initial({}, mode=Mode.POLLING, now=5.0) == (fresh, False)
