@@ -80,3 +80,15 @@ def staff_console(inner: View) -> View:
         return inner(request, *args, **kwargs)
 
     return wrapper
+
+
+def live_page(request: HttpRequest, template: str, fragment: str, context: dict[str, Any]) -> HttpResponse:
+    """A console page whose `#live` fragment refreshes itself: the fragment alone when asked (?fragment=1).
+
+    A viewer sees no forms: the POST views refuse them anyway (403), but a
+    button that cannot work misleads.
+    """
+    context = {**context, "can_operate": getattr(request, "console_role", "") == Role.OPERATOR}
+    if request.GET.get("fragment"):
+        return render(request, fragment, context)
+    return render(request, template, {**context, "fragment": fragment})

@@ -10,31 +10,20 @@ re-fetches the page's `#live` fragment (`?fragment=1`) every few seconds.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from console.access import tenant_console
+from console.access import live_page, tenant_console
 from healing import selectors, services
 from healing.models import HealingAction, HealingStatus
 from healing.rca.analysis import RCAError, rca_confirm
 from healing.schemas import RCACategory
-from tenants.models import Role
 
 CATEGORIES = [c.value for c in RCACategory]
 PAGE = 50
-
-
-def _page(request: HttpRequest, template: str, fragment: str, context: dict[str, Any]) -> HttpResponse:
-    # A viewer sees no forms: the POST views refuse them anyway (403), but a button that cannot work misleads.
-    context = {**context, "can_operate": getattr(request, "console_role", "") == Role.OPERATOR}
-    if request.GET.get("fragment"):
-        return render(request, fragment, context)
-    return render(request, template, {**context, "fragment": fragment})
 
 
 @require_GET
@@ -46,7 +35,7 @@ def rca_review(request: HttpRequest) -> HttpResponse:
     rows = list(selectors.rca_results(status=status).select_related("failure")[:PAGE])
     items = [{"rca": rca, "timeline": selectors.rca_timeline(rca)} for rca in rows]
     context = {"items": items, "status": status, "categories": CATEGORIES, "learner": selectors.learner_report()}
-    return _page(request, "healing/rca.html", "healing/_rca_list.html", context)
+    return live_page(request, "healing/rca.html", "healing/_rca_list.html", context)
 
 
 @require_POST
@@ -77,7 +66,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
         .exclude(decided_by__startswith="healing")
         .order_by("-decided_at")[:20]
     )
-    return _page(
+    return live_page(
         request, "healing/approvals.html", "healing/_approvals_list.html", {"waiting": waiting, "decided": decided}
     )
 
@@ -117,4 +106,4 @@ def healing_history(request: HttpRequest) -> HttpResponse:
     strategies = [s for s in selectors.strategy_stats() if s["successes"] or s["failures"]]
     running = sum(1 for a in actions if a.status == HealingStatus.RUNNING)
     context = {"actions": actions, "strategies": strategies, "running": running}
-    return _page(request, "healing/healing.html", "healing/_healing_list.html", context)
+    return live_page(request, "healing/healing.html", "healing/_healing_list.html", context)

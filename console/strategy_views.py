@@ -15,10 +15,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from console.access import tenant_console
+from console.access import live_page, tenant_console
 from strategies import selectors, services
 from strategies.models import ExperimentStatus, TenantStrategy
-from tenants.models import Role
 
 PAGE = 20
 
@@ -33,13 +32,10 @@ def experiments(request: HttpRequest) -> HttpResponse:
         "versions": selectors.versions_render(list(selectors.versions()[:PAGE])),
         "default": tenant.default_version if tenant else None,
         "auto_promote": bool(tenant and tenant.auto_promote),
-        "can_operate": getattr(request, "console_role", "") == Role.OPERATOR,
         "waiting": ExperimentStatus.AWAITING_APPROVAL.value,
         "running": ExperimentStatus.RUNNING.value,
     }
-    if request.GET.get("fragment"):
-        return render(request, "strategies/_experiments_list.html", context)
-    return render(request, "strategies/experiments.html", {**context, "fragment": "strategies/_experiments_list.html"})
+    return live_page(request, "strategies/experiments.html", "strategies/_experiments_list.html", context)
 
 
 @require_POST
