@@ -50,11 +50,13 @@ $(STAMP): $(LOCK) sdk/python/pyproject.toml | $(BIN)/python
 up: venv
 	$(LAUNCH) up
 
+# A test database made afresh each run: state one run left (a test stopped before its
+# cleanup) must not decide the next run's results. Focused runs keep --reuse-db (pyproject).
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(LAUNCH) test -- $(ARGS)
+	$(LAUNCH) test -- --create-db $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
