@@ -277,6 +277,9 @@ BEASTFLOW_TIER_WEIGHTS = {
 # failure makes its pass due at once).
 BEASTFLOW_HEALING_TICK_S = env_float("BEASTFLOW_HEALING_TICK_S", 2.0)
 BEASTFLOW_HEALING_IDLE_S = env_float("BEASTFLOW_HEALING_IDLE_S", 300.0)
+# Healing passes queued at most at once (backpressure, as for polls): a
+# mass outage's thousand tenants wait in the schedule, most overdue first.
+BEASTFLOW_HEALING_IN_FLIGHT = env_int("BEASTFLOW_HEALING_IN_FLIGHT", 100)
 # Callback sweeps (deliveries a wake missed): per tenant with active
 # subscriptions every BEASTFLOW_CALLBACKS_SWEEP_S, without any every
 # BEASTFLOW_CALLBACKS_IDLE_SWEEP_S (a new subscription makes it due at once).

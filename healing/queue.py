@@ -21,7 +21,7 @@ from healing.healer import actions_verify, failure_heal
 from healing.models import FailureRecord, FailureStatus, HealingAction, HealingStatus, RCAResult
 from healing.rca.analysis import rca_analyze
 from healing.rca.context import failure_features
-from healing.recovery import failures_resolve_recovered
+from healing.recovery import failures_resolve_recovered, quiet_s, quiet_since
 from healing.services import WAITING
 
 log = structlog.get_logger(__name__)
@@ -84,11 +84,11 @@ def healing_next_due(*, now: datetime, tick_s: float, idle_s: float) -> datetime
     """When the current tenant next needs a healing pass (docs/scheduling.md).
 
     Soon (a tick) while something can happen at any moment: a failure to
-    analyse, an action between states, an open failure whose source is back
-    on push with a good verdict (the recovery sweep's countdown). Otherwise
-    at the first time something falls due: a running action's verification
-    (`verify_after` still ahead, else its deadline) or a waiting action's
-    escalation, and at `idle_s` at most. What changes outside a pass (a new
+    analyse, an action between states. Otherwise at the first time something
+    falls due: an open failure whose source is back on push with a good
+    verdict, when the recovery sweep may close it (a tick at the earliest),
+    a running action's verification (`verify_after` still ahead, else its
+    deadline) or a waiting action's escalation, and at `idle_s` at most. What changes outside a pass (a new
     failure, an engine resolving one, an operator's decision, a source
     switching back to push) wakes the tenant (healing.services.healing_wake).
     """
@@ -97,12 +97,17 @@ def healing_next_due(*, now: datetime, tick_s: float, idle_s: float) -> datetime
         return soon
     if HealingAction.objects.filter(status__in=[HealingStatus.PROPOSED, HealingStatus.APPROVED]).exists():
         return soon
+    due = [now + timedelta(seconds=idle_s)]
+    # The recovery sweep closes these once quiet for long enough: a pass then,
+    # not every tick of the countdown (a mass recovery of a thousand tenants
+    # would otherwise be a pass per tenant per tick for minutes). A close
+    # that is overdue (a hole still open) is looked at every tick.
     recoverable = FailureRecord.objects.filter(
         status=FailureStatus.OPEN, source__paused=False, source__mode="event", source__verdict="good"
-    )
-    if recoverable.exists():
-        return soon
-    due = [now + timedelta(seconds=idle_s)]
+    ).select_related("source")
+    for failure in recoverable:
+        assert failure.source is not None
+        due.append(quiet_since(failure, failure.source) + timedelta(seconds=quiet_s(failure)))
     running = HealingAction.objects.filter(status=HealingStatus.RUNNING, verify_deadline__isnull=False)
     for verify_after, deadline in running.values_list("verify_after", "verify_deadline"):
         at = verify_after if verify_after is not None and verify_after > now else deadline

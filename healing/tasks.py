@@ -17,6 +17,7 @@ from healing import metrics
 from healing.health_checks import backlog_note
 from healing.queue import healing_next_due, healing_tick, queue_backlog_age_s
 from scheduling.claims import tenant_schedules_fill, tenants_claim
+from scheduling.queues import queue_depth
 from scheduling.services import tenant_due_at
 from tenants.models import Tenant
 
@@ -52,7 +53,13 @@ def healing_tick_task(lease: str | None = None) -> dict[str, int]:
 def healing_dispatch_task() -> int:
     """Beat's entry point: a healing pass for every tenant whose pass is due (docs/scheduling.md)."""
     tenant_schedules_fill()
-    claims = tenants_claim("next_healing_at", limit=DISPATCH_LIMIT, lease_s=CLAIM_S)
+    # Backpressure: at most what the healing queue has room for, most overdue
+    # tenants first; the others stay due in the schedule, not in the queue.
+    room = min(DISPATCH_LIMIT, settings.BEASTFLOW_HEALING_IN_FLIGHT - queue_depth("healing"))
+    if room <= 0:
+        pass_mark("healing")
+        return 0
+    claims = tenants_claim("next_healing_at", limit=room, lease_s=CLAIM_S)
     tenants = Tenant.objects.in_bulk([claim.tenant_id for claim in claims])
     for claim in claims:
         tenant = tenants.get(claim.tenant_id)

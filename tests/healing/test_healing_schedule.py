@@ -10,6 +10,7 @@ from django.utils import timezone
 from engines.models import Source
 from healing.models import FailureRecord, FailureStatus, HealingAction, HealingStatus
 from healing.queue import healing_next_due
+from healing.recovery import STREAM_QUIET_S, quiet_s
 from tests.factories import make_source
 
 pytestmark = pytest.mark.usefixtures("in_acme")
@@ -46,9 +47,21 @@ def test_an_open_failure_on_a_source_still_in_polling_waits_for_a_wake(clean: No
     Source.objects.filter(pk=source.pk).update(mode="polling", verdict="bad")
     _failure(source, analysis_due=False)
     assert _next(timezone.now()) == pytest.approx(IDLE)
-    # back on push with a good verdict: the recovery sweep counts down, every tick
+    # back on push with a good verdict: a pass when the recovery sweep may close it, not every tick before
     Source.objects.filter(pk=source.pk).update(mode="event", verdict="good")
-    assert _next(timezone.now()) == pytest.approx(TICK)
+    failure = FailureRecord.objects.get(source=source)
+    assert _next(failure.last_seen) == pytest.approx(quiet_s(failure))
+    # a close that is overdue (a hole kept it open) is looked at every tick
+    assert _next(failure.last_seen + timedelta(seconds=quiet_s(failure) + 30)) == pytest.approx(TICK)
+
+
+def test_of_several_recovering_failures_the_first_to_close_decides(clean: None) -> None:
+    quick, slow = make_source("recovering-quick")[0], make_source("recovering-slow")[0]
+    Source.objects.filter(pk__in=[quick.pk, slow.pk]).update(mode="event", verdict="good")
+    seen = _failure(slow, kind="stream_silent", analysis_due=False).last_seen  # quiet 10 s
+    gaps = _failure(quick, kind="stream_gaps", analysis_due=False)  # quiet 5 s
+    FailureRecord.objects.filter(pk=gaps.pk).update(last_seen=seen)
+    assert _next(seen) == pytest.approx(STREAM_QUIET_S["stream_gaps"])
 
 
 def test_a_running_action_is_looked_at_when_its_verification_opens_or_closes(clean: None) -> None:

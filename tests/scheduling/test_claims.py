@@ -118,6 +118,43 @@ def test_tenant_work_is_claimed_when_due_and_rescheduled_by_the_pass(
     assert [c.tenant_id for c in tenants_claim("next_sweep_at", limit=10, lease_s=60)] == [charlie.tenant.pk]
 
 
+def empty_healing_queue_now() -> None:
+    from beastflow.redis_client import get_redis
+    from scheduling.queues import _lists
+
+    get_redis().delete(*_lists("healing"))
+
+
+@pytest.fixture
+def empty_healing_queue() -> Any:
+    empty_healing_queue_now()
+    yield
+    empty_healing_queue_now()
+
+
+def test_healing_passes_are_sent_only_as_far_as_the_queue_has_room(
+    alice: Persona, charlie: Persona, quiet: datetime, empty_healing_queue: None, settings: Any
+) -> None:
+    from healing.tasks import healing_dispatch_task
+    from scheduling.queues import queue_depth
+
+    # given: both tenants' passes due, alice's longer, and room for one pass in the queue
+    settings.BEASTFLOW_HEALING_IN_FLIGHT = 1
+    now = timezone.now()
+    TenantSchedule.objects.filter(pk=alice.tenant.pk).update(next_healing_at=now - timedelta(seconds=30))
+    TenantSchedule.objects.filter(pk=charlie.tenant.pk).update(next_healing_at=now - timedelta(seconds=5))
+    # when / then: the most overdue tenant is sent, the other stays due in the schedule
+    assert healing_dispatch_task() == 1
+    assert queue_depth("healing") == 1
+    assert TenantSchedule.objects.get(pk=charlie.tenant.pk).next_healing_at <= now
+    # a full queue sends nothing more; once drained, the other tenant's turn comes
+    assert healing_dispatch_task() == 0
+    empty_healing_queue_now()
+    assert healing_dispatch_task() == 1
+    claimed = TenantSchedule.objects.get(pk=charlie.tenant.pk).next_healing_at
+    assert claimed is not None and claimed > now  # its claim's lease
+
+
 def test_a_new_failure_makes_its_tenants_healing_pass_due(
     alice: Persona, quiet: datetime, django_capture_on_commit_callbacks: Any
 ) -> None:
