@@ -285,6 +285,9 @@ BEASTFLOW_HEALING_IN_FLIGHT = env_int("BEASTFLOW_HEALING_IN_FLIGHT", 100)
 # BEASTFLOW_CALLBACKS_IDLE_SWEEP_S (a new subscription makes it due at once).
 BEASTFLOW_CALLBACKS_SWEEP_S = env_float("BEASTFLOW_CALLBACKS_SWEEP_S", 10.0)
 BEASTFLOW_CALLBACKS_IDLE_SWEEP_S = env_float("BEASTFLOW_CALLBACKS_IDLE_SWEEP_S", 300.0)
+# Sweeps sent in a round at most as far as the callbacks queue holds fewer
+# messages than this (backpressure: tenants made together do not queue a herd).
+BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT = env_int("BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT", 100)
 # One tenant's delivery run lasts at most this many seconds times its tier
 # weight, then goes to the back of the callbacks queue: tenants take turns.
 BEASTFLOW_CALLBACKS_SLICE_S = env_float("BEASTFLOW_CALLBACKS_SLICE_S", 2.0)
@@ -318,6 +321,13 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 # A worker started without -Q consumes every one of these.
 CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in BEASTFLOW_QUEUES}
 CELERY_TASK_ROUTES = {
+    # The clock's dispatch rounds are small and must not wait behind the work
+    # they hand out (a round queued behind 200 polls expired unrun): `celery`.
+    # Exact names win over the patterns below.
+    "engines.tasks.polls_dispatch_task": {"queue": "celery"},
+    "engines.tasks.reconciles_dispatch_task": {"queue": "celery"},
+    "healing.tasks.healing_dispatch_task": {"queue": "celery"},
+    "callbacks.tasks.callbacks_sweep_task": {"queue": "celery"},
     "engines.tasks.monitor_*": {"queue": "monitor"},
     "engines.tasks.polls_*": {"queue": "polls"},
     "engines.tasks.source_poll_task": {"queue": "polls"},

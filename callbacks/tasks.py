@@ -17,6 +17,7 @@ from beastflow.tenancy import current_schema, current_tenant
 from callbacks import services, wake
 from scheduling.claims import tenant_schedules_fill, tenants_claim
 from scheduling.fairshare import tier_weight
+from scheduling.queues import queue_room
 from scheduling.services import tenant_due_at
 from tenants.models import Tenant
 
@@ -70,7 +71,13 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
 def callbacks_sweep_task() -> int:
     """The clock's entry point: a sweep for every tenant whose sweep is due (retries, lost wakes)."""
     tenant_schedules_fill()
-    claims = tenants_claim("next_sweep_at", limit=SWEEP_LIMIT, lease_s=SWEEP_CLAIM_S)
+    # Backpressure: sweeps only as far as the callbacks queue has room (wakes'
+    # deliveries count too), most overdue tenants first; the rest stay due.
+    room = min(SWEEP_LIMIT, queue_room("callbacks", settings.BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT))
+    if not room:
+        pass_mark("callbacks")
+        return 0
+    claims = tenants_claim("next_sweep_at", limit=room, lease_s=SWEEP_CLAIM_S)
     tenants = Tenant.objects.in_bulk([claim.tenant_id for claim in claims])
     for claim in claims:
         tenant = tenants.get(claim.tenant_id)

@@ -6,10 +6,22 @@ until then (docs/scheduling.md). The deadline is as late as it can be
 without changing what the hysteresis would have decided on a tick-by-tick
 clock:
 
-- Moving: a switch just happened, a verdict is bad in event mode, any
-  penalty is counted, the source is in hybrid, or good verdicts are being
-  counted towards a recovery. The machine counts consecutive verdicts
-  here, so the source is judged every tick, as before.
+- Moving: a switch just happened, a verdict is bad in event or hybrid
+  mode, any penalty is counted, or good verdicts are being counted towards
+  a recovery in polling. The machine counts consecutive verdicts here, so
+  the source is judged every tick, as before.
+- Validating: in hybrid on the way back with a clean stream, the decision
+  changes when the probation window ends, when a poll reports (it wakes
+  the source) or at a first bad verdict: silence, whose deadline is known,
+  or what a push brought, looked at after `active_s` (as in event mode);
+  every `dormant_s` besides.
+- Catching up: in hybrid on the way down, the machine waits for a poll
+  that reaches the upstream head and reads nothing else (its verdict runs
+  start afresh at the next switch). That poll wakes the source
+  (engines.polling), so it is judged then, and every `dormant_s` besides.
+  A mass outage puts a thousand sources here at once, all waiting for
+  their polls: judging each every tick meanwhile was most of the
+  monitor's work and changed nothing.
 - Dormant: in polling with the push still bad and no good verdict yet.
   Another bad verdict changes nothing (the machine only counts it), so
   the source is looked at every `dormant_s` to notice the push coming back.
@@ -36,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engines.health import StreamHealth
-from engines.hysteresis import HysteresisState
+from engines.hysteresis import HysteresisState, Phase
 from engines.modes import Mode, Verdict
 
 # Penalties a settled stream may carry: the delivery rate's is capped below the
@@ -66,23 +78,37 @@ def next_judgement(
     state: HysteresisState,
     switched: bool,
     moved: bool,
+    validation_ends_at: float | None = None,
 ) -> float:
     """The epoch time the source should next be judged at (never sooner than one tick).
 
     `state` is the state after this judgement's decision; `moved`: the
-    stream received events, refused pushes or heartbeats since the last one.
+    stream received events, refused pushes or heartbeats since the last one;
+    `validation_ends_at`: in hybrid (recovering), when the probation window
+    ends (the machine may then go back to event mode).
     """
     soonest = now + cadence.tick_s
-    if switched or state.mode is Mode.HYBRID:
+    if switched:
         return soonest
+    if state.mode is Mode.HYBRID and state.phase is Phase.DEGRADING:
+        return now + cadence.dormant_s
     if state.mode is Mode.POLLING:
         if health.verdict is Verdict.BAD and state.good == 0:
             return now + cadence.dormant_s
         return soonest
     if state.bad > 0 or any(penalty > 0 for name, penalty in health.penalties.items() if name not in QUIET_PENALTIES):
         return soonest
-    later = now + (cadence.active_s if moved else cadence.idle_s)
     silence, allowed = health.measures.get("silence_s"), health.measures.get("allowed_silence_s")
+    if state.mode is Mode.HYBRID:
+        # Validating a recovery with a clean stream: what can change the
+        # decision is the window ending, a poll's findings (a poll wakes the
+        # source, engines.polling) or a first bad verdict, which is silence
+        # (its deadline) or what a push brought (looked at after `active_s`).
+        later = now + (cadence.active_s if moved else cadence.dormant_s)
+        if validation_ends_at is not None and validation_ends_at > now:
+            later = min(later, validation_ends_at)
+    else:
+        later = now + (cadence.active_s if moved else cadence.idle_s)
     if silence is not None and allowed is not None:
         later = min(later, now + (allowed - silence))
     return max(soonest, later)

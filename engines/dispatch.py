@@ -30,7 +30,7 @@ from engines.polling import DISPATCH_CLAIM_S, audits_claim_due, poll_deadlines, 
 from engines.reconcile.runs import reconcile_deadlines, reconciles_claim_due
 from engines.source_ops import request_poll
 from scheduling.claims import Claim, evals_claim, sources_claim_fair
-from scheduling.queues import queue_depth
+from scheduling.queues import queue_room
 from scheduling.services import source_deadlines_set
 from tenants.models import Tenant
 
@@ -124,7 +124,7 @@ def _judge(claims: Sequence[Claim]) -> int:
 
 def polls_dispatch() -> int:
     """Send the due polls and audits, at most what the polls queue has room for, fairly between tenants."""
-    capacity = settings.BEASTFLOW_POLLS_IN_FLIGHT - queue_depth("polls")
+    capacity = queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT)
     claims = sources_claim_fair(
         "next_poll_at", capacity=capacity, lease_s=DISPATCH_CLAIM_S, weights=settings.BEASTFLOW_TIER_WEIGHTS
     )
@@ -164,7 +164,7 @@ def polls_dispatch() -> int:
 
 def reconciles_dispatch() -> int:
     """Start the due reconciliations, at most what the reconcile queue has room for, fairly between tenants."""
-    capacity = settings.BEASTFLOW_RECONCILES_IN_FLIGHT - queue_depth("reconcile")
+    capacity = queue_room("reconcile", settings.BEASTFLOW_RECONCILES_IN_FLIGHT)
     claims = sources_claim_fair(
         "next_reconcile_at", capacity=capacity, lease_s=RECONCILE_CLAIM_S, weights=settings.BEASTFLOW_TIER_WEIGHTS
     )

@@ -619,13 +619,15 @@ def _schedule(cases: list[_Case], *, now: float, leases: Mapping[int, datetime] 
     for case in cases:
         assert case.decision is not None
         if case.stored:
+            after = case.decision.state
             at = next_judgement(
                 now=now,
                 cadence=plan,
                 health=case.health,
-                state=case.decision.state,
+                state=after,
                 switched=case.decision.switched,
                 moved=case.memory.moved,
+                validation_ends_at=after.since + case.policy.validation_window_s,
             )
         else:
             at = now + plan.tick_s

@@ -497,6 +497,11 @@ def _succeeded(job: _Job, progress: _Progress) -> PollRun:
         for kind in POLL_FAILURE_KINDS:
             outbound.announce(outbound.FailureCleared(source_id=job.source_id, kind=kind))
     run = _record(job, progress, status=PollStatus.SUCCEEDED, caught_up=caught_up, plan=plan)
+    if job.mode == ModeChoices.HYBRID:
+        # What a source in hybrid waits for (a poll that catches up on the
+        # way down, a poll's findings on the way back): judged now, not at the
+        # slower cadence it waits at meanwhile (engines/deadlines.py).
+        source_wake(job.source_id, judge=True)
     POLLED_EVENTS.labels("new").inc(progress.new_events)
     POLLED_EVENTS.labels("duplicate").inc(progress.duplicates)
     log.info(

@@ -17,7 +17,7 @@ from healing import metrics
 from healing.health_checks import backlog_note
 from healing.queue import healing_next_due, healing_tick, queue_backlog_age_s
 from scheduling.claims import tenant_schedules_fill, tenants_claim
-from scheduling.queues import queue_depth
+from scheduling.queues import queue_room
 from scheduling.services import tenant_due_at
 from tenants.models import Tenant
 
@@ -55,8 +55,8 @@ def healing_dispatch_task() -> int:
     tenant_schedules_fill()
     # Backpressure: at most what the healing queue has room for, most overdue
     # tenants first; the others stay due in the schedule, not in the queue.
-    room = min(DISPATCH_LIMIT, settings.BEASTFLOW_HEALING_IN_FLIGHT - queue_depth("healing"))
-    if room <= 0:
+    room = min(DISPATCH_LIMIT, queue_room("healing", settings.BEASTFLOW_HEALING_IN_FLIGHT))
+    if not room:
         pass_mark("healing")
         return 0
     claims = tenants_claim("next_healing_at", limit=room, lease_s=CLAIM_S)

@@ -98,3 +98,8 @@ def queue_depth(name: str) -> int:
         for list_key in _lists(name):
             pipe.llen(list_key)
         return sum(int(n or 0) for n in pipe.execute())
+
+
+def queue_room(name: str, bound: int) -> int:
+    """How many more messages the queue may take under `bound` (backpressure for a dispatch round); 0 when full."""
+    return max(0, bound - queue_depth(name))

@@ -24,12 +24,20 @@ def health(*, silent_s: float = 1.0, allowed_s: float = 15.0, **penalties: int) 
 
 
 def state(mode: Mode = Mode.EVENT, **fields: object) -> HysteresisState:
-    phase = Phase.DEGRADING if mode is Mode.HYBRID else None
-    return HysteresisState(mode=mode, phase=phase, since=T0 - 100, **fields)  # type: ignore[arg-type]
+    fields.setdefault("phase", Phase.DEGRADING if mode is Mode.HYBRID else None)
+    return HysteresisState(mode=mode, since=T0 - 100, **fields)  # type: ignore[arg-type]
 
 
-def at(h: StreamHealth, s: HysteresisState, *, switched: bool = False, moved: bool = False) -> float:
-    return next_judgement(now=T0, cadence=CADENCE, health=h, state=s, switched=switched, moved=moved) - T0
+def at(
+    h: StreamHealth, s: HysteresisState, *, switched: bool = False, moved: bool = False, window_s: float | None = None
+) -> float:
+    ends = None if window_s is None else T0 + window_s
+    return (
+        next_judgement(
+            now=T0, cadence=CADENCE, health=h, state=s, switched=switched, moved=moved, validation_ends_at=ends
+        )
+        - T0
+    )
 
 
 def test_a_settled_idle_stream_is_judged_at_its_silence_deadline() -> None:
@@ -59,7 +67,8 @@ def test_never_sooner_than_a_tick() -> None:
     [
         (health(gaps=10), state(), False),  # a penalty
         (health(), state(bad=1), False),  # a bad verdict being counted
-        (health(), state(Mode.HYBRID), False),  # hybrid: polls being judged
+        (health(), state(Mode.HYBRID, phase=Phase.RECOVERING, bad=1), False),  # a bad verdict while validating
+        (health(), state(Mode.HYBRID), True),  # just switched to hybrid
         (health(), state(Mode.POLLING, good=2), False),  # a recovery being counted
         (health(), state(), True),  # just switched
     ],
@@ -75,3 +84,22 @@ def test_polling_with_the_push_still_dead_is_dormant() -> None:
 def test_cadence_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="tick_s"):
         Cadence(tick_s=10.0, dormant_s=5.0)
+
+
+def test_hybrid_on_the_way_down_waits_for_its_poll_at_the_dormant_cadence() -> None:
+    # its bad verdicts change nothing; the poll that catches up wakes it (engines.polling)
+    bad = health(silent_s=500.0, allowed_s=15.0, silence=100)
+    assert at(bad, state(Mode.HYBRID, bad=7)) == pytest.approx(5.0)
+    assert at(health(), state(Mode.HYBRID)) == pytest.approx(5.0)
+
+
+def test_validating_a_recovery_with_a_clean_stream_is_judged_when_something_can_change() -> None:
+    recovering = state(Mode.HYBRID, phase=Phase.RECOVERING)
+    # a push came: what it brought (gaps, refusals) is looked at after active_s, as in event mode
+    assert at(health(silent_s=0.5, allowed_s=60.0), recovering, moved=True, window_s=20.0) == pytest.approx(5.0)
+    # the window ends sooner than that: then (a poll that confirmed lets the machine go back to push)
+    assert at(health(silent_s=0.5, allowed_s=60.0), recovering, moved=True, window_s=2.0) == pytest.approx(2.0)
+    # silence would begin sooner still: then
+    assert at(health(silent_s=58.0, allowed_s=60.0), recovering, window_s=20.0) == pytest.approx(2.0)
+    # nothing moved, the window passed: waiting for a poll to confirm, which wakes the source
+    assert at(health(silent_s=1.0, allowed_s=60.0), recovering, window_s=-5.0) == pytest.approx(5.0)

@@ -410,3 +410,24 @@ def test_the_beat_entry_dispatches_due_polls_to_a_worker_in_each_tenant(
     wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
     [run] = runs()
     assert (run.trigger, run.status, run.new_events) == ("schedule", PollStatus.SUCCEEDED, 4)
+
+
+def test_a_poll_in_hybrid_makes_the_source_due_for_judgement_at_once(
+    upstream: SimulatorHandle, in_acme: object
+) -> None:
+    from scheduling.models import SourceSchedule
+
+    # given: a source in hybrid and one in polling, both judged next in a minute
+    upstream.sim.mutate(count=30)
+    hybrid, polling = _source(upstream, "in-hybrid"), _source(upstream, "in-polling")
+    later = timezone.now() + timedelta(seconds=60)
+    Source.objects.filter(pk=hybrid.pk).update(mode="hybrid")
+    Source.objects.filter(pk=polling.pk).update(mode="polling")
+    SourceSchedule.objects.filter(pk__in=[hybrid.pk, polling.pk]).update(next_eval_at=later)
+    # when
+    runs = [source_poll(source_id=s.pk, trigger="schedule") for s in (hybrid, polling)]
+    # then: hybrid waits on its polls (caught up on the way down, findings on the way back): judged now;
+    # in polling a poll changes nothing the machine reads, and the judgement keeps its time
+    assert [run.status for run in runs if run is not None] == [PollStatus.SUCCEEDED] * 2
+    assert SourceSchedule.objects.get(pk=hybrid.pk).next_eval_at <= timezone.now()
+    assert SourceSchedule.objects.get(pk=polling.pk).next_eval_at == later

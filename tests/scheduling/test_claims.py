@@ -118,40 +118,49 @@ def test_tenant_work_is_claimed_when_due_and_rescheduled_by_the_pass(
     assert [c.tenant_id for c in tenants_claim("next_sweep_at", limit=10, lease_s=60)] == [charlie.tenant.pk]
 
 
-def empty_healing_queue_now() -> None:
+def _queue_emptied(name: str) -> None:
     from beastflow.redis_client import get_redis
     from scheduling.queues import _lists
 
-    get_redis().delete(*_lists("healing"))
+    get_redis().delete(*_lists(name))
 
 
-@pytest.fixture
-def empty_healing_queue() -> Any:
-    empty_healing_queue_now()
-    yield
-    empty_healing_queue_now()
-
-
-def test_healing_passes_are_sent_only_as_far_as_the_queue_has_room(
-    alice: Persona, charlie: Persona, quiet: datetime, empty_healing_queue: None, settings: Any
-) -> None:
+@pytest.fixture(params=["healing", "callbacks"])
+def tenant_dispatch(request: pytest.FixtureRequest) -> Any:
+    """A tenant-level dispatch round, its deadline, its queue and its bound's setting."""
+    from callbacks.tasks import callbacks_sweep_task
     from healing.tasks import healing_dispatch_task
+
+    kind = request.param
+    round_, column, setting = {
+        "healing": (healing_dispatch_task, "next_healing_at", "BEASTFLOW_HEALING_IN_FLIGHT"),
+        "callbacks": (callbacks_sweep_task, "next_sweep_at", "BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT"),
+    }[kind]
+    _queue_emptied(kind)
+    yield round_, column, kind, setting
+    _queue_emptied(kind)
+
+
+def test_tenant_passes_are_sent_only_as_far_as_their_queue_has_room(
+    alice: Persona, charlie: Persona, quiet: datetime, tenant_dispatch: Any, settings: Any
+) -> None:
     from scheduling.queues import queue_depth
 
-    # given: both tenants' passes due, alice's longer, and room for one pass in the queue
-    settings.BEASTFLOW_HEALING_IN_FLIGHT = 1
+    round_, column, queue, setting = tenant_dispatch
+    # given: both tenants' passes due, alice's longer, and room for one message in the queue
+    setattr(settings, setting, 1)
     now = timezone.now()
-    TenantSchedule.objects.filter(pk=alice.tenant.pk).update(next_healing_at=now - timedelta(seconds=30))
-    TenantSchedule.objects.filter(pk=charlie.tenant.pk).update(next_healing_at=now - timedelta(seconds=5))
+    TenantSchedule.objects.filter(pk=alice.tenant.pk).update(**{column: now - timedelta(seconds=30)})
+    TenantSchedule.objects.filter(pk=charlie.tenant.pk).update(**{column: now - timedelta(seconds=5)})
     # when / then: the most overdue tenant is sent, the other stays due in the schedule
-    assert healing_dispatch_task() == 1
-    assert queue_depth("healing") == 1
-    assert TenantSchedule.objects.get(pk=charlie.tenant.pk).next_healing_at <= now
+    assert round_() == 1
+    assert queue_depth(queue) == 1
+    assert getattr(TenantSchedule.objects.get(pk=charlie.tenant.pk), column) <= now
     # a full queue sends nothing more; once drained, the other tenant's turn comes
-    assert healing_dispatch_task() == 0
-    empty_healing_queue_now()
-    assert healing_dispatch_task() == 1
-    claimed = TenantSchedule.objects.get(pk=charlie.tenant.pk).next_healing_at
+    assert round_() == 0
+    _queue_emptied(queue)
+    assert round_() == 1
+    claimed = getattr(TenantSchedule.objects.get(pk=charlie.tenant.pk), column)
     assert claimed is not None and claimed > now  # its claim's lease
 
 
