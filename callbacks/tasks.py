@@ -51,6 +51,8 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
     active = services.has_active_subscriptions()
     if not active:
         wake.mark_idle(schema, generation=generation)
+    else:
+        wake.idle_clear(schema)  # a mark whose invalidation was lost: wakes go through again
     if sweep:
         services.deliveries_prune()
         idle_s = settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S * random.uniform(0.8, 1.0)  # spread, like healing's
@@ -73,7 +75,10 @@ def callbacks_sweep_task() -> int:
     tenant_schedules_fill()
     # Backpressure: sweeps only as far as the callbacks queue has room (wakes'
     # deliveries count too), most overdue tenants first; the rest stay due.
-    room = min(SWEEP_LIMIT, queue_room("callbacks", settings.BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT))
+    room = min(
+        SWEEP_LIMIT,
+        queue_room("callbacks", settings.BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT, max_wait_s=SWEEP_CLAIM_S / 2),
+    )
     if not room:
         pass_mark("callbacks")
         return 0

@@ -46,13 +46,20 @@ WAKES_LOST = Counter(
 )
 
 # A queued task that never started (lost with its broker message) stops
-# blocking wakes after this.
-WAKE_TTL_MS = 10_000
+# blocking wakes after this, and the task expires with it. Long enough to
+# outlast a backlogged callbacks queue: with 10 s, a backlog past 10 s
+# discarded every wake unrun, so tenants without subscriptions were never
+# marked idle and each of their commits queued another (1,000 tenants:
+# 5,667 queued, none run). A lost message meanwhile costs a tenant with
+# subscriptions at most its next sweep (BEASTFLOW_CALLBACKS_SWEEP_S).
+WAKE_TTL_MS = 120_000
 # The idle mark is a cache of "no active subscription", dropped explicitly when
-# a subscription becomes active (subscriptions_changed); the TTL only bounds a
-# lost invalidation. Each expiry costs every idle tenant that pushes one
-# delivery task: at 1,000 tenants a 60 s TTL was 17 tasks/s doing nothing.
-IDLE_TTL_S = 300
+# a subscription becomes active (subscriptions_changed), and by any delivery
+# task or sweep that finds one active (idle_clear): the sweep's schedule is in
+# PostgreSQL, so a lost invalidation costs sweep-paced deliveries, not lost
+# ones. Each expiry costs every idle tenant that pushes one delivery task: at
+# 1,000 tenants a 60 s TTL was 17 tasks/s doing nothing, 300 s still 3/s.
+IDLE_TTL_S = 3_600
 
 _WAKE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -163,6 +170,11 @@ def mark_idle(schema: str, *, generation: int) -> bool:
     the new subscription would get no wakes until the mark expired.
     """
     return bool(_idle_script()(keys=[generation_key(schema), idle_key(schema)], args=[generation, IDLE_TTL_S]))
+
+
+def idle_clear(schema: str) -> None:
+    """The tenant has an active subscription: drop a stale idle mark, so its commits wake deliveries again."""
+    get_redis().delete(idle_key(schema))
 
 
 def schedule_retry(schema: str, delay_s: float) -> bool:

@@ -124,7 +124,8 @@ def _judge(claims: Sequence[Claim]) -> int:
 
 def polls_dispatch() -> int:
     """Send the due polls and audits, at most what the polls queue has room for, fairly between tenants."""
-    capacity = queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT)
+    # A poll sent now must start within its claim (DISPATCH_CLAIM_S) or it expires unrun.
+    capacity = queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT, max_wait_s=DISPATCH_CLAIM_S / 2)
     claims = sources_claim_fair(
         "next_poll_at", capacity=capacity, lease_s=DISPATCH_CLAIM_S, weights=settings.BEASTFLOW_TIER_WEIGHTS
     )
@@ -164,7 +165,7 @@ def polls_dispatch() -> int:
 
 def reconciles_dispatch() -> int:
     """Start the due reconciliations, at most what the reconcile queue has room for, fairly between tenants."""
-    capacity = queue_room("reconcile", settings.BEASTFLOW_RECONCILES_IN_FLIGHT)
+    capacity = queue_room("reconcile", settings.BEASTFLOW_RECONCILES_IN_FLIGHT, max_wait_s=RECONCILE_CLAIM_S / 2)
     claims = sources_claim_fair(
         "next_reconcile_at", capacity=capacity, lease_s=RECONCILE_CLAIM_S, weights=settings.BEASTFLOW_TIER_WEIGHTS
     )

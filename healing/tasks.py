@@ -55,7 +55,7 @@ def healing_dispatch_task() -> int:
     tenant_schedules_fill()
     # Backpressure: at most what the healing queue has room for, most overdue
     # tenants first; the others stay due in the schedule, not in the queue.
-    room = min(DISPATCH_LIMIT, queue_room("healing", settings.BEASTFLOW_HEALING_IN_FLIGHT))
+    room = min(DISPATCH_LIMIT, queue_room("healing", settings.BEASTFLOW_HEALING_IN_FLIGHT, max_wait_s=CLAIM_S / 2))
     if not room:
         pass_mark("healing")
         return 0

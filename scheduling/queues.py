@@ -100,6 +100,20 @@ def queue_depth(name: str) -> int:
         return sum(int(n or 0) for n in pipe.execute())
 
 
-def queue_room(name: str, bound: int) -> int:
-    """How many more messages the queue may take under `bound` (backpressure for a dispatch round); 0 when full."""
-    return max(0, bound - queue_depth(name))
+def room_for(*, depth: int, oldest_age_s: float | None, bound: int, max_wait_s: float | None) -> int:
+    """How many more messages a dispatch round may queue (pure).
+
+    Up to `bound` in the queue; none at all while its oldest message has
+    waited `max_wait_s` or longer: the consumers are not keeping up, and
+    what is sent now would wait longer still, past the claim it was sent
+    under (it then expires unrun and is sent again: work that only churns).
+    """
+    if max_wait_s is not None and oldest_age_s is not None and oldest_age_s >= max_wait_s:
+        return 0
+    return max(0, bound - depth)
+
+
+def queue_room(name: str, bound: int, *, max_wait_s: float | None = None) -> int:
+    """`room_for` the queue as the broker holds it now (one pipelined round trip)."""
+    state = queue_states((name,))[0]
+    return room_for(depth=state.depth, oldest_age_s=state.oldest_age_s, bound=bound, max_wait_s=max_wait_s)

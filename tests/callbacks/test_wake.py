@@ -50,3 +50,18 @@ def test_a_task_that_looked_before_a_subscription_was_created_cannot_mark_the_te
     # may have queued meanwhile for acme is beside the point: the idle mark is checked)
     assert not marked
     assert not get_redis().exists(wake.idle_key(SCHEMA))
+
+
+def test_a_delivery_run_that_finds_an_active_subscription_drops_a_stale_idle_mark(in_acme: object) -> None:
+    from callbacks.models import Subscription
+    from callbacks.tasks import callbacks_deliver_task
+
+    # given: acme marked idle, and a subscription whose invalidation never reached Redis
+    assert wake.mark_idle(SCHEMA, generation=wake.idle_generation(SCHEMA))
+    Subscription.objects.create(url="http://127.0.0.1:9/stale-idle", secret_encrypted="x")
+    assert not wake.wake_deliveries(SCHEMA)
+    # when: a delivery run (a sweep's, as the sweep is scheduled in PostgreSQL) finds it
+    callbacks_deliver_task.run()
+    # then: commits wake deliveries again
+    assert not get_redis().exists(wake.idle_key(SCHEMA))
+    assert wake.wake_deliveries(SCHEMA)
