@@ -43,6 +43,21 @@ TICK_SECONDS = Histogram(
 MISS_GRACE_S = 2.0
 SAMPLE_EVERY_S = 10.0
 GAP_FILL_COOLDOWN_S = 5
+# The same gap asked for again (the last poll could not fill it: the upstream
+# has no such seqs either, say a push that failed on the sender's side) waits
+# twice as long each time, up to this: a gap that cannot be filled must not
+# cost a poll every few seconds for ever (at 1,000 tenants such gap fills were
+# 364 of the 493 polls queued, sent around the dispatcher's backpressure).
+GAP_FILL_MAX_COOLDOWN_S = 300
+# How long the memory of a gap's tries is kept.
+GAP_FILL_MEMORY_S = 3_600
+
+
+def gap_fill_cooldown_s(tries: int) -> int:
+    """Seconds before the same gap is asked for again after `tries` earlier asks (pure)."""
+    return int(min(GAP_FILL_MAX_COOLDOWN_S, GAP_FILL_COOLDOWN_S * 2 ** min(tries, 16)))
+
+
 RATE_BASELINE_ALPHA = 0.05
 
 
@@ -162,10 +177,30 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     )
     if request is None:
         return
-    # One gap-fill poll in flight per source: the tick repeats faster than a poll may take.
-    if not get_redis().set(key("gapfill", current_schema(), source.pk), 1, nx=True, ex=GAP_FILL_COOLDOWN_S):
+    # One gap-fill poll in flight per source (the tick repeats faster than a
+    # poll may take), and a gap asked for before waits longer each time.
+    client = get_redis()
+    lock, memory = key("gapfill", current_schema(), source.pk), key("gapfill-tries", current_schema(), source.pk)
+    if client.exists(lock):
         return
-    log.info("gap_fill_requested", source=source.pk, after_seq=request.after_seq, missing=request.missing)
+    asked_after, asked_tries = client.hmget(memory, "after_seq", "tries")
+    same_gap = asked_after is not None and int(asked_after) == request.after_seq and asked_tries is not None
+    tries = int(asked_tries) + 1 if same_gap and asked_tries is not None else 0
+    cooldown_s = gap_fill_cooldown_s(tries)
+    if not client.set(lock, 1, nx=True, ex=cooldown_s):
+        return
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hset(memory, mapping={"after_seq": request.after_seq, "tries": tries})
+        pipe.expire(memory, GAP_FILL_MEMORY_S)
+        pipe.execute()
+    log.info(
+        "gap_fill_requested",
+        source=source.pk,
+        after_seq=request.after_seq,
+        missing=request.missing,
+        tries=tries,
+        next_ask_in_s=cooldown_s,
+    )
     outbound.announce(
         outbound.StreamGapFound(
             source_id=source.pk,
