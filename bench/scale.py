@@ -518,6 +518,12 @@ def main() -> int:
             [sys.executable, str(HERE / "manage.py"), "simulate", "--port", str(sim_port), "--rate", "0"],
             cwd=HERE,
         )
+        if args.reuse:
+            # The kept sources poll the simulator of the run that made them, gone with it: this one's feed
+            # instead (else every poll is refused, and healing's retries of them are what is measured).
+            feed = json.dumps(f"http://127.0.0.1:{sim_port}/changes")
+            repoint = "UPDATE {schema}.engines_source SET config = jsonb_set(config, '{poll_url}', '%s'::jsonb)"
+            sql_in_every_schema(world, tenants, repoint % feed + " WHERE config ? 'poll_url'")
         port = free_port()
         world.spawn(
             "web",
