@@ -118,50 +118,67 @@ def test_tenant_work_is_claimed_when_due_and_rescheduled_by_the_pass(
     assert [c.tenant_id for c in tenants_claim("next_sweep_at", limit=10, lease_s=60)] == [charlie.tenant.pk]
 
 
-def _queue_emptied(name: str) -> None:
-    from beastflow.redis_client import get_redis
-    from scheduling.queues import _lists
-
-    get_redis().delete(*_lists(name))
-
-
 @pytest.fixture(params=["healing", "callbacks"])
-def tenant_dispatch(request: pytest.FixtureRequest) -> Any:
-    """A tenant-level dispatch round, its deadline, its queue and its bound's setting."""
-    from callbacks.tasks import callbacks_sweep_task
-    from healing.tasks import healing_dispatch_task
+def tenant_dispatch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A tenant-level dispatch round, its deadline, and the room it is given (recorded as asked).
 
-    kind = request.param
-    round_, column, setting = {
-        "healing": (healing_dispatch_task, "next_healing_at", "BEASTFLOW_HEALING_IN_FLIGHT"),
-        "callbacks": (callbacks_sweep_task, "next_sweep_at", "BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT"),
-    }[kind]
-    _queue_emptied(kind)
-    yield round_, column, kind, setting
-    _queue_emptied(kind)
+    The room is what scheduling.queues.queue_room answers (its rule is
+    tested in test_queue_room.py); given here, because a worker of the
+    session may consume the real queue while the test counts it.
+    """
+    from callbacks import tasks as callbacks_tasks
+    from healing import tasks as healing_tasks
+
+    module, round_, column, setting = {
+        "healing": (
+            healing_tasks,
+            healing_tasks.healing_dispatch_task,
+            "next_healing_at",
+            "BEASTFLOW_HEALING_IN_FLIGHT",
+        ),
+        "callbacks": (
+            callbacks_tasks,
+            callbacks_tasks.callbacks_sweep_task,
+            "next_sweep_at",
+            "BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT",
+        ),
+    }[request.param]
+    room = {"now": 0}
+    asked: list[tuple[str, int]] = []
+
+    def queue_room(name: str, bound: int, *, max_wait_s: float | None = None) -> int:
+        asked.append((name, bound))
+        assert max_wait_s is not None and max_wait_s > 0  # the queue's age is part of the rule
+        return room["now"]
+
+    monkeypatch.setattr(module, "queue_room", queue_room)
+    sent: list[object] = []
+    task = healing_tasks.healing_tick_task if request.param == "healing" else callbacks_tasks.callbacks_deliver_task
+    monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: sent.append(kwargs))
+    return round_, column, request.param, setting, room, asked, sent
 
 
 def test_tenant_passes_are_sent_only_as_far_as_their_queue_has_room(
     alice: Persona, charlie: Persona, quiet: datetime, tenant_dispatch: Any, settings: Any
 ) -> None:
-    from scheduling.queues import queue_depth
-
-    round_, column, queue, setting = tenant_dispatch
-    # given: both tenants' passes due, alice's longer, and room for one message in the queue
-    setattr(settings, setting, 1)
+    round_, column, queue, setting, room, asked, sent = tenant_dispatch
+    setattr(settings, setting, 7)
+    # given: both tenants' passes due, alice's longer
     now = timezone.now()
     TenantSchedule.objects.filter(pk=alice.tenant.pk).update(**{column: now - timedelta(seconds=30)})
     TenantSchedule.objects.filter(pk=charlie.tenant.pk).update(**{column: now - timedelta(seconds=5)})
-    # when / then: the most overdue tenant is sent, the other stays due in the schedule
-    assert round_() == 1
-    assert queue_depth(queue) == 1
+    # when the queue has no room: nothing is sent and both stay due
+    assert round_() == 0 and sent == []
+    assert asked == [(queue, 7)]
+    assert getattr(TenantSchedule.objects.get(pk=alice.tenant.pk), column) <= now
+    # room for one: the most overdue tenant is sent, the other stays due in the schedule
+    room["now"] = 1
+    assert round_() == 1 and len(sent) == 1
+    assert getattr(TenantSchedule.objects.get(pk=alice.tenant.pk), column) > now  # its claim's lease
     assert getattr(TenantSchedule.objects.get(pk=charlie.tenant.pk), column) <= now
-    # a full queue sends nothing more; once drained, the other tenant's turn comes
-    assert round_() == 0
-    _queue_emptied(queue)
-    assert round_() == 1
-    claimed = getattr(TenantSchedule.objects.get(pk=charlie.tenant.pk), column)
-    assert claimed is not None and claimed > now  # its claim's lease
+    # room again: the other tenant's turn
+    assert round_() == 1 and len(sent) == 2
+    assert getattr(TenantSchedule.objects.get(pk=charlie.tenant.pk), column) > now
 
 
 def test_a_new_failure_makes_its_tenants_healing_pass_due(
