@@ -184,8 +184,8 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     if client.exists(lock):
         return
     asked_after, asked_tries = client.hmget(memory, "after_seq", "tries")
-    same_gap = asked_after is not None and int(asked_after) == request.after_seq and asked_tries is not None
-    tries = int(asked_tries) + 1 if same_gap and asked_tries is not None else 0
+    same_gap = asked_after is not None and asked_tries is not None and int(asked_after) == request.after_seq
+    tries = int(asked_tries or 0) + 1 if same_gap else 0
     cooldown_s = gap_fill_cooldown_s(tries)
     if not client.set(lock, 1, nx=True, ex=cooldown_s):
         return

@@ -88,9 +88,10 @@ def healing_next_due(*, now: datetime, tick_s: float, idle_s: float) -> datetime
     falls due: an open failure whose source is back on push with a good
     verdict, when the recovery sweep may close it (a tick at the earliest),
     a running action's verification (`verify_after` still ahead, else its
-    deadline) or a waiting action's escalation, and at `idle_s` at most. What changes outside a pass (a new
-    failure, an engine resolving one, an operator's decision, a source
-    switching back to push) wakes the tenant (healing.services.healing_wake).
+    deadline) or a waiting action's escalation, and at `idle_s` at most.
+    What changes outside a pass (a new failure, an engine resolving one, an
+    operator's decision, a source switching back to push) wakes the tenant
+    (healing.services.healing_wake).
     """
     soon = now + timedelta(seconds=tick_s)
     if FailureRecord.objects.filter(analysis_due=True).exists():
