@@ -62,6 +62,7 @@ HERE = Path(__file__).resolve().parent.parent
 DATABASE = "beastflow_bench_scale"
 WORLD_FILE = OUT_DIR / "scale-world.jsonl"  # the tenants a --keep run made, for --reuse
 QUEUES = ("celery", "monitor", "polls", "reconcile", "healing", "callbacks")
+SLICE_S = 300.0  # a long measurement reports every 5 minutes
 TICK_S = 1.0  # the monitor tick both schedulers run with (BEASTFLOW_MONITOR_TICK_S default)
 
 
@@ -171,13 +172,21 @@ class ScaleWorld(World):
 
 
 class Pusher:
-    """Each pushing source gets one event every `every_s`, phases spread at random; keep-alive connections."""
+    """Each pushing source gets one event every `every_s`, phases spread at random; keep-alive connections.
+
+    A push that fails is sent again (1 s, doubling, RETRIES times), as a real sender does: a push lost
+    for good leaves a seq gap the simulated upstream's feed cannot fill, and the source then cycles
+    through hybrid and polling for the rest of the run, which is the bench's doing, not the service's.
+    """
+
+    RETRIES = 6
 
     def __init__(self, port: int, targets: list[tuple[int, str]], every_s: float, connections: int = 12) -> None:
         self.port, self.every_s, self.connections = port, every_s, connections
         self.targets = targets
         self.sent = 0
-        self.failed = 0
+        self.failed = 0  # given up on after RETRIES attempts
+        self.retried = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True, name="pusher")
 
@@ -190,7 +199,7 @@ class Pusher:
         self.thread.join(timeout=15)
 
     async def _run(self) -> None:
-        queue: asyncio.Queue[Request] = asyncio.Queue(maxsize=10_000)
+        queue: asyncio.Queue[tuple[Request, int]] = asyncio.Queue(maxsize=10_000)
         workers = [asyncio.create_task(self._send(queue)) for _ in range(self.connections)]
         rng = random.Random(7)
         seqs = dict.fromkeys((sid for sid, _ in self.targets), 0)
@@ -205,26 +214,35 @@ class Pusher:
                 body = json.dumps({"events": [event]}).encode()
                 headers = (("Authorization", f"Bearer {key}"), ("Content-Type", "application/json"))
                 with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(Request("POST", f"/api/v1/sources/{sid}/events", body, headers))
+                    queue.put_nowait((Request("POST", f"/api/v1/sources/{sid}/events", body, headers), 0))
                 due.append((at + self.every_s, sid, key))
                 due.sort()
             await asyncio.sleep(0.05)
         for task in workers:
             task.cancel()
 
-    async def _send(self, queue: asyncio.Queue[Request]) -> None:
+    async def _send(self, queue: asyncio.Queue[tuple[Request, int]]) -> None:
         conn = Connection(self.port)
         while True:
-            request = await queue.get()
+            request, attempt = await queue.get()
             try:
                 response = await conn.send(request)
-                if 200 <= response.status < 300:
-                    self.sent += 1
-                else:
-                    self.failed += 1
+                ok = 200 <= response.status < 300
             except (HttpError, OSError):
-                self.failed += 1
+                ok = False
                 await conn.close()
+            if ok:
+                self.sent += 1
+            elif attempt >= self.RETRIES or self.stopping.is_set():
+                self.failed += 1
+            else:
+                self.retried += 1
+                asyncio.get_running_loop().call_later(2.0**attempt, self._again, queue, request, attempt + 1)
+
+    @staticmethod
+    def _again(queue: asyncio.Queue[tuple[Request, int]], request: Request, attempt: int) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait((request, attempt))
 
 
 # -- measuring ---------------------------------------------------------------------
@@ -379,7 +397,25 @@ def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> 
     cpu_before, tasks_before, started = cpu_snapshot(world), tasks_done(world), time.monotonic()
     rss_before = {name: rss_mb(world, name) for name in ("worker", "worker-monitor", "web")}
     thread.start()
-    time.sleep(seconds)
+    # Long runs report in slices (lag and memory per slice): a drift, a slow leak or a herd shows as a trend.
+    slices: list[dict[str, Any]] = []
+    slice_s = min(seconds, SLICE_S)
+    while (remaining := seconds - (time.monotonic() - started)) > 1.0:
+        first = len(sampler.lags)
+        time.sleep(min(slice_s, remaining))
+        part = sampler.lags[first:]
+        slices.append(
+            {
+                "at_s": round(time.monotonic() - started),
+                "judgements": len(part),
+                "lag_p50_s": round(percentile(part, 50), 2) if part else None,
+                "lag_p99_s": round(percentile(part, 99), 2) if part else None,
+                "lag_max_s": round(max(part), 2) if part else None,
+                "rss_mb": {name: round(rss_mb(world, name)) for name in rss_before},
+            }
+        )
+        if seconds > slice_s:
+            log(f"slice {slices[-1]}")
     sampler.stopping.set()
     thread.join(timeout=30)
     wall = time.monotonic() - started
@@ -409,6 +445,7 @@ def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> 
         "cores": cores,
         "worker_and_beat_ms_per_source_per_s": round(1000 * scheduler_cores / max(1, n_sources), 3),
         "rss_mb": {name: [round(rss_before[name]), round(rss_mb(world, name))] for name in rss_before},
+        "slices": slices,
     }
 
 
@@ -431,7 +468,8 @@ def print_row(label: str, size: int, row: dict[str, Any]) -> None:
         f"max {row['create_max_s']}s | lag p50 {m['lag_p50_s']}s p99 {m['lag_p99_s']}s max {m['lag_max_s']}s, "
         f"{missed}, backlog max {m['backlog_max_s']}s | tasks/s {m['tasks_per_s']} | "
         f"queues max {m['queue_depth_max']} age {m['queue_age_max_s']} | cores {m['cores']} | "
-        f"worker+beat {m['worker_and_beat_ms_per_source_per_s']} ms/source/s | rss {m['rss_mb']}",
+        f"worker+beat {m['worker_and_beat_ms_per_source_per_s']} ms/source/s | rss {m['rss_mb']} | pushes sent "
+        f"{row['pushes_sent']} retried {row['pushes_retried']} failed {row['pushes_failed']}",
         flush=True,
     )
 
@@ -443,7 +481,11 @@ def main() -> int:
     parser.add_argument("--mix", default="2,1,7", help="pushing,polling,idle sources per tenant (scaled to M)")
     parser.add_argument("--push-every", type=float, default=20.0, help="seconds between a pushing source's events")
     parser.add_argument("--warmup-s", type=float, default=45.0)
-    parser.add_argument("--measure-s", type=float, default=60.0)
+    parser.add_argument(
+        "--measure-s",
+        default="60",
+        help="seconds measured per size after the warm-up: one for every size, or one per size (60,60,1800)",
+    )
     parser.add_argument("--idle-s", type=float, default=45.0, help="the idle phase at the end (0: none)")
     parser.add_argument("--max-build-s", type=float, default=2400.0, help="bound on building tenants, all sizes")
     parser.add_argument("--root", default=str(HERE), help="the checkout to run (default this one)")
@@ -481,6 +523,11 @@ def main() -> int:
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    measure_s = [float(s) for s in args.measure_s.split(",") if s]
+    if len(measure_s) == 1:
+        measure_s *= len(sizes)
+    if len(measure_s) != len(sizes):
+        parser.error("--measure-s takes one duration, or one per size")
     weights = [int(w) for w in args.mix.split(",")]
     kinds: list[str] = []
     for kind, weight in zip(("pushing", "polling", "idle"), weights, strict=True):
@@ -547,7 +594,7 @@ def main() -> int:
                              "--schedule", str(OUT_DIR / f"scale-beat-{os.getpid()}")])  # fmt: skip
         spec = {"kinds": kinds, "specs": source_specs(sim_port, args.push_every)}
         build_deadline = time.monotonic() + args.max_build_s
-        for size in sizes:
+        for size, seconds in zip(sizes, measure_s, strict=True):
             made: list[TenantInfo] = []
             if len(tenants) < size:
                 log(f"building tenants {len(tenants)}..{size - 1}")
@@ -571,9 +618,10 @@ def main() -> int:
                 "asked": size,
                 "create_p50_s": round(statistics.median(creates), 3),
                 "create_max_s": round(max(creates), 3),
+                "measure": measure(world, tenants, seconds=seconds),
                 "pushes_sent": pusher.sent,
+                "pushes_retried": pusher.retried,
                 "pushes_failed": pusher.failed,
-                "measure": measure(world, tenants, seconds=args.measure_s),
             }
             results.append(row)
             print_row(args.label, len(tenants), row)
