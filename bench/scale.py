@@ -62,6 +62,7 @@ HERE = Path(__file__).resolve().parent.parent
 DATABASE = "beastflow_bench_scale"
 WORLD_FILE = OUT_DIR / "scale-world.jsonl"  # the tenants a --keep run made, for --reuse
 QUEUES = ("celery", "monitor", "polls", "reconcile", "healing", "callbacks")
+KEEP_ALIVE_S = 4.0  # the pusher reopens a connection idle longer (the server keeps one 5 s)
 SLICE_S = 300.0  # a long measurement reports every 5 minutes
 TICK_S = 1.0  # the monitor tick both schedulers run with (BEASTFLOW_MONITOR_TICK_S default)
 
@@ -174,7 +175,7 @@ class ScaleWorld(World):
 class Pusher:
     """Each pushing source gets one event every `every_s`, phases spread at random; keep-alive connections.
 
-    A push that fails is sent again (1 s, doubling, RETRIES times), as a real sender does: a push lost
+    A push that fails is sent again (at once, then 1 s doubling, RETRIES times), as a real sender does: a push lost
     for good leaves a seq gap the simulated upstream's feed cannot fill, and the source then cycles
     through hybrid and polling for the rest of the run, which is the bench's doing, not the service's.
     """
@@ -223,8 +224,15 @@ class Pusher:
 
     async def _send(self, queue: asyncio.Queue[tuple[Request, int]]) -> None:
         conn = Connection(self.port)
+        used = time.monotonic()
         while True:
             request, attempt = await queue.get()
+            if time.monotonic() - used > KEEP_ALIVE_S:
+                # The server closes a connection idle 5 s (uvicorn's keep-alive): a push sent on it as the close
+                # crosses it fails. At a few pushes a second most connections idle that long (N=10: 209
+                # failures in 247 pushes), so an idle connection is closed here first.
+                await conn.close()
+            used = time.monotonic()
             try:
                 response = await conn.send(request)
                 ok = 200 <= response.status < 300
@@ -237,7 +245,8 @@ class Pusher:
                 self.failed += 1
             else:
                 self.retried += 1
-                asyncio.get_running_loop().call_later(2.0**attempt, self._again, queue, request, attempt + 1)
+                delay = 0.0 if attempt == 0 else 2.0 ** (attempt - 1)  # a connection lost: at once on a new one
+                asyncio.get_running_loop().call_later(delay, self._again, queue, request, attempt + 1)
 
     @staticmethod
     def _again(queue: asyncio.Queue[tuple[Request, int]], request: Request, attempt: int) -> None:
@@ -262,6 +271,8 @@ class Sampler:
     queue_age: dict[str, float] = field(default_factory=dict)
     backlog: list[float] = field(default_factory=list)
     last: dict[int, float] = field(default_factory=dict)
+    pg_active: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -304,6 +315,18 @@ class Sampler:
                         self.queue_age[queue] = max(self.queue_age.get(queue, 0.0), now - float(sent))
         if record:
             self.backlog.append(max(worst, self._db_backlog()))
+            self._pg_sample()
+
+    def _pg_sample(self) -> None:
+        with contextlib.suppress(Exception), self.world.connect(autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT coalesce(wait_event_type, 'CPU'), count(*) FROM pg_stat_activity"
+                " WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid() GROUP BY 1",
+                [DATABASE],
+            ).fetchall()
+            self.samples += 1
+            for kind, n in rows:
+                self.pg_active[str(kind)] = self.pg_active.get(str(kind), 0) + int(n)
 
     def _db_backlog(self) -> float:
         """The new scheduler's oldest due-but-unjudged source (0 where there is no schedule table)."""
@@ -346,6 +369,23 @@ def cpu_snapshot(world: ScaleWorld) -> dict[int, tuple[str, float]]:
             t = psutil.Process(pid).cpu_times()
             taken[pid] = (group, t.user + t.system)
     return taken
+
+
+def run_delay_snapshot(world: ScaleWorld) -> dict[int, tuple[str, float]]:
+    """Seconds each process of the service spent runnable but waiting for a CPU (Linux schedstat, all threads).
+
+    Beside the CPU it used, this tells a process slowed by the machine's run
+    queue from one waiting on PostgreSQL or Redis.
+    """
+    waited: dict[int, tuple[str, float]] = {}
+    for proc in world.procs:
+        for p in proc.tree():
+            total = 0.0
+            for stat in Path(f"/proc/{p.pid}/task").glob("*/schedstat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int(stat.read_text().split()[1]) / 1e9
+            waited[p.pid] = (proc.name, total)
+    return waited
 
 
 def cores_between(
@@ -395,6 +435,7 @@ def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> 
     sampler = Sampler(redis.Redis.from_url(world.redis_url), world.redis_prefix, keys, world)
     thread = threading.Thread(target=sampler.run, daemon=True)
     cpu_before, tasks_before, started = cpu_snapshot(world), tasks_done(world), time.monotonic()
+    delay_before = run_delay_snapshot(world)
     rss_before = {name: rss_mb(world, name) for name in ("worker", "worker-monitor", "web")}
     thread.start()
     # Long runs report in slices (lag and memory per slice): a drift, a slow leak or a herd shows as a trend.
@@ -421,6 +462,7 @@ def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> 
     wall = time.monotonic() - started
     cpu_after, tasks_after = cpu_snapshot(world), tasks_done(world)
     cores = cores_between(cpu_before, cpu_after, wall)
+    runq = cores_between(delay_before, run_delay_snapshot(world), wall)
     overdue = _overdue(world)
     lags = sampler.lags
     n_sources = len(keys)
@@ -443,6 +485,10 @@ def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> 
         if tasks_before is None or tasks_after is None
         else round((tasks_after - tasks_before) / wall, 1),
         "cores": cores,
+        # Threads of the group runnable but not running, on average (1.0: one was always waiting for a CPU).
+        "run_queue_waiting": runq,
+        # PostgreSQL backends of the bench database at work, per wait event type (CPU: none), mean per sample.
+        "pg_active": {k: round(v / max(1, sampler.samples), 2) for k, v in sorted(sampler.pg_active.items())},
         "worker_and_beat_ms_per_source_per_s": round(1000 * scheduler_cores / max(1, n_sources), 3),
         "rss_mb": {name: [round(rss_before[name]), round(rss_mb(world, name))] for name in rss_before},
         "slices": slices,
@@ -468,6 +514,7 @@ def print_row(label: str, size: int, row: dict[str, Any]) -> None:
         f"max {row['create_max_s']}s | lag p50 {m['lag_p50_s']}s p99 {m['lag_p99_s']}s max {m['lag_max_s']}s, "
         f"{missed}, backlog max {m['backlog_max_s']}s | tasks/s {m['tasks_per_s']} | "
         f"queues max {m['queue_depth_max']} age {m['queue_age_max_s']} | cores {m['cores']} | "
+        f"waiting for a CPU {m['run_queue_waiting']} | postgres active {m['pg_active']} | "
         f"worker+beat {m['worker_and_beat_ms_per_source_per_s']} ms/source/s | rss {m['rss_mb']} | pushes sent "
         f"{row['pushes_sent']} retried {row['pushes_retried']} failed {row['pushes_failed']}",
         flush=True,

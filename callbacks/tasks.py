@@ -9,17 +9,13 @@ from datetime import datetime, timedelta
 import structlog
 from django.conf import settings
 from django.utils import timezone
-from django_tenants.utils import tenant_context
 
 from beastflow.celery import app
-from beastflow.passes import pass_mark
 from beastflow.tenancy import current_schema, current_tenant
 from callbacks import services, wake
-from scheduling.claims import tenant_schedules_fill, tenants_claim
 from scheduling.fairshare import tier_weight
-from scheduling.queues import queue_room
+from scheduling.rounds import tenant_round
 from scheduling.services import tenant_due_at
-from tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
 
@@ -51,8 +47,10 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
     active = services.has_active_subscriptions()
     if not active:
         wake.mark_idle(schema, generation=generation)
-    else:
-        wake.idle_clear(schema)  # a mark whose invalidation was lost: wakes go through again
+    elif sweep:
+        # A mark whose invalidation was lost: wakes go through again. Only a
+        # sweep can find one; a woken run got past the mark already.
+        wake.idle_clear(schema)
     if sweep:
         services.deliveries_prune()
         idle_s = settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S * random.uniform(0.8, 1.0)  # spread, like healing's
@@ -71,29 +69,21 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
 
 @app.task(ignore_result=True)
 def callbacks_sweep_task() -> int:
-    """The clock's entry point: a sweep for every tenant whose sweep is due (retries, lost wakes)."""
-    tenant_schedules_fill()
-    # Backpressure: sweeps only as far as the callbacks queue has room (wakes'
-    # deliveries count too), most overdue tenants first; the rest stay due.
-    room = min(
-        SWEEP_LIMIT,
-        queue_room("callbacks", settings.BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT, max_wait_s=SWEEP_CLAIM_S / 2),
+    """The clock's entry point: a sweep for every tenant whose sweep is due (retries, lost wakes).
+
+    As far as the callbacks queue has room (wakes' deliveries count too).
+    """
+    return tenant_round(
+        "next_sweep_at",
+        queue="callbacks",
+        bound=settings.BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT,
+        limit=SWEEP_LIMIT,
+        lease_s=SWEEP_CLAIM_S,
+        send=lambda claim: callbacks_deliver_task.apply_async(
+            kwargs={"sweep": True, "lease": claim.lease_until.isoformat()}, expires=claim.lease_until
+        ),
+        engine="callbacks",
     )
-    if not room:
-        pass_mark("callbacks")
-        return 0
-    claims = tenants_claim("next_sweep_at", limit=room, lease_s=SWEEP_CLAIM_S)
-    tenants = Tenant.objects.in_bulk([claim.tenant_id for claim in claims])
-    for claim in claims:
-        tenant = tenants.get(claim.tenant_id)
-        if tenant is None:
-            continue
-        with tenant_context(tenant):
-            callbacks_deliver_task.apply_async(
-                kwargs={"sweep": True, "lease": claim.lease_until.isoformat()}, expires=claim.lease_until
-            )
-    pass_mark("callbacks")
-    return len(claims)
 
 
 # A closure, not the bound method: reading the task's attributes here would

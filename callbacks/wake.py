@@ -54,8 +54,8 @@ WAKES_LOST = Counter(
 # subscriptions at most its next sweep (BEASTFLOW_CALLBACKS_SWEEP_S).
 WAKE_TTL_MS = 120_000
 # The idle mark is a cache of "no active subscription", dropped explicitly when
-# a subscription becomes active (subscriptions_changed), and by any delivery
-# task or sweep that finds one active (idle_clear): the sweep's schedule is in
+# a subscription becomes active (subscriptions_changed), and by a sweep that
+# finds one active (idle_clear): the sweep's schedule is in
 # PostgreSQL, so a lost invalidation costs sweep-paced deliveries, not lost
 # ones. Each expiry costs every idle tenant that pushes one delivery task: at
 # 1,000 tenants a 60 s TTL was 17 tasks/s doing nothing, 300 s still 3/s.

@@ -30,10 +30,14 @@ from engines.models import HealthSample, PollTrigger, Source, StreamState
 from engines.modes import Mode
 from engines.source_ops import request_poll
 from engines.switching import source_switch_mode
+from scheduling.queues import queue_room
 
 log = structlog.get_logger(__name__)
 
 TICKS = Counter("beastflow_monitor_evaluations_total", "Sources evaluated by the monitor", ["verdict"])
+GAP_FILLS_DEFERRED = Counter(
+    "beastflow_gap_fills_deferred_total", "Gap-fill polls not sent because the polls queue had no room"
+)
 TICK_SECONDS = Histogram(
     "beastflow_monitor_tick_seconds", "Time of one monitor pass (a claimer's run, or all of a tenant's sources)"
 )
@@ -51,6 +55,12 @@ GAP_FILL_COOLDOWN_S = 5
 GAP_FILL_MAX_COOLDOWN_S = 300
 # How long the memory of a gap's tries is kept.
 GAP_FILL_MEMORY_S = 3_600
+# A gap fill goes to the polls queue directly (it cannot wait for the
+# dispatcher: event mode has no poll schedule), so it obeys the dispatcher's
+# backpressure itself: none while the queue is full or its oldest poll has
+# waited this long (half the dispatcher's claim, engines.polling.DISPATCH_CLAIM_S,
+# which cannot be imported here: polling imports the monitor).
+GAP_FILL_QUEUE_WAIT_S = 15.0
 
 
 def gap_fill_cooldown_s(tries: int) -> int:
@@ -182,6 +192,9 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     client = get_redis()
     lock, memory = key("gapfill", current_schema(), source.pk), key("gapfill-tries", current_schema(), source.pk)
     if client.exists(lock):
+        return
+    if not queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT, max_wait_s=GAP_FILL_QUEUE_WAIT_S):
+        GAP_FILLS_DEFERRED.inc()  # asked again at the next judgement, its cooldown untouched
         return
     asked_after, asked_tries = client.hmget(memory, "after_seq", "tries")
     same_gap = asked_after is not None and asked_tries is not None and int(asked_after) == request.after_seq

@@ -8,18 +8,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from django_tenants.utils import tenant_context
 
 from beastflow.celery import app
-from beastflow.passes import pass_mark
 from beastflow.tenancy import current_schema, current_tenant
 from healing import metrics
 from healing.health_checks import backlog_note
 from healing.queue import healing_next_due, healing_tick, queue_backlog_age_s
-from scheduling.claims import tenant_schedules_fill, tenants_claim
-from scheduling.queues import queue_room
+from scheduling.rounds import tenant_round
 from scheduling.services import tenant_due_at
-from tenants.models import Tenant
 
 # Tenants given a pass per dispatch round, and how long one claimed stays claimed.
 DISPATCH_LIMIT = 500
@@ -52,20 +48,14 @@ def healing_tick_task(lease: str | None = None) -> dict[str, int]:
 @app.task(ignore_result=True)
 def healing_dispatch_task() -> int:
     """Beat's entry point: a healing pass for every tenant whose pass is due (docs/scheduling.md)."""
-    tenant_schedules_fill()
-    # Backpressure: at most what the healing queue has room for, most overdue
-    # tenants first; the others stay due in the schedule, not in the queue.
-    room = min(DISPATCH_LIMIT, queue_room("healing", settings.BEASTFLOW_HEALING_IN_FLIGHT, max_wait_s=CLAIM_S / 2))
-    if not room:
-        pass_mark("healing")
-        return 0
-    claims = tenants_claim("next_healing_at", limit=room, lease_s=CLAIM_S)
-    tenants = Tenant.objects.in_bulk([claim.tenant_id for claim in claims])
-    for claim in claims:
-        tenant = tenants.get(claim.tenant_id)
-        if tenant is None:
-            continue
-        with tenant_context(tenant):
-            healing_tick_task.apply_async(kwargs={"lease": claim.lease_until.isoformat()}, expires=claim.lease_until)
-    pass_mark("healing")
-    return len(claims)
+    return tenant_round(
+        "next_healing_at",
+        queue="healing",
+        bound=settings.BEASTFLOW_HEALING_IN_FLIGHT,
+        limit=DISPATCH_LIMIT,
+        lease_s=CLAIM_S,
+        send=lambda claim: healing_tick_task.apply_async(
+            kwargs={"lease": claim.lease_until.isoformat()}, expires=claim.lease_until
+        ),
+        engine="healing",
+    )

@@ -196,6 +196,7 @@ def test_a_gap_that_polls_cannot_fill_is_asked_for_less_and_less_often(
     # The polls asked for, as request_poll was called (a worker of the session may consume the broker's queue).
     asked: list[tuple[int, str]] = []
     monkeypatch.setattr(monitor, "request_poll", lambda source_id, trigger, **_: asked.append((source_id, trigger)))
+    monkeypatch.setattr(monitor, "queue_room", lambda *_, **__: 1)  # the polls queue has room (see the next test)
     lock = key("gapfill", current_schema(), source.pk)
     # given: seqs 11 and 12 never arrived, 13 did, and no poll brings them (the upstream lacks them too)
     StreamState.objects.filter(source=source).update(contiguous_seq=10, highest_seq=13)
@@ -214,3 +215,30 @@ def test_a_gap_that_polls_cannot_fill_is_asked_for_less_and_less_often(
     _maybe_gap_fill(source, StreamState.objects.get(source=source))
     assert get_redis().ttl(lock) == 5
     assert gap_fill_cooldown_s(50) == GAP_FILL_MAX_COOLDOWN_S
+
+
+def test_a_gap_fill_waits_while_the_polls_queue_has_no_room(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+    from beastflow.tenancy import current_schema
+    from engines import monitor
+    from engines.monitor import _maybe_gap_fill
+
+    asked: list[int] = []
+    monkeypatch.setattr(monitor, "request_poll", lambda source_id, trigger, **_: asked.append(source_id))
+    room = {"now": 0}
+    rooms_asked: list[tuple[str, float | None]] = []
+
+    def queue_room(name: str, bound: int, *, max_wait_s: float | None = None) -> int:
+        rooms_asked.append((name, max_wait_s))
+        return room["now"]
+
+    monkeypatch.setattr(monitor, "queue_room", queue_room)
+    StreamState.objects.filter(source=source).update(contiguous_seq=10, highest_seq=12)
+    stream = StreamState.objects.get(source=source)
+    # when the polls queue is full (or its oldest poll waited too long): no poll, and no cooldown taken
+    _maybe_gap_fill(source, stream)
+    assert asked == [] and rooms_asked == [("polls", monitor.GAP_FILL_QUEUE_WAIT_S)]
+    assert not get_redis().exists(key("gapfill", current_schema(), source.pk))
+    # room again: the next judgement asks for it at once
+    room["now"] = 1
+    _maybe_gap_fill(source, stream)
+    assert asked == [source.pk]

@@ -128,16 +128,15 @@ def tenant_dispatch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     """
     from callbacks import tasks as callbacks_tasks
     from healing import tasks as healing_tasks
+    from scheduling import rounds
 
-    module, round_, column, setting = {
+    round_, column, setting = {
         "healing": (
-            healing_tasks,
             healing_tasks.healing_dispatch_task,
             "next_healing_at",
             "BEASTFLOW_HEALING_IN_FLIGHT",
         ),
         "callbacks": (
-            callbacks_tasks,
             callbacks_tasks.callbacks_sweep_task,
             "next_sweep_at",
             "BEASTFLOW_CALLBACKS_SWEEPS_IN_FLIGHT",
@@ -151,7 +150,7 @@ def tenant_dispatch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
         assert max_wait_s is not None and max_wait_s > 0  # the queue's age is part of the rule
         return room["now"]
 
-    monkeypatch.setattr(module, "queue_room", queue_room)
+    monkeypatch.setattr(rounds, "queue_room", queue_room)
     sent: list[object] = []
     task = healing_tasks.healing_tick_task if request.param == "healing" else callbacks_tasks.callbacks_deliver_task
     monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: sent.append(kwargs))
