@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from celery import signals
+from django.db import close_old_connections
 from tenant_schemas_celery.app import CeleryApp
 
 from beastflow import correlation, task_metrics  # noqa: F401  (task_metrics: counts tasks on their signals)
@@ -87,3 +88,18 @@ def _bind_correlation_id(task: Any = None, task_id: str | None = None, **_: Any)
 @signals.task_postrun.connect
 def _unbind(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _connections_recycled(task: Any = None, **_: Any) -> None:
+    """Close the connections Django would close between two requests: too old, or unusable after an error.
+
+    Celery's own close after every task is off (settings.CELERY_DB_REUSE_MAX);
+    this keeps its reason (never hand a task a broken connection) without a
+    new PostgreSQL backend per task. Eager tasks run inside their caller's
+    transaction and leave its connection alone.
+    """
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    close_old_connections()

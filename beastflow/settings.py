@@ -129,7 +129,7 @@ _db.setdefault("TEST", {})["NAME"] = env_str("BEASTFLOW_TEST_DB_NAME", f"test_{_
 # PostgreSQL refuses clients (the bench exhausted its 100). A process that
 # sets BEASTFLOW_DB_POOL_SIZE (the web process: beastflow/asgi.py does)
 # hands its connections back to psycopg's pool after each request instead.
-# Celery's workers keep persistent connections: a pool does not survive their fork.
+# Celery's workers keep persistent connections (CELERY_DB_REUSE_MAX below): a pool does not survive their fork.
 DB_POOL_SIZE = env_int("BEASTFLOW_DB_POOL_SIZE", 0)
 if DB_POOL_SIZE > 0:
     _db["CONN_MAX_AGE"] = 0
@@ -226,6 +226,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("BEASTFLOW_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("BEASTFLOW_TASK_TIME_LIMIT", 150)
 CELERY_TASK_ALWAYS_EAGER = env_bool("BEASTFLOW_CELERY_EAGER", False)
 CELERY_TASK_TENANT_CACHE_SECONDS = 30
+# Celery's Django fixup closes the database connection before and after every
+# task unless this is set: a new PostgreSQL backend per task, whose catalog
+# caches start cold for every schema it touches (at 1,000 tenants: ~25 new
+# connections a second, and a monitor pass re-reading the catalog of ~200
+# schemas each time). With it set high the fixup leaves them open and
+# beastflow.celery closes them as Django does per request: past
+# CONN_MAX_AGE, after an error that left them unusable.
+CELERY_DB_REUSE_MAX = 1_000_000_000
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{REDIS_PREFIX}:celery:",
     # Longer than the hard time limit, so a running late-acked task is not
