@@ -62,6 +62,7 @@ HERE = Path(__file__).resolve().parent.parent
 DATABASE = "beastflow_bench_scale"
 WORLD_FILE = OUT_DIR / "scale-world.jsonl"  # the tenants a --keep run made, for --reuse
 QUEUES = ("celery", "monitor", "polls", "reconcile", "healing", "callbacks")
+BUILD_CHUNK = 50  # tenants built between two restarts of the pusher
 KEEP_ALIVE_S = 4.0  # the pusher reopens a connection idle longer (the server keeps one 5 s)
 SLICE_S = 300.0  # a long measurement reports every 5 minutes
 TICK_S = 1.0  # the monitor tick both schedulers run with (BEASTFLOW_MONITOR_TICK_S default)
@@ -182,9 +183,19 @@ class Pusher:
 
     RETRIES = 6
 
-    def __init__(self, port: int, targets: list[tuple[int, str]], every_s: float, connections: int = 12) -> None:
+    def __init__(
+        self,
+        port: int,
+        targets: list[tuple[int, str]],
+        every_s: float,
+        connections: int = 12,
+        seqs: dict[int, int] | None = None,
+    ) -> None:
         self.port, self.every_s, self.connections = port, every_s, connections
         self.targets = targets
+        # The last seq sent per source, shared by the pushers of one run: a pusher restarted with more
+        # targets goes on from there (from 1 again, its pushes would all be duplicates).
+        self.seqs = seqs if seqs is not None else {}
         self.sent = 0
         self.failed = 0  # given up on after RETRIES attempts
         self.retried = 0
@@ -203,7 +214,9 @@ class Pusher:
         queue: asyncio.Queue[tuple[Request, int]] = asyncio.Queue(maxsize=10_000)
         workers = [asyncio.create_task(self._send(queue)) for _ in range(self.connections)]
         rng = random.Random(7)
-        seqs = dict.fromkeys((sid for sid, _ in self.targets), 0)
+        seqs = self.seqs
+        for sid, _ in self.targets:
+            seqs.setdefault(sid, 0)
         due = sorted((time.monotonic() + rng.uniform(0, self.every_s), sid, key) for sid, key in self.targets)
         while not self.stopping.is_set():
             now = time.monotonic()
@@ -593,6 +606,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     results: list[dict[str, Any]] = []
     pusher: Pusher | None = None
+    pushed_seqs: dict[int, int] = {}
     try:
         log(f"database {DATABASE} from {world.root}")
         tenants: list[TenantInfo] = []
@@ -645,17 +659,24 @@ def main() -> int:
             made: list[TenantInfo] = []
             if len(tenants) < size:
                 log(f"building tenants {len(tenants)}..{size - 1}")
-                made = world.build(len(tenants), size, spec, build_deadline)
-                tenants += made
             elif not (args.reuse and len(tenants) == size):
                 continue
-            if args.keep:
-                with WORLD_FILE.open("a") as kept:
-                    kept.writelines(json.dumps(t.__dict__) + "\n" for t in made)
-            if pusher is not None:
-                pusher.stop()
-            targets = [(s["id"], t.api_key) for t in tenants for s in t.sources if s["kind"] == "pushing"]
-            pusher = Pusher(port, targets, args.push_every).start()
+            while True:
+                # A chunk at a time, the pusher restarted on every tenant made so far: a tenant's pushing
+                # sources are pushed to from its first minutes, as a new customer's would be, instead of
+                # all going silent (and degrading together) until the whole size is built.
+                chunk = world.build(len(tenants), min(size, len(tenants) + BUILD_CHUNK), spec, build_deadline)
+                made += chunk
+                tenants += chunk
+                if args.keep:
+                    with WORLD_FILE.open("a") as kept:
+                        kept.writelines(json.dumps(t.__dict__) + "\n" for t in chunk)
+                if pusher is not None:
+                    pusher.stop()
+                targets = [(s["id"], t.api_key) for t in tenants for s in t.sources if s["kind"] == "pushing"]
+                pusher = Pusher(port, targets, args.push_every, seqs=pushed_seqs).start()
+                if not chunk or len(tenants) >= size:
+                    break
             total = sum(len(t.sources) for t in tenants)
             log(f"{len(tenants)} tenants, {total} sources; warming up {args.warmup_s:.0f}s")
             time.sleep(args.warmup_s)

@@ -68,7 +68,11 @@ def _source_call(features: Features) -> bool:
 
 
 def _drift_or_gaps(features: Features) -> bool:
-    return _has_source(features) and features.get("kind") in ("reconciliation_drift", "stream_gaps")
+    # Only where there is an upstream truth to reconcile with (a snapshot or a
+    # rest listing): elsewhere the reconciliation refuses, and the action would
+    # fail for a reason known before it started.
+    reconcilable = features.get("reconcilable") is not False
+    return _has_source(features) and reconcilable and features.get("kind") in ("reconciliation_drift", "stream_gaps")
 
 
 @dataclass(frozen=True)

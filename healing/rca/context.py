@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from engines.connectors.http import upstream_host
 from engines.models import ModeSwitch, Source
+from engines.reconcile.runs import has_snapshot
 from healing.hosts import host_failures
 from healing.models import FailureRecord, FailureStatus
 
@@ -60,6 +61,7 @@ def failure_features(failure: FailureRecord) -> dict[str, Any]:
         "retry_after_s": detail.get("retry_after_s"),
         "occurrences": failure.occurrences,
         "source_mode": source.mode if source else None,
+        "reconcilable": has_snapshot(source) if source else False,
     }
     # The stream's signals, when the monitor reported the failure.
     signals = detail.get("signals") or {}

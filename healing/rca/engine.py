@@ -33,7 +33,7 @@ FEATURES = (
     "recent_switches", "config_changed_recently", "config_changed_s",
     "push_errors", "push_total", "push_error_rate", "silence_s", "expected_interval_s",
     "missing", "contiguous_seq", "highest_seq", "drift_total", "in_mode_switch_window",
-    "recurrences", "period_s", "source_mode", "source_failure_kinds", "push_silences",
+    "recurrences", "period_s", "source_mode", "source_failure_kinds", "push_silences", "reconcilable",
 )  # fmt: skip
 
 

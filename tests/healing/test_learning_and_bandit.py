@@ -95,3 +95,11 @@ def test_a_drift_blamed_on_an_outage_is_fixed_by_reconciling_not_by_calling_the_
     assert automatic == ["full_reconcile"]
     outage = {"source_id": 1, "source_mode": "polling", "kind": "upstream_unavailable"}
     assert "full_reconcile" not in {s.name for s in candidates("upstream_unavailable", outage)}
+
+
+def test_a_source_without_an_upstream_truth_is_not_offered_a_reconciliation() -> None:
+    # given: gaps in the stream of a source with a feed but no snapshot (nothing to reconcile against)
+    gaps = {"source_id": 1, "source_mode": "event", "kind": "stream_gaps", "path": "push"}
+    # then: reconciling is offered only where the source has a snapshot or a rest listing
+    assert "full_reconcile" in {s.name for s in candidates("stream_gaps", {**gaps, "reconcilable": True})}
+    assert "full_reconcile" not in {s.name for s in candidates("stream_gaps", {**gaps, "reconcilable": False})}
