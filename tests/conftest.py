@@ -14,11 +14,20 @@ from dataclasses import dataclass
 import pytest
 from django.db import connections
 from django_tenants.utils import tenant_context
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from beastflow.tenancy import use_public
 from tenants import services
 from tenants.models import Tenant
+
+# Property tests judge behaviour, not speed: on a 2-core machine shared with a
+# worker, a browser or a bench, drawing examples can take long enough to trip
+# Hypothesis's timing checks (seen: test_fairshare's generation under a
+# 1,000-tenant bench), which would make them flaky for no fault of the code.
+hypothesis_settings.register_profile("beastflow", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("beastflow")
 
 
 @dataclass(frozen=True)

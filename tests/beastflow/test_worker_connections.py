@@ -32,7 +32,8 @@ def _around_a_task(fixup: DjangoWorkerFixup) -> None:
 
 
 def _in_a_thread_of_its_own(check: Any) -> None:
-    # A connection of its own, in autocommit as a worker's is (the test's is inside its transaction).
+    # A connection of its own, in autocommit as a worker's is (the test's is inside its transaction,
+    # and transactional_db would flush the session's committed tenants).
     failures: list[BaseException] = []
 
     def run() -> None:
@@ -50,7 +51,7 @@ def _in_a_thread_of_its_own(check: Any) -> None:
         raise failures[0]
 
 
-def test_tasks_share_one_connection_until_it_is_too_old(transactional_db: None, settings: Any) -> None:
+def test_tasks_share_one_connection_until_it_is_too_old(db: None, settings: Any) -> None:
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 60
 
     def check() -> None:
@@ -70,7 +71,7 @@ def test_tasks_share_one_connection_until_it_is_too_old(transactional_db: None, 
     _in_a_thread_of_its_own(check)
 
 
-def test_a_connection_broken_in_a_task_is_not_handed_to_the_next(transactional_db: None, settings: Any) -> None:
+def test_a_connection_broken_in_a_task_is_not_handed_to_the_next(db: None, settings: Any) -> None:
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 60
 
     def check() -> None:
