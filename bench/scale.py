@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import random
 import signal
 import statistics
@@ -52,6 +53,7 @@ from typing import IO, Any
 
 import psutil
 import redis
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -200,11 +202,16 @@ class Pusher:
         self.failed = 0  # given up on after RETRIES attempts
         self.retried = 0
         self.stopping = threading.Event()
+        self.added: queue.SimpleQueue[list[tuple[int, str]]] = queue.SimpleQueue()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True, name="pusher")
 
     def start(self) -> Pusher:
         self.thread.start()
         return self
+
+    def add(self, targets: list[tuple[int, str]]) -> None:
+        """Push to these sources too, from now on (thread-safe; nothing queued is dropped, unlike a restart)."""
+        self.added.put(targets)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -220,6 +227,11 @@ class Pusher:
         due = sorted((time.monotonic() + rng.uniform(0, self.every_s), sid, key) for sid, key in self.targets)
         while not self.stopping.is_set():
             now = time.monotonic()
+            while not self.added.empty():
+                for sid, key in self.added.get():
+                    seqs.setdefault(sid, 0)
+                    due.append((now + rng.uniform(0, self.every_s), sid, key))
+                due.sort()
             while due and due[0][0] <= now:
                 at, sid, key = due.pop(0)
                 seqs[sid] += 1
@@ -443,6 +455,30 @@ def sql_in_every_schema(world: ScaleWorld, tenants: list[TenantInfo], statement:
             conn.execute(statement.replace("{schema}", tenant.schema))
 
 
+def streams_repaired(world: ScaleWorld, tenants: list[TenantInfo]) -> dict[int, int]:
+    """A kept world's streams made whole again, and each pushing source's last seq (the pusher goes on from it).
+
+    Seqs a past run's pusher lost (stopped with pushes queued) are in no feed: the simulated upstream
+    serves its own. Left as they are, every reused run would measure gap fills that can never succeed.
+    """
+    last: dict[int, int] = {}
+    pushing = [s["id"] for t in tenants for s in t.sources if s["kind"] == "pushing"]
+    with world.connect(autocommit=True) as conn:
+        for tenant in tenants:
+            table = sql.Identifier(tenant.schema, "engines_streamstate")
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET contiguous_seq = highest_seq, pending_seqs = '[]'::jsonb"
+                    " WHERE highest_seq > contiguous_seq"
+                ).format(table)
+            )
+            rows = conn.execute(
+                sql.SQL("SELECT source_id, highest_seq FROM {} WHERE source_id = ANY(%s)").format(table), [pushing]
+            ).fetchall()
+            last.update({int(sid): int(seq or 0) for sid, seq in rows})
+    return last
+
+
 def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> dict[str, Any]:
     keys = [(t.schema, s["id"]) for t in tenants for s in t.sources]
     sampler = Sampler(redis.Redis.from_url(world.redis_url), world.redis_prefix, keys, world)
@@ -614,6 +650,7 @@ def main() -> int:
             tenants = [TenantInfo(**json.loads(line)) for line in WORLD_FILE.read_text().splitlines() if line]
             log(f"reusing {len(tenants)} tenants of a --keep run")
             sql_in_every_schema(world, tenants, "UPDATE {schema}.engines_source SET paused = false")
+            pushed_seqs.update(streams_repaired(world, tenants))
         else:
             world.create_database()
         world.database_created = not args.keep
@@ -671,10 +708,11 @@ def main() -> int:
                 if args.keep:
                     with WORLD_FILE.open("a") as kept:
                         kept.writelines(json.dumps(t.__dict__) + "\n" for t in chunk)
-                if pusher is not None:
-                    pusher.stop()
-                targets = [(s["id"], t.api_key) for t in tenants for s in t.sources if s["kind"] == "pushing"]
-                pusher = Pusher(port, targets, args.push_every, seqs=pushed_seqs).start()
+                fresh = [(s["id"], t.api_key) for t in chunk for s in t.sources if s["kind"] == "pushing"]
+                if pusher is None:
+                    pusher = Pusher(port, [], args.push_every, seqs=pushed_seqs).start()
+                    fresh = [(s["id"], t.api_key) for t in tenants for s in t.sources if s["kind"] == "pushing"]
+                pusher.add(fresh)
                 if not chunk or len(tenants) >= size:
                     break
             total = sum(len(t.sources) for t in tenants)

@@ -12,6 +12,8 @@ and `monitor_tenant`), and engines/deadlines.py says when each is next due
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +63,36 @@ GAP_FILL_MEMORY_S = 3_600
 # waited this long (half the dispatcher's claim, engines.polling.DISPATCH_CLAIM_S,
 # which cannot be imported here: polling imports the monitor).
 GAP_FILL_QUEUE_WAIT_S = 15.0
+
+
+class _PollsRoom:
+    """The polls queue's room for gap fills, asked of the broker at most once a second and spent as they are sent.
+
+    A batch of 200 judgements with gaps asked the broker 200 times (a quarter
+    of the monitor's time at 1,000 tenants); spending the answer also bounds
+    the gap fills of one second to the room there was.
+    """
+
+    def __init__(self, ttl_s: float = 1.0) -> None:
+        self.ttl_s = ttl_s
+        self.asked_at = -math.inf
+        self.left = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        if now - self.asked_at >= self.ttl_s:
+            self.left = queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT, max_wait_s=GAP_FILL_QUEUE_WAIT_S)
+            self.asked_at = now
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+    def forget(self) -> None:
+        self.asked_at = -math.inf
+
+
+POLLS_ROOM = _PollsRoom()
 
 
 def gap_fill_cooldown_s(tries: int) -> int:
@@ -193,7 +225,7 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     lock, memory = key("gapfill", current_schema(), source.pk), key("gapfill-tries", current_schema(), source.pk)
     if client.exists(lock):
         return
-    if not queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT, max_wait_s=GAP_FILL_QUEUE_WAIT_S):
+    if not POLLS_ROOM.take():
         GAP_FILLS_DEFERRED.inc()  # asked again at the next judgement, its cooldown untouched
         return
     asked_after, asked_tries = client.hmget(memory, "after_seq", "tries")

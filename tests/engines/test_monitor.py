@@ -196,7 +196,8 @@ def test_a_gap_that_polls_cannot_fill_is_asked_for_less_and_less_often(
     # The polls asked for, as request_poll was called (a worker of the session may consume the broker's queue).
     asked: list[tuple[int, str]] = []
     monkeypatch.setattr(monitor, "request_poll", lambda source_id, trigger, **_: asked.append((source_id, trigger)))
-    monkeypatch.setattr(monitor, "queue_room", lambda *_, **__: 1)  # the polls queue has room (see the next test)
+    monkeypatch.setattr(monitor, "queue_room", lambda *_, **__: 100)  # the polls queue has room (see the next test)
+    monitor.POLLS_ROOM.forget()
     lock = key("gapfill", current_schema(), source.pk)
     # given: seqs 11 and 12 never arrived, 13 did, and no poll brings them (the upstream lacks them too)
     StreamState.objects.filter(source=source).update(contiguous_seq=10, highest_seq=13)
@@ -232,13 +233,19 @@ def test_a_gap_fill_waits_while_the_polls_queue_has_no_room(source: Source, monk
         return room["now"]
 
     monkeypatch.setattr(monitor, "queue_room", queue_room)
+    monitor.POLLS_ROOM.forget()
     StreamState.objects.filter(source=source).update(contiguous_seq=10, highest_seq=12)
     stream = StreamState.objects.get(source=source)
     # when the polls queue is full (or its oldest poll waited too long): no poll, and no cooldown taken
     _maybe_gap_fill(source, stream)
-    assert asked == [] and rooms_asked == [("polls", monitor.GAP_FILL_QUEUE_WAIT_S)]
+    _maybe_gap_fill(source, stream)
+    assert asked == [] and rooms_asked == [("polls", monitor.GAP_FILL_QUEUE_WAIT_S)]  # the broker asked once
     assert not get_redis().exists(key("gapfill", current_schema(), source.pk))
-    # room again: the next judgement asks for it at once
+    # room again for one (asked anew a second later): one gap fill, and the room is spent
     room["now"] = 1
+    monitor.POLLS_ROOM.forget()
     _maybe_gap_fill(source, stream)
     assert asked == [source.pk]
+    get_redis().delete(key("gapfill", current_schema(), source.pk))
+    _maybe_gap_fill(source, stream)
+    assert asked == [source.pk] and len(rooms_asked) == 2
