@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -628,6 +629,7 @@ def _schedule(cases: list[_Case], *, now: float, leases: Mapping[int, datetime] 
                 switched=case.decision.switched,
                 moved=case.memory.moved,
                 validation_ends_at=after.since + case.policy.validation_window_s,
+                spread=random.random(),  # a spread of deadlines, not a secret
             )
         else:
             at = now + plan.tick_s

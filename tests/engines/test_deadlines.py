@@ -49,6 +49,24 @@ def test_a_settled_idle_stream_with_a_far_silence_waits_the_idle_cap() -> None:
     assert at(health(silent_s=10.0, allowed_s=10_800.0), state()) == pytest.approx(300.0)
 
 
+def test_the_idle_safety_net_is_spread_so_sources_judged_together_drift_apart() -> None:
+    quiet, far = state(), health(silent_s=10.0, allowed_s=10_800.0)
+
+    def idle_at(spread: float) -> float:
+        return next_judgement(now=T0, cadence=CADENCE, health=far, state=quiet, switched=False, moved=False,
+                              spread=spread) - T0  # fmt: skip
+
+    # the spread brings the safety net up to a fifth earlier, never later
+    assert idle_at(0.0) == pytest.approx(300.0)
+    assert idle_at(0.5) == pytest.approx(270.0)
+    assert 240.0 < idle_at(0.999) < 241.0
+    # a nearer silence deadline still wins, and a stream that moved is still looked at after active_s
+    assert next_judgement(now=T0, cadence=CADENCE, health=health(silent_s=1.0, allowed_s=15.0), state=quiet,
+                          switched=False, moved=False, spread=0.9) - T0 == pytest.approx(14.0)  # fmt: skip
+    assert next_judgement(now=T0, cadence=CADENCE, health=far, state=quiet, switched=False, moved=True,
+                          spread=0.9) - T0 == pytest.approx(5.0)  # fmt: skip
+
+
 def test_a_settled_stream_that_moved_is_looked_at_after_active_s() -> None:
     assert at(health(silent_s=0.2, allowed_s=60.0), state(), moved=True) == pytest.approx(5.0)
 
