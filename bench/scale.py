@@ -118,6 +118,7 @@ class ScaleWorld(World):
         super().__init__(database=database, root=root)
         self.procs: list[Proc] = []
         self.settings: dict[str, str] = {}  # --set: given to every process
+        self.nice: dict[str, int] = {}  # --nice-others: process name -> niceness
 
     def env(self, **extra: str) -> dict[str, str]:
         # The simulator upstream listens on loopback, which the outbound URL guard refuses unless allowed.
@@ -125,6 +126,7 @@ class ScaleWorld(World):
 
     def spawn(self, name: str, argv: list[str], *, cwd: Path | None = None, **env: str) -> Proc:
         log_file = (OUT_DIR / f"scale-{name}.log").open("wb")
+        niceness = self.nice.get(name, 0)
         popen = subprocess.Popen(
             argv,
             cwd=cwd or self.root,
@@ -133,6 +135,7 @@ class ScaleWorld(World):
             stdout=log_file,
             stderr=subprocess.STDOUT,
             process_group=0,
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,  # spawned before any thread starts
         )
         proc = Proc(name, popen, log_file)
         self.procs.append(proc)
@@ -610,6 +613,13 @@ def main() -> int:
         help="a setting for every process of the service, e.g. --set BEASTFLOW_MONITOR_ACTIVE_S=10 (repeatable)",
     )
     parser.add_argument(
+        "--nice-others",
+        type=int,
+        default=0,
+        help="run the web, the non-monitor worker and the simulator at this niceness (the monitor and beat at 0):"
+        " what a deployment gets by giving the monitor cores or a priority of its own",
+    )
+    parser.add_argument(
         "--workers",
         choices=("split", "single"),
         default="split",
@@ -632,6 +642,8 @@ def main() -> int:
 
     world = ScaleWorld(Path(args.root).resolve())
     world.settings = dict(item.split("=", 1) for item in args.set)
+    if args.nice_others:
+        world.nice = dict.fromkeys(("web", "worker", "simulator"), args.nice_others)
     if args.monitor_processes > 1:  # beat sends that many claimers a tick, one per monitor process
         world.settings.setdefault("BEASTFLOW_MONITOR_CLAIMERS", str(args.monitor_processes))
     stop = threading.Event()
