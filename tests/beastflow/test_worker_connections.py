@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +12,7 @@ from celery.fixups.django import DjangoWorkerFixup
 from django.db import DatabaseError, connection
 
 from beastflow.celery import _connections_recycled, app
+from tests.threads import on_own_connection
 
 A_TASK = SimpleNamespace(request=SimpleNamespace(is_eager=False))
 
@@ -29,26 +29,6 @@ def _around_a_task(fixup: DjangoWorkerFixup) -> None:
     _connections_recycled(task=A_TASK)
     fixup.on_task_postrun(sender=A_TASK)
     _connections_recycled(task=A_TASK)
-
-
-def _in_a_thread_of_its_own(check: Any) -> None:
-    # A connection of its own, in autocommit as a worker's is (the test's is inside its transaction,
-    # and transactional_db would flush the session's committed tenants).
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            check()
-        except BaseException as exc:  # handed to the test's thread
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=30)
-    if failures:
-        raise failures[0]
 
 
 def test_tasks_share_one_connection_until_it_is_too_old(db: None, settings: Any) -> None:
@@ -68,7 +48,9 @@ def test_tasks_share_one_connection_until_it_is_too_old(db: None, settings: Any)
         assert connection.connection is None
         assert _backend_pid() != first
 
-    _in_a_thread_of_its_own(check)
+    # A connection of its own, in autocommit as a worker's is (the test's is inside its transaction,
+    # and transactional_db would flush the session's committed tenants).
+    on_own_connection(check)
 
 
 def test_a_connection_broken_in_a_task_is_not_handed_to_the_next(db: None, settings: Any) -> None:
@@ -87,7 +69,9 @@ def test_a_connection_broken_in_a_task_is_not_handed_to_the_next(db: None, setti
         assert connection.connection is None
         assert _backend_pid() != first
 
-    _in_a_thread_of_its_own(check)
+    # A connection of its own, in autocommit as a worker's is (the test's is inside its transaction,
+    # and transactional_db would flush the session's committed tenants).
+    on_own_connection(check)
 
 
 def _terminate(pid: int) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -23,6 +23,7 @@ from engines.models import Change
 from engines.selectors import change_render
 from tenants.models import Tenant
 from tests.conftest import Persona
+from tests.threads import on_own_connection
 
 T = TypeVar("T")
 
@@ -159,24 +160,12 @@ def committed(tenant: Tenant, work: Callable[[], T]) -> T:
     The test's own connection is inside a transaction that is rolled back;
     websocket consumers and Celery workers see only committed rows.
     """
-    result: list[T] = []
-    errors: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            with tenant_context(tenant):
-                result.append(work())
-        except BaseException as exc:  # handed to the caller's thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
+    def in_tenant() -> T:
+        with tenant_context(tenant):
+            return work()
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
+    return on_own_connection(in_tenant)
 
 
 class CommittedWorld:

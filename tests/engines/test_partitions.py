@@ -8,15 +8,14 @@ except the websocket one, whose consumer reads on connections of its own.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -39,8 +38,7 @@ from tenants.models import Tenant
 from tests.callbacks.support import insert_changes
 from tests.conftest import Persona
 from tests.factories import make_source
-
-T = TypeVar("T")
+from tests.threads import on_own_connection
 
 
 def _schema() -> str:
@@ -210,27 +208,6 @@ def test_health_samples_are_kept_exactly_for_the_retention_period(in_acme: Tenan
     assert deleted >= 0
 
 
-def _own_connection(work: Callable[[], T]) -> T:
-    """Run `work` on a connection of its own, committed (the consumer sees only committed rows)."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(work())
-        except BaseException as exc:  # handed to the caller's thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
-
-
 @pytest.fixture
 def tenant_with_a_floor(personas: object) -> Iterator[tuple[Tenant, str]]:
     """A committed tenant of its own whose changes feed has a floor of 5."""
@@ -241,11 +218,11 @@ def tenant_with_a_floor(personas: object) -> Iterator[tuple[Tenant, str]]:
             SeqCounter.objects.filter(pk=1).update(last=9, floor=5)
         return tenant, issued.raw
 
-    tenant, key = _own_connection(make)
+    tenant, key = on_own_connection(make)
     try:
         yield tenant, key
     finally:
-        _own_connection(lambda: services.tenant_delete(tenant=Tenant.objects.get(pk=tenant.pk)))
+        on_own_connection(lambda: services.tenant_delete(tenant=Tenant.objects.get(pk=tenant.pk)))
 
 
 @pytest.mark.usefixtures("close_db_threads")
