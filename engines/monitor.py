@@ -30,6 +30,7 @@ from engines.health import HealthPolicy, StreamHealth, StreamSignals
 from engines.hysteresis import Decision, Transition, gap_fill_request
 from engines.models import HealthSample, PollTrigger, Source, StreamState
 from engines.modes import Mode
+from engines.polling_policy import DISPATCH_CLAIM_S
 from engines.source_ops import request_poll
 from engines.switching import source_switch_mode
 from scheduling.queues import queue_room
@@ -60,9 +61,8 @@ GAP_FILL_MEMORY_S = 3_600
 # A gap fill goes to the polls queue directly (it cannot wait for the
 # dispatcher: event mode has no poll schedule), so it obeys the dispatcher's
 # backpressure itself: none while the queue is full or its oldest poll has
-# waited this long (half the dispatcher's claim, engines.polling.DISPATCH_CLAIM_S,
-# which cannot be imported here: polling imports the monitor).
-GAP_FILL_QUEUE_WAIT_S = 15.0
+# waited half the dispatcher's claim.
+GAP_FILL_QUEUE_WAIT_S = DISPATCH_CLAIM_S / 2
 
 
 class _PollsRoom:
