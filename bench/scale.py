@@ -10,10 +10,14 @@ pushing. Tenants grow size by size (10, then 90
 more, ...), each with M sources in a mix (per tenant, by default):
 
 - pushing (2): push one event every --push-every s (20; expected_interval_s = that);
-- polling (1): never pushed to, so they go silent, degrade and settle in
-  polling, polled from the simulator's feed (every 30 s, growing to 300 s
-  while it brings nothing);
-- idle (7): an hour's expected rhythm, never pushed to: healthy and quiet.
+- polling (1): an upstream without webhooks (`push.expected` false), polled
+  from the simulator's feed (every 30 s, growing to 300 s while it brings
+  nothing);
+- idle (7): an hour's expected rhythm, never pushed to: healthy and quiet;
+- silent (0; a fourth --mix weight): a push expected that never comes, so
+  it goes silent, degrades, settles in polling and keeps a failure open
+  (what the polling cohort was before `push.expected` existed; --reuse of
+  such a world declares them polling-only unless --silent-polling).
 
 Per size, after a warm-up, over --measure-s: tenant creation time, the
 monitor's lag (per judgement: how long after its deadline it came; for
@@ -77,10 +81,17 @@ def source_specs(sim_port: int, push_every_s: float) -> dict[str, dict[str, Any]
         "polling": {
             "name": "",
             "connector": "http",
+            "push": {"expected": False},
             "config": {"poll_url": feed, "expected_interval_s": 2.0},
             "poll": {"min_interval_s": 30.0, "max_interval_s": 300.0},
         },
         "idle": {"name": "", "connector": "http", "config": {"poll_url": feed, "expected_interval_s": 3600.0}},
+        "silent": {
+            "name": "",
+            "connector": "http",
+            "config": {"poll_url": feed, "expected_interval_s": 2.0},
+            "poll": {"min_interval_s": 30.0, "max_interval_s": 300.0},
+        },
     }
 
 
@@ -482,6 +493,26 @@ def streams_repaired(world: ScaleWorld, tenants: list[TenantInfo]) -> dict[int, 
     return last
 
 
+def polling_declared(world: ScaleWorld, tenants: list[TenantInfo]) -> int:
+    """A kept world's polling sources built before `push.expected`, declared polling-only as its PATCH does.
+
+    In SQL rather than a thousand PATCHes: the switch to polling, the closing of push failures and the schedule
+    are the service's own doing once the row says so (the monitor drops the source when next due).
+    """
+    declared = 0
+    with world.connect(autocommit=True) as conn:
+        for tenant in tenants:
+            cursor = conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET push = push || '{{\"expected\": false}}'::jsonb, mode = 'polling',"
+                    " mode_since = now(), hysteresis_state = '{{}}'::jsonb"
+                    " WHERE name LIKE 'polling-%' AND NOT push ? 'expected'"
+                ).format(sql.Identifier(tenant.schema, "engines_source"))
+            )
+            declared += cursor.rowcount
+    return declared
+
+
 def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> dict[str, Any]:
     keys = [(t.schema, s["id"]) for t in tenants for s in t.sources]
     sampler = Sampler(redis.Redis.from_url(world.redis_url), world.redis_prefix, keys, world)
@@ -577,7 +608,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000", help="tenant counts, ascending (default 10,100,1000)")
     parser.add_argument("--sources", type=int, default=10, help="sources per tenant (M)")
-    parser.add_argument("--mix", default="2,1,7", help="pushing,polling,idle sources per tenant (scaled to M)")
+    parser.add_argument("--mix", default="2,1,7", help="pushing,polling,idle[,silent] sources per tenant (scaled to M)")
+    parser.add_argument(
+        "--silent-polling",
+        action="store_true",
+        help="with --reuse: leave a kept world's polling sources as built before push.expected (silent pushes)",
+    )
     parser.add_argument("--push-every", type=float, default=20.0, help="seconds between a pushing source's events")
     parser.add_argument("--warmup-s", type=float, default=45.0)
     parser.add_argument(
@@ -635,8 +671,10 @@ def main() -> int:
     if len(measure_s) != len(sizes):
         parser.error("--measure-s takes one duration, or one per size")
     weights = [int(w) for w in args.mix.split(",")]
+    if len(weights) == 3:
+        weights.append(0)
     kinds: list[str] = []
-    for kind, weight in zip(("pushing", "polling", "idle"), weights, strict=True):
+    for kind, weight in zip(("pushing", "polling", "idle", "silent"), weights, strict=True):
         kinds += [kind] * round(args.sources * weight / sum(weights))
     kinds = (kinds + ["idle"] * args.sources)[: args.sources]
 
@@ -681,6 +719,9 @@ def main() -> int:
             feed = json.dumps(f"http://127.0.0.1:{sim_port}/changes")
             repoint = "UPDATE {schema}.engines_source SET config = jsonb_set(config, '{poll_url}', '%s'::jsonb)"
             sql_in_every_schema(world, tenants, repoint % feed + " WHERE config ? 'poll_url'")
+            if not args.silent_polling:
+                declared = polling_declared(world, tenants)
+                log(f"reuse: {declared} polling sources built before push.expected declared polling-only")
         port = free_port()
         world.spawn(
             "web",

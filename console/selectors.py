@@ -174,6 +174,7 @@ def source_upstream(source: Source) -> dict[str, Any]:
         # A preset file removed since the source was made: its name still shows.
         "preset_title": preset.title if preset is not None else None,
         "scheme": push.get("scheme") or PushScheme.BEASTFLOW.value,
+        "push_expected": source.push_expected,
         "secret_set": bool(source.push_secret_encrypted),
         "tolerance_s": push.get("tolerance_s"),
         "push_mapping": [(name, mapping[name]) for name in PUSH_MAPPING_FIELDS if mapping.get(name)],

@@ -92,6 +92,11 @@ def source_force_mode(*, source: Source, actor: str, to: str, reason: str) -> st
         raise ActionError(f"Unknown mode {to!r}: choose event, hybrid or polling.")
     if not reason.strip():
         raise ActionError("Say why you force the mode: the reason goes into the audit trail.")
+    if target is not Mode.POLLING and not source.push_expected:
+        raise ActionError(
+            f"{source.name} expects no push (push.expected is false): it runs in polling only. "
+            "Set push.expected to true first."
+        )
     forced = source_ops.force_mode(
         source, to=target, actor=actor, reason=f"{reason} (by {actor})", signals={"operator": actor}, with_health=True
     )

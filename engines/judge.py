@@ -171,15 +171,15 @@ def monitor_source(
 
 
 def monitor_tenant() -> int:
-    """Judge every unpaused source of the current tenant at once, whatever their deadlines; returns how many.
+    """Judge every source with a push stream (unpaused, push expected) at once, whatever their deadlines.
 
-    The scheduler judges sources by deadline (engines/tasks.py); this is
+    Returns how many were judged. The scheduler judges sources by deadline (engines/tasks.py); this is
     for operators and tests that want every source looked at now.
     """
     started = time.perf_counter()
     rates: dict[int, float | None] = {}
     sources = list(Source.objects.filter(paused=False).select_related("stream").order_by("pk"))
-    judged = judge_sources(sources, rates=rates, live=True)
+    judged = judge_sources([s for s in sources if _judged(s)], rates=rates, live=True)
     TICK_SECONDS.observe(time.perf_counter() - started)
     return len(judged)
 
@@ -187,17 +187,24 @@ def monitor_tenant() -> int:
 def judge_claims(groups: Sequence[tuple[Tenant, Sequence[Claim]]], *, now: float | None = None) -> int:
     """Judge claimed sources of many tenants in one batch; returns how many were judged.
 
-    Paused sources leave the schedule (resuming one wakes it); the others
-    are judged and get their next deadline, written against their claim.
+    Paused sources leave the schedule (resuming one wakes it), and so do
+    sources that expect no push (`push.expected` false: nothing to judge,
+    they are polled only; setting it back wakes them); the others are
+    judged and get their next deadline, written against their claim.
     """
     due = {claim.id: claim.due_at.timestamp() for _, claims in groups for claim in claims}
     leases = {claim.id: claim.lease_until for _, claims in groups for claim in claims}
     items = _load(groups)
-    resting = [(item.source.pk, None) for item in items if item.source.paused]
+    resting = [(item.source.pk, None) for item in items if not _judged(item.source)]
     if resting:
         source_evals_set(resting, leases=leases)
-    active = [item for item in items if not item.source.paused]
+    active = [item for item in items if _judged(item.source)]
     return len(_judge(active, now=now, due=due, leases=leases, rates={}, live=True))
+
+
+def _judged(source: Source) -> bool:
+    """Whether the monitor has a push stream to judge: unpaused, and pushes are expected."""
+    return not source.paused and source.push_expected
 
 
 # -- loading ---------------------------------------------------------------------------

@@ -59,6 +59,11 @@ class Source(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.pk})"
 
+    @property
+    def push_expected(self) -> bool:
+        """False for an upstream that sends no webhooks: polled only, its silence never judged (`push.expected`)."""
+        return (self.push or {}).get("expected", True) is not False
+
 
 def _bulk_source() -> models.ForeignKey[Source]:
     """The source column of the bulk tables (events, records, changes).

@@ -87,6 +87,7 @@ class SourcePatch:
 class PushOut(BaseModel):
     """`push` as a source shows it: never the secret, only whether one is set."""
 
+    expected: bool = True
     scheme: PushScheme
     tolerance_s: float | None = None
     mapping: PushMapping | None = None
@@ -101,7 +102,7 @@ class SourceOut(BaseModel):
             "connector": "http",
             "config": {"poll_url": "https://upstream.example/changes"},
             "preset": None,
-            "push": {"scheme": "beastflow", "secret_set": False},
+            "push": {"expected": True, "scheme": "beastflow", "secret_set": False},
             "hysteresis": {"fail_threshold": 3, "recover_threshold": 5, "min_dwell_s": 10},
             "poll": {"min_interval_s": 1, "max_interval_s": 60},
             "reconcile": {"interval_s": 300, "max_change_ratio": 0.1},

@@ -238,6 +238,13 @@ class PushConfig(_Strict):
     docs/contract.md §4 bodies and has none.
     """
 
+    expected: bool = Field(
+        default=True,
+        description=(
+            "False: the upstream sends no webhooks (a plain REST API, a feed): the source runs in polling from the "
+            "start and stays there, its silence is never judged or reported as a failure; pushes are still accepted."
+        ),
+    )
     scheme: PushScheme = PushScheme.BEASTFLOW
     secret: Annotated[str, Field(min_length=1, max_length=1_000)] | None = None
     tolerance_s: float = Field(default=300.0, ge=1, le=86_400, description="Replay window of timestamped schemes.")

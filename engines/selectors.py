@@ -38,7 +38,11 @@ def source_render(source: Source, *, request: HttpRequest | None = None) -> dict
         "data_schema": source.data_schema,
         "preset": source.preset or None,
         # Write-only secret: only whether one is set.
-        "push": {**(source.push or {"scheme": "beastflow"}), "secret_set": bool(source.push_secret_encrypted)},
+        "push": {
+            **(source.push or {"scheme": "beastflow"}),
+            "expected": source.push_expected,  # sources stored before the field existed expect pushes
+            "secret_set": bool(source.push_secret_encrypted),
+        },
         "mode": source.mode,
         "mode_since": source.mode_since.isoformat(),
         "paused": source.paused,

@@ -12,7 +12,8 @@ from beastflow.tenancy import current_schema, current_tenant
 from engines import source_ops
 from engines.connectors.presets import PresetError, preset_apply
 from engines.ingest.service import source_cache
-from engines.models import Source, StreamState
+from engines.models import ModeChoices, Source, StreamState
+from engines.modes import Mode
 from engines.schemas import DataSourceConfig, PushScheme, validate_source
 from scheduling.services import source_schedule_add, source_wake
 from tenants.models import SourceRoute
@@ -97,14 +98,18 @@ def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
     push_secret = _push_secret(spec)
     route = SourceRoute.objects.create(tenant=tenant)
     secret = source_ops.new_webhook_secret()
+    # An upstream without webhooks is polled from the start: waiting for pushes
+    # that never come would only take it through silence, a failure and healing.
+    mode = ModeChoices.EVENT if spec.push.expected else ModeChoices.POLLING
     source = Source.objects.create(
         id=route.pk,
         webhook_secret_encrypted=crypto.encrypt(secret),
         push_secret_encrypted=push_secret,
+        mode=mode,
         **_spec_fields(spec),
     )
     StreamState.objects.create(source=source)
-    source_schedule_add(source_id=source.pk, tenant_id=tenant.pk)
+    source_schedule_add(source_id=source.pk, tenant_id=tenant.pk, judge=spec.push.expected)
     log.info("source_created", source=source.pk, connector=source.connector, tenant=tenant.slug)
     return source, secret
 
@@ -146,6 +151,12 @@ def source_update(*, source: Source, changes: Any) -> Source:
     for name in written:
         setattr(locked, name, fields[name])
     locked.save(update_fields=[*written, "updated_at"])  # an operator's edit, even of nothing (RCA reads it)
+    if not spec.push.expected and locked.mode != ModeChoices.POLLING:
+        # No webhooks from now on: polling carries the source, recorded as any switch.
+        source_ops.force_mode(
+            locked, to=Mode.POLLING, actor="api", reason="push.expected set to false", signals={"push_expected": False}
+        )
+        locked.refresh_from_db()
     toggled = (
         paused is not None and paused != locked.paused and (source_ops.pause if paused else source_ops.resume)(locked)
     )

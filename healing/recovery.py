@@ -12,7 +12,9 @@ source, contained in polling for the flap hold the hysteresis set, came back
 to event mode and *stayed* there with a good verdict for its quiet time,
 with no hole in the seqs (polling kept the data whole meanwhile). A quiet
 time counted from the last flap alone would close it the moment the source
-returns, before it has shown it stays. Every failure closed here keeps the
+returns, before it has shown it stays. A push-stream failure of a source
+declared to receive no webhooks (`push.expected` false) is closed at once:
+there is no push left to come back. Every failure closed here keeps the
 facts it was closed on in `detail["resolution"]`.
 """
 
@@ -69,6 +71,10 @@ def failures_resolve_recovered(*, now: datetime | None = None) -> int:
     for failure in open_failures:
         source = failure.source
         assert source is not None
+        if not source.push_expected and needs_event_mode(failure):
+            # The upstream was declared to send no webhooks: a push failure has nothing left to recover.
+            closed += _close(failure, source, None, now, resolved_by="push_not_expected")
+            continue
         if source.paused or source.mode != "event" or source.verdict != "good":
             continue
         if now - quiet_since(failure, source) < timedelta(seconds=quiet_s(failure)):
@@ -77,15 +83,20 @@ def failures_resolve_recovered(*, now: datetime | None = None) -> int:
         # Seqs above the watermark that already arrived: a hole is still open.
         if failure.kind in NEEDS_NO_HOLE and stream is not None and _hole(stream):
             continue
-        # Compare-and-set on last_seen: a new occurrence meanwhile keeps it open.
-        closed += FailureRecord.objects.filter(
-            pk=failure.pk, status=FailureStatus.OPEN, last_seen=failure.last_seen
-        ).update(
-            status=FailureStatus.RESOLVED,
-            resolved_by="recovered",
-            detail={**(failure.detail or {}), "resolution": _resolution(failure, source, stream, now)},
-        )
-        log.info("failure_recovered", failure=failure.pk, kind=failure.kind, source=source.pk)
+        closed += _close(failure, source, stream, now, resolved_by="recovered")
+    return closed
+
+
+def _close(
+    failure: FailureRecord, source: Source, stream: StreamState | None, now: datetime, *, resolved_by: str
+) -> int:
+    # Compare-and-set on last_seen: a new occurrence meanwhile keeps it open.
+    closed = FailureRecord.objects.filter(pk=failure.pk, status=FailureStatus.OPEN, last_seen=failure.last_seen).update(
+        status=FailureStatus.RESOLVED,
+        resolved_by=resolved_by,
+        detail={**(failure.detail or {}), "resolution": _resolution(failure, source, stream, now)},
+    )
+    log.info("failure_recovered", failure=failure.pk, kind=failure.kind, source=source.pk, by=resolved_by)
     return closed
 
 
@@ -97,6 +108,8 @@ def _resolution(failure: FailureRecord, source: Source, stream: StreamState | No
         "in_event_s": round((now - source.mode_since).total_seconds(), 1),
         "quiet_s": round((now - failure.last_seen).total_seconds(), 1),
     }
+    if not source.push_expected:
+        facts["push_expected"] = False
     if stream is not None:
         facts["seq"] = {
             "contiguous": stream.contiguous_seq,

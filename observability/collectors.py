@@ -59,7 +59,7 @@ _MODES_BRANCH = "SELECT %s, mode, count(*), count(*) FILTER (WHERE NOT paused) F
 # The limit is applied per schema too, so no branch returns more rows than can be kept.
 _SOURCES_BRANCH = """
 SELECT %s, s.id, s.name, s.mode, s.health_score,
-       EXTRACT(EPOCH FROM now() - s.mode_since),
+       CASE WHEN s.push->>'expected' = 'false' THEN NULL ELSE EXTRACT(EPOCH FROM now() - s.mode_since) END,
        EXTRACT(EPOCH FROM now() - COALESCE(st.last_event_at, s.created_at))
 FROM {s}.engines_source s LEFT JOIN {s}.engines_streamstate st ON st.source_id = s.id
 WHERE NOT s.paused
@@ -163,7 +163,9 @@ class SourcesCollector(Collector):
             if health is not None:
                 score.add_metric(labels, float(health))
             # Clamped: now() is the transaction's start, which a row written in it may follow.
-            mode_age.add_metric(labels, max(0.0, float(age)))
+            # None: a source that expects no push is in polling by design, not stuck there.
+            if age is not None:
+                mode_age.add_metric(labels, max(0.0, float(age)))
             silence.add_metric(labels, max(0.0, float(quiet)))
         yield score
         yield mode_age

@@ -33,12 +33,17 @@ _SOURCE_COLUMNS = ("next_eval_at", "next_poll_at", "next_reconcile_at")
 _TENANT_COLUMNS = ("next_healing_at", "next_sweep_at")
 
 
-def source_schedule_add(*, source_id: int, tenant_id: int) -> None:
-    """A new source: everything due now; the engines find out what it really needs."""
+def source_schedule_add(*, source_id: int, tenant_id: int, judge: bool = True) -> None:
+    """A new source: everything due now (its judgement only with `judge`); the engines find out what it needs."""
     now = timezone.now()
     SourceSchedule.objects.update_or_create(
         source_id=source_id,
-        defaults={"tenant_id": tenant_id, "next_eval_at": now, "next_poll_at": now, "next_reconcile_at": now},
+        defaults={
+            "tenant_id": tenant_id,
+            "next_eval_at": now if judge else None,
+            "next_poll_at": now,
+            "next_reconcile_at": now,
+        },
     )
 
 

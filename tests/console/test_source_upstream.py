@@ -87,3 +87,10 @@ def test_a_source_of_beastflow_events_says_it_has_no_mapping(in_acme: Tenant, ac
     assert 'data-upstream="scheme">beastflow<' in body
     assert "No mapping" in body
     assert 'Preset: <span class="muted">none</span>' in body
+
+
+def test_a_source_without_webhooks_says_so(in_acme: Tenant, acme_console: Client) -> None:
+    polled, _ = make_source("feed-only", push={"expected": False})
+    pushed, _ = make_source("pushed")
+    assert 'data-upstream="push-expected"' in _page(acme_console, polled)
+    assert 'data-upstream="push-expected"' not in _page(acme_console, pushed)

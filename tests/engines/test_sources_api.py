@@ -18,6 +18,7 @@ def test_a_minimal_source_gets_documented_defaults_and_a_secret_once(alice: Pers
     assert body["hysteresis"]["fail_threshold"] == 3
     assert body["poll"] == {"min_interval_s": 1.0, "max_interval_s": 60.0, "page_budget": 20, "audit_interval_s": 60.0}
     assert body["push"] == {
+        "expected": True,
         "scheme": "beastflow",
         "tolerance_s": 300.0,
         "require_timestamp": False,

@@ -74,6 +74,22 @@ def test_per_source_series_put_the_sources_needing_attention_first_within_the_li
     assert omitted >= 1  # at least `healthy`
 
 
+def test_a_source_polled_by_design_has_no_mode_age_to_alert_on(in_acme: Tenant) -> None:
+    # given: two sources in polling for two hours, one of them declared to get no webhooks
+    stuck, _ = make_source("stuck")
+    by_design, _ = make_source("no-webhooks", push={"expected": False})
+    Source.objects.filter(pk__in=[stuck.pk, by_design.pk]).update(
+        mode="polling", mode_since=timezone.now() - timedelta(hours=2)
+    )
+    # when
+    samples = _samples()
+    # then: only the stuck one can fire BeastFlowSourceStuckInPolling; both keep their other series
+    ages = samples["beastflow_source_mode_age_seconds"]
+    assert (_value(ages, source=str(stuck.pk)) or 0) > 7000
+    assert _value(ages, source=str(by_design.pk)) is None
+    assert _value(samples["beastflow_source_last_event_age_seconds"], source=str(by_design.pk)) is not None
+
+
 def test_backlog_is_the_age_of_the_oldest_change_a_subscription_has_not_had(in_acme: Tenant) -> None:
     # given: a subscription at the head, then three changes, the first committed a minute ago
     source, _ = make_source("backlogged")
