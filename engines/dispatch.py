@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from engines.judge import judge_claims
 from engines.models import PollTrigger
+from engines.monitor import gap_fills_take
 from engines.polling import audits_claim_due, poll_deadlines, polls_claim_due
 from engines.polling_policy import DISPATCH_CLAIM_S
 from engines.reconcile.runs import reconcile_deadlines, reconciles_claim_due
@@ -124,7 +125,7 @@ def _judge(claims: Sequence[Claim]) -> int:
 
 
 def polls_dispatch() -> int:
-    """Send the due polls and audits, at most what the polls queue has room for, fairly between tenants."""
+    """Send the due polls, audits and gap fills, at most what the polls queue has room for, fairly between tenants."""
     # A poll sent now must start within its claim (DISPATCH_CLAIM_S) or it expires unrun.
     capacity = queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT, max_wait_s=DISPATCH_CLAIM_S / 2)
     claims = sources_claim_fair(
@@ -141,6 +142,10 @@ def polls_dispatch() -> int:
                 rest = [i for i in ids if i not in triggers]
                 for source_id in audits_claim_due(source_ids=rest, limit=len(rest)) if rest else []:
                     triggers[source_id] = PollTrigger.AUDIT.value
+                # The gap fills the monitor asked for (event mode has no poll schedule of its own).
+                rest = [i for i in ids if i not in triggers]
+                for source_id in gap_fills_take(tenant.schema_name, rest):
+                    triggers[source_id] = PollTrigger.GAP_FILL.value
                 # Not due after all (a poll ran meanwhile, the mode changed): the true time goes back.
                 idle = [i for i in ids if i not in triggers]
                 if idle:

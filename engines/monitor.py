@@ -4,7 +4,7 @@ The decisions are pure (engines/health.py, engines/hysteresis.py); this
 module turns a source's rows into their inputs (signals, policies; the
 stored state is read by engines.source_ops.hysteresis_state) and writes the
 rare outcomes one source at a time: a mode switch with its audit row, a
-stream failure, a targeted gap-fill poll. engines/judge.py judges sources
+stream failure, the ask for a targeted gap-fill poll. engines/judge.py judges sources
 with these (in batches, and one source or one tenant's by `monitor_source`
 and `monitor_tenant`), and engines/deadlines.py says when each is next due
 (docs/scheduling.md).
@@ -12,8 +12,7 @@ and `monitor_tenant`), and engines/deadlines.py says when each is next due
 
 from __future__ import annotations
 
-import math
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,18 +27,16 @@ from beastflow.tenancy import current_schema
 from engines import flight, outbound
 from engines.health import HealthPolicy, StreamHealth, StreamSignals
 from engines.hysteresis import Decision, Transition, gap_fill_request
-from engines.models import HealthSample, PollTrigger, Source, StreamState
+from engines.models import HealthSample, Source, StreamState
 from engines.modes import Mode
-from engines.polling_policy import DISPATCH_CLAIM_S
-from engines.source_ops import request_poll
 from engines.switching import source_switch_mode
-from scheduling.queues import queue_room
+from scheduling.services import source_wake
 
 log = structlog.get_logger(__name__)
 
 TICKS = Counter("beastflow_monitor_evaluations_total", "Sources evaluated by the monitor", ["verdict"])
-GAP_FILLS_DEFERRED = Counter(
-    "beastflow_gap_fills_deferred_total", "Gap-fill polls not sent because the polls queue had no room"
+GAP_FILLS_ASKED = Counter(
+    "beastflow_gap_fills_asked_total", "Gap-fill polls the monitor asked the polls dispatcher for"
 )
 TICK_SECONDS = Histogram(
     "beastflow_monitor_tick_seconds", "Time of one monitor pass (a claimer's run, or all of a tenant's sources)"
@@ -58,41 +55,13 @@ GAP_FILL_COOLDOWN_S = 5
 GAP_FILL_MAX_COOLDOWN_S = 300
 # How long the memory of a gap's tries is kept.
 GAP_FILL_MEMORY_S = 3_600
-# A gap fill goes to the polls queue directly (it cannot wait for the
-# dispatcher: event mode has no poll schedule), so it obeys the dispatcher's
-# backpressure itself: none while the queue is full or its oldest poll has
-# waited half the dispatcher's claim.
-GAP_FILL_QUEUE_WAIT_S = DISPATCH_CLAIM_S / 2
-
-
-class _PollsRoom:
-    """The polls queue's room for gap fills, asked of the broker at most once a second and spent as they are sent.
-
-    A batch of 200 judgements with gaps asked the broker 200 times (a quarter
-    of the monitor's time at 1,000 tenants); spending the answer also bounds
-    the gap fills of one second to the room there was.
-    """
-
-    def __init__(self, ttl_s: float = 1.0) -> None:
-        self.ttl_s = ttl_s
-        self.asked_at = -math.inf
-        self.left = 0
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        if now - self.asked_at >= self.ttl_s:
-            self.left = queue_room("polls", settings.BEASTFLOW_POLLS_IN_FLIGHT, max_wait_s=GAP_FILL_QUEUE_WAIT_S)
-            self.asked_at = now
-        if self.left <= 0:
-            return False
-        self.left -= 1
-        return True
-
-    def forget(self) -> None:
-        self.asked_at = -math.inf
-
-
-POLLS_ROOM = _PollsRoom()
+# A gap fill is not sent by the monitor: it is asked for (a mark in Redis and
+# the source's poll deadline made due), and the polls dispatcher sends it with
+# the other due polls, within the queue's room and the tenants' fair shares.
+# Sent around the dispatcher, gap fills once took a whole minute's polls at
+# 1,000 tenants (338 of them, no scheduled poll). An ask the dispatcher has not
+# taken within this long is dropped; the judgement after the cooldown asks again.
+GAP_FILL_WANTED_S = GAP_FILL_MAX_COOLDOWN_S
 
 
 def gap_fill_cooldown_s(tries: int) -> int:
@@ -225,9 +194,6 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
     lock, memory = key("gapfill", current_schema(), source.pk), key("gapfill-tries", current_schema(), source.pk)
     if client.exists(lock):
         return
-    if not POLLS_ROOM.take():
-        GAP_FILLS_DEFERRED.inc()  # asked again at the next judgement, its cooldown untouched
-        return
     asked_after, asked_tries = client.hmget(memory, "after_seq", "tries")
     same_gap = asked_after is not None and asked_tries is not None and int(asked_after) == request.after_seq
     tries = int(asked_tries or 0) + 1 if same_gap else 0
@@ -258,7 +224,26 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
             },
         )
     )
-    request_poll(source.pk, PollTrigger.GAP_FILL, at_once=True)
+    # Outside the batch's transaction (the wake is one statement): a batch tried
+    # again must not lose the ask its cooldown already counted.
+    client.set(_wanted_key(current_schema(), source.pk), request.after_seq, ex=GAP_FILL_WANTED_S)
+    source_wake(source.pk, judge=False, poll=True)
+    GAP_FILLS_ASKED.inc()
+
+
+def _wanted_key(schema: str, source_id: int) -> str:
+    return key("gapfill-wanted", schema, source_id)
+
+
+def gap_fills_take(schema: str, source_ids: Sequence[int]) -> set[int]:
+    """Which of these sources have a gap fill asked for (engines.dispatch sends them); each ask is taken once."""
+    if not source_ids:
+        return set()
+    with get_redis().pipeline(transaction=False) as pipe:
+        for source_id in source_ids:
+            pipe.getdel(_wanted_key(schema, source_id))
+        taken = pipe.execute()
+    return {source_id for source_id, value in zip(source_ids, taken, strict=True) if value is not None}
 
 
 def prune_samples() -> int:

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
 from beastflow.redis_client import get_redis, key
 from engines.judge import monitor_source
@@ -186,30 +187,24 @@ def test_a_hold_written_while_the_monitor_ticked_is_not_overwritten(source: Sour
         assert tick(source, second + offset + 0.5).mode == "polling"
 
 
-def test_a_gap_that_polls_cannot_fill_is_asked_for_less_and_less_often(
-    source: Source, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_gap_that_polls_cannot_fill_is_asked_for_less_and_less_often(source: Source) -> None:
     from beastflow.tenancy import current_schema
-    from engines import monitor
-    from engines.monitor import GAP_FILL_MAX_COOLDOWN_S, _maybe_gap_fill, gap_fill_cooldown_s
+    from engines.monitor import GAP_FILL_MAX_COOLDOWN_S, _maybe_gap_fill, gap_fill_cooldown_s, gap_fills_take
 
-    # The polls asked for, as request_poll was called (a worker of the session may consume the broker's queue).
-    asked: list[tuple[int, str]] = []
-    monkeypatch.setattr(monitor, "request_poll", lambda source_id, trigger, **_: asked.append((source_id, trigger)))
-    monkeypatch.setattr(monitor, "queue_room", lambda *_, **__: 100)  # the polls queue has room (see the next test)
-    monitor.POLLS_ROOM.forget()
-    lock = key("gapfill", current_schema(), source.pk)
+    schema = current_schema()
+    lock = key("gapfill", schema, source.pk)
     # given: seqs 11 and 12 never arrived, 13 did, and no poll brings them (the upstream lacks them too)
     StreamState.objects.filter(source=source).update(contiguous_seq=10, highest_seq=13)
     stream = StreamState.objects.get(source=source)
-    cooldowns = []
+    cooldowns, asks = [], []
     for _ in range(4):
         _maybe_gap_fill(source, stream)
         _maybe_gap_fill(source, stream)  # within the cooldown: nothing more
+        asks.append(gap_fills_take(schema, [source.pk]))  # what the polls dispatcher takes
         cooldowns.append(get_redis().ttl(lock))
         get_redis().delete(lock)  # the cooldown ran out
     # then: one ask per cooldown, each cooldown twice the last
-    assert asked == [(source.pk, "gap_fill")] * 4
+    assert asks == [{source.pk}] * 4
     assert cooldowns == [gap_fill_cooldown_s(n) for n in range(4)] == [5, 10, 20, 40]
     # a new gap starts again from the shortest wait; the cap holds for the stubborn ones
     StreamState.objects.filter(source=source).update(contiguous_seq=13, highest_seq=15)
@@ -218,34 +213,23 @@ def test_a_gap_that_polls_cannot_fill_is_asked_for_less_and_less_often(
     assert gap_fill_cooldown_s(50) == GAP_FILL_MAX_COOLDOWN_S
 
 
-def test_a_gap_fill_waits_while_the_polls_queue_has_no_room(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gap_fill_is_asked_of_the_polls_dispatcher_not_sent(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
     from beastflow.tenancy import current_schema
-    from engines import monitor
-    from engines.monitor import _maybe_gap_fill
+    from engines import source_ops
+    from engines.monitor import _maybe_gap_fill, gap_fills_take
+    from scheduling.models import SourceSchedule
 
-    asked: list[int] = []
-    monkeypatch.setattr(monitor, "request_poll", lambda source_id, trigger, **_: asked.append(source_id))
-    room = {"now": 0}
-    rooms_asked: list[tuple[str, float | None]] = []
-
-    def queue_room(name: str, bound: int, *, max_wait_s: float | None = None) -> int:
-        rooms_asked.append((name, max_wait_s))
-        return room["now"]
-
-    monkeypatch.setattr(monitor, "queue_room", queue_room)
-    monitor.POLLS_ROOM.forget()
+    sent: list[int] = []
+    monkeypatch.setattr(source_ops, "request_poll", lambda source_id, *_, **__: sent.append(source_id))
+    SourceSchedule.objects.filter(pk=source.pk).update(next_poll_at=None)  # event mode: no poll schedule
     StreamState.objects.filter(source=source).update(contiguous_seq=10, highest_seq=12)
-    stream = StreamState.objects.get(source=source)
-    # when the polls queue is full (or its oldest poll waited too long): no poll, and no cooldown taken
-    _maybe_gap_fill(source, stream)
-    _maybe_gap_fill(source, stream)
-    assert asked == [] and rooms_asked == [("polls", monitor.GAP_FILL_QUEUE_WAIT_S)]  # the broker asked once
-    assert not get_redis().exists(key("gapfill", current_schema(), source.pk))
-    # room again for one (asked anew a second later): one gap fill, and the room is spent
-    room["now"] = 1
-    monitor.POLLS_ROOM.forget()
-    _maybe_gap_fill(source, stream)
-    assert asked == [source.pk]
-    get_redis().delete(key("gapfill", current_schema(), source.pk))
-    _maybe_gap_fill(source, stream)
-    assert asked == [source.pk] and len(rooms_asked) == 2
+    # when
+    _maybe_gap_fill(source, StreamState.objects.get(source=source))
+    # then: no poll queued by the monitor; the source's poll is due, for the dispatcher to send within its room
+    assert sent == []
+    due = SourceSchedule.objects.get(pk=source.pk).next_poll_at
+    assert due is not None and due <= timezone.now()
+    # the ask is taken once; a source nobody asked for is not taken
+    other, _ = make_source("not-asked")
+    assert gap_fills_take(current_schema(), [source.pk, other.pk]) == {source.pk}
+    assert gap_fills_take(current_schema(), [source.pk]) == set()

@@ -19,7 +19,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from beastflow.redis_client import get_redis
+from beastflow.redis_client import get_redis, key
 from engines.ingest import service
 from engines.ingest.commit import PendingBatch
 from engines.ingest.validation import validate
@@ -410,6 +410,45 @@ def test_the_beat_entry_dispatches_due_polls_to_a_worker_in_each_tenant(
     wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
     [run] = runs()
     assert (run.trigger, run.status, run.new_events) == ("schedule", PollStatus.SUCCEEDED, 4)
+
+
+@pytest.mark.e2e
+def test_a_gap_the_monitor_finds_is_filled_by_a_poll_the_dispatcher_sends(
+    upstream: SimulatorHandle,
+    personas: dict[str, Persona],
+    committed_source: tuple[int, str],
+    django_db_blocker: Any,
+    celery_worker: None,
+) -> None:
+    from engines.judge import judge_sources
+    from scheduling.models import SourceSchedule
+
+    # given: a source in event mode whose push skipped seqs 3 and 4 (5 arrived), the upstream holding them all
+    tenant = personas["alice"].tenant
+    source_id = committed_source[0]
+    _point_at(django_db_blocker, tenant, source_id, upstream, mode="event", next_poll_at=None)
+    upstream.sim.mutate(count=6)
+    with django_db_blocker.unblock(), tenant_context(tenant):
+        for name in get_redis().keys(key("gapfill*", "*")):
+            get_redis().delete(name)
+        StreamState.objects.filter(source_id=source_id).update(contiguous_seq=2, highest_seq=5, pending_seqs=[5])
+        SourceSchedule.objects.filter(pk=source_id).update(next_poll_at=None)
+        # when: the monitor judges it, then the clock's polls round runs
+        judge_sources([Source.objects.get(pk=source_id)])
+        assert SourceSchedule.objects.get(pk=source_id).next_poll_at <= timezone.now()  # asked, not sent
+        assert not PollRun.objects.filter(source_id=source_id).exists()
+
+    def runs() -> list[PollRun]:
+        with django_db_blocker.unblock(), tenant_context(tenant):
+            return list(PollRun.objects.filter(source_id=source_id))
+
+    polls_dispatch_task.delay()
+    # then: the dispatcher sent it as a gap fill, which read the missing seqs
+    wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
+    [run] = runs()
+    assert (run.trigger, run.status) == ("gap_fill", PollStatus.SUCCEEDED)
+    with django_db_blocker.unblock(), tenant_context(tenant):
+        assert StreamState.objects.get(source_id=source_id).contiguous_seq >= 5
 
 
 def test_a_poll_in_hybrid_makes_the_source_due_for_judgement_at_once(
