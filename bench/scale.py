@@ -4,10 +4,10 @@
 Builds its own database (beastflow_bench_scale) and runs the real
 processes: one web (uvicorn), Celery workers (by default a monitor worker
 of one process and one of two processes for the other queues, as a small
-production would; --workers single: one worker for every queue as `make up`
-does), one beat, plus the simulator as the polled upstream and this process
-pushing. Tenants grow size by size (10, then 90
-more, ...), each with M sources in a mix (per tenant, by default):
+production would; --workers up: as `make up` runs them, the batch queues at a
+lower priority; --workers single: one worker for every queue), one beat,
+plus the simulator as the polled upstream and this process pushing.
+Tenants grow size by size (10, then 90 more, ...), each with M sources in a mix (per tenant, by default):
 
 - pushing (2): push one event every --push-every s (20; expected_interval_s = that);
 - polling (1): an upstream without webhooks (`push.expected` false), polled
@@ -657,11 +657,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--workers",
-        choices=("split", "single"),
+        choices=("split", "up", "single"),
         default="split",
-        help="split: a monitor worker (1 process) and one for the other queues (2); single: one worker, every "
-        "queue, 2 processes, like make up (the only choice for a checkout with one queue)",
+        help="split: a monitor worker (1 process) and one for the other queues (2); up: as make up runs them, "
+        "the monitor and celery queues (2 processes) apart from the batch queues (2, at --batch-nice); single: one "
+        "worker, every queue, 2 processes (make up before 2026-12-07; the only choice for a checkout with one queue)",
     )
+    parser.add_argument("--batch-nice", type=int, default=10, help="--workers up: the batch worker's niceness")
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -738,6 +740,15 @@ def main() -> int:
             rest = ",".join(q for q in QUEUES if q != "monitor")
             world.spawn(
                 "worker", [*celery, "-Q", rest, "--concurrency", "2", "-n", "rest@%h"], BEASTFLOW_LOG_LEVEL=level
+            )
+        elif args.workers == "up":
+            # beastflow.launch.up_workers, spelled out: --root may be a checkout without it.
+            world.nice.setdefault("worker", args.batch_nice)
+            world.spawn("worker-monitor", [*celery, "-Q", "celery,monitor", "--concurrency", "2", "-n", "latency@%h"],
+                        BEASTFLOW_LOG_LEVEL=level)  # fmt: skip
+            batch = "polls,reconcile,healing,callbacks"
+            world.spawn(
+                "worker", [*celery, "-Q", batch, "--concurrency", "2", "-n", "batch@%h"], BEASTFLOW_LOG_LEVEL=level
             )
         else:
             world.spawn("worker", [*celery, "--concurrency", "2"], BEASTFLOW_LOG_LEVEL=level)
