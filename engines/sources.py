@@ -151,11 +151,18 @@ def source_update(*, source: Source, changes: Any) -> Source:
     for name in written:
         setattr(locked, name, fields[name])
     locked.save(update_fields=[*written, "updated_at"])  # an operator's edit, even of nothing (RCA reads it)
-    if not spec.push.expected and locked.mode != ModeChoices.POLLING:
-        # No webhooks from now on: polling carries the source, recorded as any switch.
-        source_ops.force_mode(
-            locked, to=Mode.POLLING, actor="api", reason="push.expected set to false", signals={"push_expected": False}
-        )
+    if not spec.push.expected:
+        if locked.mode != ModeChoices.POLLING:
+            # No webhooks from now on: polling carries the source, recorded as any switch.
+            source_ops.force_mode(
+                locked,
+                to=Mode.POLLING,
+                actor="api",
+                reason="push.expected set to false",
+                signals={"push_expected": False},
+            )
+        # The push stream's last judgement no longer says anything about the source.
+        Source.objects.filter(pk=locked.pk).update(health_score=None, verdict="")
         locked.refresh_from_db()
     toggled = (
         paused is not None and paused != locked.paused and (source_ops.pause if paused else source_ops.resume)(locked)

@@ -60,6 +60,7 @@ def test_turning_push_off_moves_the_source_to_polling_and_closes_its_push_failur
     # given: a source in event mode whose push went silent
     body = alice.client().post("/api/v1/sources", source_spec("went-quiet"), format="json").json()
     with tenant_context(alice.tenant):
+        Source.objects.filter(pk=body["id"]).update(health_score=12, verdict="bad")
         stream_failure_report(source_id=body["id"], health={"penalties": {}}, signals={}, reason="silent")
         assert FailureRecord.objects.filter(source_id=body["id"], status=FailureStatus.OPEN).count() == 1
     # when
@@ -67,6 +68,8 @@ def test_turning_push_off_moves_the_source_to_polling_and_closes_its_push_failur
     # then
     assert patched.status_code == 200, patched.json()
     assert patched.json()["mode"] == "polling"
+    health = alice.client().get(f"/api/v1/sources/{body['id']}/health").json()
+    assert (health["health_score"], health["verdict"]) == (100, None)  # the push stream's judgement is gone
     with tenant_context(alice.tenant):
         switch = ModeSwitch.objects.get(source_id=body["id"])
         assert (switch.from_mode, switch.to_mode, switch.actor) == ("event", "polling", "api")
