@@ -38,8 +38,8 @@ class SourceAdminForm(forms.ModelForm):  # type: ignore[type-arg]
     config = forms.JSONField(help_text="The connector's config (with a preset: at least what its config_schema asks).")
     push = forms.JSONField(
         required=False,
-        help_text='{"scheme", "tolerance_s", "mapping": {"filter", "id", "key", "version", "op", "data", ...}}; '
-        "the secret goes in the field below.",
+        help_text='{"expected", "scheme", "tolerance_s", "mapping": {"filter", "id", "key", "version", "op", "data", '
+        '...}}; "expected": false for an upstream without webhooks (polled only); the secret goes in the field below.',
     )
     push_secret = forms.CharField(
         required=False,

@@ -224,8 +224,9 @@ def _maybe_gap_fill(source: Source, stream: StreamState) -> None:
             },
         )
     )
-    # Outside the batch's transaction (the wake is one statement): a batch tried
-    # again must not lose the ask its cooldown already counted.
+    # The mark first: a dispatcher that sees the wake finds it. The wake is in the
+    # batch's transaction; a batch rolled back loses it, and the ask is made again
+    # when its cooldown ends (5 s the first time).
     client.set(_wanted_key(current_schema(), source.pk), request.after_seq, ex=GAP_FILL_WANTED_S)
     source_wake(source.pk, judge=False, poll=True)
     GAP_FILLS_ASKED.inc()

@@ -186,3 +186,14 @@ def test_deleting_in_the_admin_removes_the_route_too(alice: Persona) -> None:
     with tenant_context(alice.tenant):
         assert not Source.objects.filter(pk=source.pk).exists()
     assert not SourceRoute.objects.filter(pk=source.pk).exists()
+
+
+def test_staff_declare_an_upstream_without_webhooks_and_the_source_moves_to_polling(alice: Persona) -> None:
+    source = _github_source(alice)
+    push = {**source.push, "expected": False}
+    response = _request(_staff(), "post", f"/admin/engines/source/{source.pk}/change/", _form(source, push=push))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    with tenant_context(alice.tenant):
+        stored = Source.objects.get(pk=source.pk)
+        assert (stored.mode, stored.push_expected) == ("polling", False)
+        assert push_secret(stored) == SECRET  # the rest of `push` kept
