@@ -25,7 +25,8 @@ the old per-tick scheduler the deadline is the previous judgement plus
 one tick), sources never judged in the window, queue depth and oldest
 message age per queue, tasks/s (Celery's own counters), CPU per process
 and per source, worker memory. At the end an idle phase (pushing and
-polling sources paused) gives what idle sources cost.
+polling sources paused) and a baseline (every source paused) give what idle
+sources cost: the difference, the rest being the tenants' own and the clock's.
 
 --root runs another checkout with the same builder (bench/_scale_build.py),
 e.g. `git worktree add /tmp/bf-before <commit>` for a before/after table.
@@ -816,6 +817,24 @@ def main() -> int:
                 f"{args.label:<7} idle phase: {idle_sources} idle sources, worker+beat+postgres "
                 f"{busy * 100:.1f}% of a core = {idle['cores_per_1000_idle_sources'] * 100:.2f}% per 1,000 idle sources"
                 f" | cores {idle['cores']}",
+                flush=True,
+            )
+            # The same tenants with every source paused: what the tenants and the clock cost by themselves
+            # (sweeps, dispatch rounds, heartbeats), so that the idle sources' own cost is the difference.
+            sql_in_every_schema(world, tenants, "UPDATE {schema}.engines_source SET paused = true")
+            with world.connect(autocommit=True) as conn:  # judged now, to leave the schedule at once
+                conn.execute("UPDATE scheduling_sourceschedule SET next_eval_at = now() WHERE next_eval_at IS NOT NULL")
+            log(f"baseline: every source paused; settling {args.warmup_s:.0f}s")
+            time.sleep(args.warmup_s)
+            base = measure(world, tenants, seconds=args.idle_s)
+            floor = sum(v for k, v in base["cores"].items() if k.startswith("worker") or k in ("beat", "postgres"))
+            own = max(0.0, busy - floor)
+            idle["baseline_cores"] = round(floor, 4)
+            idle["own_cores_per_1000_idle_sources"] = round(1000 * own / max(1, idle_sources), 4)
+            print(
+                f"{args.label:<7} baseline, every source paused: worker+beat+postgres {floor * 100:.1f}% of a core"
+                f" ({len(tenants)} tenants) | idle sources' own cost {own * 100:.1f}% = "
+                f"{idle['own_cores_per_1000_idle_sources'] * 100:.2f}% per 1,000 | cores {base['cores']}",
                 flush=True,
             )
         out = OUT_DIR / f"scale-{args.label}.json"
