@@ -45,8 +45,6 @@ already renewed and gets a new one.
 
 from __future__ import annotations
 
-import hashlib
-import math
 from dataclasses import dataclass
 
 from engines.health import StreamHealth
@@ -56,17 +54,12 @@ from engines.modes import Mode, Verdict
 # Penalties a settled stream may carry: the delivery rate's is capped below the
 # verdict line (HealthPolicy.rate_max_penalty), so it only matters with another one.
 QUIET_PENALTIES = frozenset({"delivery_rate"})
-# The idle safety net is not `idle_s` after each source's last judgement but
-# the next point of its tenant's grid, points `idle_s` apart, each tenant's
-# grid shifted by a phase of its own. Sources judged together (a thousand
-# tenants resumed at once, a restart) would otherwise stay together, every
-# `idle_s`, in a burst the monitor takes seconds to work through (1,000
-# tenants: 7,000 idle sources due at the same second every 5 minutes,
-# everything else judged up to 7 s late meanwhile): the phases spread the
-# tenants. Within a tenant the grid is shared, so its idle sources come due
-# at the same moment and one visit of its schema judges them all: visiting a
-# schema costs more than judging a source (7,000 idle sources, each on a
-# random spread of its own, cost the monitor worker 0.47% of a core per 1,000).
+# The idle safety net comes up to this share of `idle_s` early, at random:
+# sources judged together (a thousand tenants resumed at once, a restart)
+# would otherwise stay together, every `idle_s`, in a burst the monitor takes
+# seconds to work through (1,000 tenants: 7,000 idle sources due at the same
+# second every 5 minutes, everything else judged up to 7 s late meanwhile).
+IDLE_SPREAD = 0.2
 
 
 @dataclass(frozen=True)
@@ -92,16 +85,16 @@ def next_judgement(
     switched: bool,
     moved: bool,
     validation_ends_at: float | None = None,
-    phase: float | None = None,
+    spread: float = 0.0,
 ) -> float:
     """The epoch time the source should next be judged at (never sooner than one tick).
 
     `state` is the state after this judgement's decision; `moved`: the
     stream received events, refused pushes or heartbeats since the last one;
     `validation_ends_at`: in hybrid (recovering), when the probation window
-    ends (the machine may then go back to event mode); `phase`: the
-    tenant's offset in [0, 1) of its idle grid (`idle_deadline`); None: the
-    idle safety net is exactly `idle_s` away.
+    ends (the machine may then go back to event mode); `spread`: a number
+    in [0, 1) the caller draws at random, which brings the idle safety net
+    up to IDLE_SPREAD of `idle_s` earlier.
     """
     soonest = now + cadence.tick_s
     if switched:
@@ -124,27 +117,7 @@ def next_judgement(
         if validation_ends_at is not None and validation_ends_at > now:
             later = min(later, validation_ends_at)
     else:
-        later = now + cadence.active_s if moved else idle_deadline(now, cadence.idle_s, phase)
+        later = now + (cadence.active_s if moved else cadence.idle_s * (1.0 - IDLE_SPREAD * spread))
     if silence is not None and allowed is not None:
         later = min(later, now + (allowed - silence))
     return max(soonest, later)
-
-
-def idle_deadline(now: float, idle_s: float, phase: float | None) -> float:
-    """The idle safety net: the tenant's next grid point after `now`, so at most `idle_s` away.
-
-    The grid's points are `idle_s` apart in absolute time, shifted by
-    `phase` (in [0, 1) of `idle_s`): every source of the tenant meets the same
-    points whenever it was last judged. A source that just settled may be
-    looked at sooner than `idle_s` once; from then on every `idle_s`.
-    """
-    if phase is None:
-        return now + idle_s
-    offset = (phase % 1.0) * idle_s
-    return offset + (math.floor((now - offset) / idle_s) + 1) * idle_s
-
-
-def tenant_phase(schema: str) -> float:
-    """A tenant's offset of its idle grid, in [0, 1): stable across processes and restarts, spread over tenants."""
-    digest = hashlib.blake2b(schema.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,7 +52,7 @@ from beastflow.redis_client import get_redis, key
 from beastflow.sqlpipe import Statement, run_pipelined
 from beastflow.tenancy import current_schema
 from engines import outbound
-from engines.deadlines import Cadence, next_judgement, tenant_phase
+from engines.deadlines import Cadence, next_judgement
 from engines.health import StreamHealth, StreamSignals, score_stream, silent
 from engines.hysteresis import Decision, HysteresisPolicy, HysteresisState, ValidationResult, decide
 from engines.models import Event, HealthSample, PollRun, PollStatus, Source, StreamState
@@ -635,7 +636,7 @@ def _schedule(cases: list[_Case], *, now: float, leases: Mapping[int, datetime] 
                 switched=case.decision.switched,
                 moved=case.memory.moved,
                 validation_ends_at=after.since + case.policy.validation_window_s,
-                phase=tenant_phase(case.item.schema),
+                spread=random.random(),  # a spread of deadlines, not a secret
             )
         else:
             at = now + plan.tick_s
