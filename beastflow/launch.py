@@ -92,18 +92,19 @@ LATENCY_QUEUES = ("celery", "monitor")
 BATCH_QUEUES = ("polls", "reconcile", "healing", "callbacks")
 
 
-def worker_command(queues: str = "") -> list[str]:
+def worker_command(queues: str = "", *, node: str = "") -> list[str]:
     """One Celery worker: of `queues` (comma-separated), else of BEASTFLOW_WORKER_QUEUES, else of every queue.
 
     Every queue (settings.CELERY_TASK_QUEUES) with two pool processes is what
     `make worker` runs; in production run one worker per queue instead
     (docs/scheduling.md): BEASTFLOW_WORKER_QUEUES=monitor and BEASTFLOW_WORKER_CONCURRENCY=N.
+    `node`: the worker's node name (default: named after its queues).
     """
     argv = [sys.executable, "-m", "celery", "-A", "beastflow", "worker", "-l", "INFO"]
     argv += ["--concurrency", os.environ.get("BEASTFLOW_WORKER_CONCURRENCY", "2")]
     queues = queues or os.environ.get("BEASTFLOW_WORKER_QUEUES", "").strip()
     if queues:
-        argv += ["-Q", queues, "-n", f"{queues.replace(',', '-')}@%h"]
+        argv += ["-Q", queues, "-n", f"{node or queues.replace(',', '-')}@%h"]
     return argv
 
 
@@ -125,11 +126,12 @@ def up_workers() -> dict[str, list[str]]:
     """
     if os.environ.get("BEASTFLOW_WORKER_QUEUES", "").strip():
         return {"worker": worker_command()}
-    batch = worker_command(",".join(BATCH_QUEUES))
+    batch = worker_command(",".join(BATCH_QUEUES), node="batch")
     niceness = batch_niceness()
     if niceness and shutil.which("nice"):
         batch = ["nice", "-n", str(niceness), *batch]
-    return {"worker": worker_command(",".join(LATENCY_QUEUES)), "batch": batch}
+    # Celery's default node name for the worker the probes ping (beastflow.probes worker: celery@<host>).
+    return {"worker": worker_command(",".join(LATENCY_QUEUES), node="celery"), "batch": batch}
 
 
 # The long-running processes of `up` (`split`: its two workers), also runnable one at a time.

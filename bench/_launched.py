@@ -151,7 +151,10 @@ class Launched:
             return int(json.loads(response.read())["id"])
 
     def processes(self) -> dict[str, psutil.Process]:
-        """The supervised processes by role: web, worker, beat (their main process, not the pool's)."""
+        """The supervised processes by role: web, worker, batch, beat (their main process, not the pool's).
+
+        `batch`: `make up`'s second worker (node batch@, the batch queues); `worker` is the one the probes ping.
+        """
         assert self.proc is not None
         found: dict[str, psutil.Process] = {}
         for child in psutil.Process(self.proc.pid).children():
@@ -164,7 +167,7 @@ class Launched:
             if "uvicorn" in argv:
                 found["web"] = child
             elif "worker" in argv and "celery" in argv:
-                found["worker"] = child
+                found["batch" if any(arg.startswith("batch@") for arg in argv) else "worker"] = child
             elif "beat" in argv and "celery" in argv:
                 found["beat"] = child
         return found

@@ -36,7 +36,7 @@ from bench._world import OUT_DIR, log
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKDIR = ROOT / ".beastflow" / "soak"
-ROLES = ("web", "worker", "beat")
+ROLES = ("web", "worker", "batch", "beat")  # batch: make up's second worker
 
 
 def rss_mb(stack: Launched) -> dict[str, float]:
@@ -44,6 +44,8 @@ def rss_mb(stack: Launched) -> dict[str, float]:
     sample: dict[str, float] = {}
     for role in ROLES:
         processes = stack.pool(role)
+        if not processes:  # a layout without that process (one worker of chosen queues)
+            continue
         total = 0.0
         for index, process in enumerate(processes):
             try:
@@ -51,8 +53,8 @@ def rss_mb(stack: Launched) -> dict[str, float]:
             except psutil.NoSuchProcess:
                 continue
             total += mb
-            if role == "worker" and index > 0:
-                sample[f"worker.pool{index}"] = round(mb, 1)
+            if role in ("worker", "batch") and index > 0:
+                sample[f"{role}.pool{index}"] = round(mb, 1)
         sample[role] = round(total, 1)
     return sample
 

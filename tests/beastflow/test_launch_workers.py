@@ -26,6 +26,10 @@ def test_up_splits_every_queue_between_a_latency_worker_and_a_niced_batch_worker
     assert "monitor" in latency and "polls" in batch
     assert workers["batch"][:3] == ["nice", "-n", "10"]
     assert workers["worker"][0] != "nice"
+    # the latency worker keeps Celery's default node name: the container probe pings celery@<host>
+    assert workers["worker"][workers["worker"].index("-n") + 1] == "celery@%h"
+    celery = workers["batch"][3:]  # after `nice -n 10`
+    assert celery[celery.index("-n") + 1] == "batch@%h"
 
 
 def test_the_batch_niceness_is_a_setting_and_a_bad_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
