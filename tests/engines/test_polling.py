@@ -308,6 +308,12 @@ def test_a_10k_event_backlog_is_caught_up_in_one_poll(upstream: SimulatorHandle,
 # -- other connections: committed rows -------------------------------------------
 
 
+def _runs(django_db_blocker: Any, tenant: Any, source_id: int) -> list[PollRun]:
+    """The source's poll runs, read from the test's side while a worker writes them."""
+    with django_db_blocker.unblock(), tenant_context(tenant):
+        return list(PollRun.objects.filter(source_id=source_id))
+
+
 def _point_at(django_db_blocker: Any, tenant: Any, source_id: int, upstream: SimulatorHandle, **fields: Any) -> None:
     with django_db_blocker.unblock(), tenant_context(tenant):
         spec = source_spec(config=_config(upstream))
@@ -372,16 +378,12 @@ def test_source_poll_task_runs_on_a_worker_in_the_tenant_schema(
     _point_at(django_db_blocker, tenant, source_id, upstream, mode="polling")
     upstream.sim.mutate(count=12)
 
-    def runs() -> list[PollRun]:
-        with django_db_blocker.unblock(), tenant_context(tenant):
-            return list(PollRun.objects.filter(source_id=source_id))
-
     # when
     with tenant_context(tenant):
         source_poll_task.delay(source_id, "manual")
     # then
-    wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
-    [run] = runs()
+    wait_for(lambda: bool(_runs(django_db_blocker, tenant, source_id)), timeout=20, interval=0.1)
+    [run] = _runs(django_db_blocker, tenant, source_id)
     assert (run.trigger, run.status, run.new_events, run.caught_up) == ("manual", PollStatus.SUCCEEDED, 12, True)
     with django_db_blocker.unblock(), tenant_context(tenant):
         assert Event.objects.filter(source_id=source_id, origin="poll").count() == 12
@@ -400,15 +402,11 @@ def test_the_beat_entry_dispatches_due_polls_to_a_worker_in_each_tenant(
     _point_at(django_db_blocker, tenant, source_id, upstream, mode="polling", next_poll_at=None)
     upstream.sim.mutate(count=4)
 
-    def runs() -> list[PollRun]:
-        with django_db_blocker.unblock(), tenant_context(tenant):
-            return list(PollRun.objects.filter(source_id=source_id))
-
     # when: what beat sends, from the public schema
     polls_dispatch_task.delay()
     # then
-    wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
-    [run] = runs()
+    wait_for(lambda: bool(_runs(django_db_blocker, tenant, source_id)), timeout=20, interval=0.1)
+    [run] = _runs(django_db_blocker, tenant, source_id)
     assert (run.trigger, run.status, run.new_events) == ("schedule", PollStatus.SUCCEEDED, 4)
 
 
@@ -438,14 +436,10 @@ def test_a_gap_the_monitor_finds_is_filled_by_a_poll_the_dispatcher_sends(
         assert SourceSchedule.objects.get(pk=source_id).next_poll_at <= timezone.now()  # asked, not sent
         assert not PollRun.objects.filter(source_id=source_id).exists()
 
-    def runs() -> list[PollRun]:
-        with django_db_blocker.unblock(), tenant_context(tenant):
-            return list(PollRun.objects.filter(source_id=source_id))
-
     polls_dispatch_task.delay()
     # then: the dispatcher sent it as a gap fill, which read the missing seqs
-    wait_for(lambda: bool(runs()), timeout=20, interval=0.1)
-    [run] = runs()
+    wait_for(lambda: bool(_runs(django_db_blocker, tenant, source_id)), timeout=20, interval=0.1)
+    [run] = _runs(django_db_blocker, tenant, source_id)
     assert (run.trigger, run.status) == ("gap_fill", PollStatus.SUCCEEDED)
     with django_db_blocker.unblock(), tenant_context(tenant):
         assert StreamState.objects.get(source_id=source_id).contiguous_seq >= 5
