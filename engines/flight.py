@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ class _Buffer(ProcessBuffer[list[str]]):
 
 _buffer = _Buffer()
 _kept = entries_kept()
+_flushing = threading.Lock()
 
 
 def source_key(source_id: int) -> str:
@@ -76,19 +78,25 @@ def note(
 
 
 def flush() -> int:
-    """Append the buffered judgements to their sources' lists; returns how many were written."""
+    """Append the buffered judgements to their sources' lists; returns how many were written.
+
+    One flush at a time: a reader's flush (`judgements`) waits for the
+    background thread's, else it could read the lists while the entries that
+    thread had just taken were not written yet (a recording of 0 judgements).
+    """
     from beastflow.redis_client import get_redis
 
-    taken = _buffer.take()
-    if not taken:
-        return 0
-    with get_redis().pipeline(transaction=False) as pipe:
-        for source_id, entries in taken.items():
-            name = source_key(source_id)
-            pipe.rpush(name, *entries)
-            pipe.ltrim(name, -_kept, -1)
-            pipe.expire(name, TTL_S)
-        pipe.execute()
+    with _flushing:
+        taken = _buffer.take()
+        if not taken:
+            return 0
+        with get_redis().pipeline(transaction=False) as pipe:
+            for source_id, entries in taken.items():
+                name = source_key(source_id)
+                pipe.rpush(name, *entries)
+                pipe.ltrim(name, -_kept, -1)
+                pipe.expire(name, TTL_S)
+            pipe.execute()
     return sum(len(entries) for entries in taken.values())
 
 
