@@ -27,8 +27,7 @@ from prometheus_client import Counter
 from engines.judge import judge_claims
 from engines.models import PollTrigger
 from engines.monitor import gap_fills_take
-from engines.polling import audits_claim_due, poll_deadlines, polls_claim_due
-from engines.polling_policy import DISPATCH_CLAIM_S
+from engines.polling import DISPATCH_CLAIM_S, audits_claim_due, poll_deadlines, polls_claim_due
 from engines.reconcile.runs import reconcile_deadlines, reconciles_claim_due
 from engines.source_ops import request_poll
 from scheduling.claims import Claim, evals_claim, sources_claim_fair

@@ -173,8 +173,9 @@ def monitor_source(
 def monitor_tenant() -> int:
     """Judge every source with a push stream (unpaused, push expected) at once, whatever their deadlines.
 
-    Returns how many were judged. The scheduler judges sources by deadline (engines/tasks.py); this is
-    for operators and tests that want every source looked at now.
+    Returns how many were judged. The scheduler judges sources by deadline
+    (engines/tasks.py); this is for operators and tests that want every
+    source looked at now.
     """
     started = time.perf_counter()
     rates: dict[int, float | None] = {}

@@ -54,7 +54,6 @@ from engines.ingest.validation import Event, validate
 from engines.models import ModeChoices, Origin, PollRun, PollStatus, PollTrigger, Source, StreamState
 from engines.monitor import MISS_GRACE_S
 from engines.polling_policy import (
-    DISPATCH_CLAIM_S,
     BreakerCheck,
     BreakerPolicy,
     BreakerState,
@@ -82,6 +81,9 @@ LEASE_MARGIN_S = 30.0
 BREAKER_POLICY = BreakerPolicy()
 # Breaker state is soft: an expired key is a closed breaker.
 BREAKER_TTL_S = 3_600
+# The scheduler holds a claimed source this long: a poll queued but not yet
+# started is not sent again meanwhile, and a lost one is retried after it.
+DISPATCH_CLAIM_S = 30.0
 # Per tenant and tick, so one tenant's thousand due sources cannot fill the
 # queue ahead of the other tenants (fair sharing: docs/scheduling.md, "Weighted fair sharing and backpressure").
 DISPATCH_LIMIT = 500

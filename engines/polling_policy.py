@@ -19,11 +19,6 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 # Caps on exponents: 2**60 seconds is past any configured maximum already.
-# The scheduler holds a claimed source this long: a poll queued but not yet
-# started is not sent again meanwhile, and a lost one is retried after it.
-# Here, not in engines.polling, so the monitor's gap fills (engines.monitor,
-# which engines.polling imports) can obey the same queue-age bound.
-DISPATCH_CLAIM_S = 30.0
 _MAX_DOUBLINGS = 60
 
 
