@@ -32,6 +32,7 @@ from engines.hysteresis import Decision, HysteresisPolicy, HysteresisState
 from engines.ingest.service import source_cache
 from engines.models import PollTrigger, Source
 from engines.modes import Mode
+from engines.reconcile.runs import reconcile_scheduled
 from engines.selectors import source_health
 from engines.switching import source_switch_mode
 from scheduling.services import source_wake
@@ -190,7 +191,7 @@ def _paused_set(source: Source, paused: bool, *, edit: bool) -> bool:
     if edit:
         source.updated_at = now
     # Paused sources leave the schedule when next claimed, resumed ones are judged and polled again: now.
-    source_wake(source.pk, judge=True, poll=True, reconcile=True)
+    source_wake(source.pk, judge=True, poll=True, reconcile=reconcile_scheduled(source))
     _forget_cached(source.pk)
     log.info("source_paused" if paused else "source_resumed", source=source.pk)
     return True

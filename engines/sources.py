@@ -14,6 +14,7 @@ from engines.connectors.presets import PresetError, preset_apply
 from engines.ingest.service import source_cache
 from engines.models import ModeChoices, Source, StreamState
 from engines.modes import Mode
+from engines.reconcile.runs import reconcile_scheduled
 from engines.schemas import DataSourceConfig, PushScheme, validate_source
 from scheduling.services import source_schedule_add, source_wake
 from tenants.models import SourceRoute
@@ -109,7 +110,9 @@ def source_create(*, spec: DataSourceConfig) -> tuple[Source, str]:
         **_spec_fields(spec),
     )
     StreamState.objects.create(source=source)
-    source_schedule_add(source_id=source.pk, tenant_id=tenant.pk, judge=spec.push.expected)
+    source_schedule_add(
+        source_id=source.pk, tenant_id=tenant.pk, judge=spec.push.expected, reconcile=reconcile_scheduled(source)
+    )
     log.info("source_created", source=source.pk, connector=source.connector, tenant=tenant.slug)
     return source, secret
 
@@ -169,7 +172,7 @@ def source_update(*, source: Source, changes: Any) -> Source:
     )
     if not toggled:  # a pause or resume woke the engines and forgot the cached facts itself
         # Its thresholds or intervals changed: every engine looks at it again now.
-        source_wake(locked.pk, judge=True, poll=True, reconcile=True)
+        source_wake(locked.pk, judge=True, poll=True, reconcile=reconcile_scheduled(locked))
         schema = current_schema()  # now: the callback may run after the request has left the tenant's schema
         transaction.on_commit(lambda: source_cache.forget(schema, locked.pk))
     log.info("source_updated", source=locked.pk, fields=sorted(changes))

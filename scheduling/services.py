@@ -33,8 +33,9 @@ _SOURCE_COLUMNS = ("next_eval_at", "next_poll_at", "next_reconcile_at")
 _TENANT_COLUMNS = ("next_healing_at", "next_sweep_at")
 
 
-def source_schedule_add(*, source_id: int, tenant_id: int, judge: bool = True) -> None:
-    """A new source: everything due now (its judgement only with `judge`); the engines find out what it needs."""
+def source_schedule_add(*, source_id: int, tenant_id: int, judge: bool = True, reconcile: bool = True) -> None:
+    """A new source: everything due now (its judgement only with `judge`, its reconciliation only with
+    `reconcile`); the engines find out what it needs."""
     now = timezone.now()
     SourceSchedule.objects.update_or_create(
         source_id=source_id,
@@ -42,7 +43,7 @@ def source_schedule_add(*, source_id: int, tenant_id: int, judge: bool = True) -
             "tenant_id": tenant_id,
             "next_eval_at": now if judge else None,
             "next_poll_at": now,
-            "next_reconcile_at": now,
+            "next_reconcile_at": now if reconcile else None,
         },
     )
 

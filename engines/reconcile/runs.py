@@ -152,6 +152,19 @@ def has_snapshot(source: Source) -> bool:
     return source.connector == Connector.REST.value or bool(source.config.get("snapshot_url"))
 
 
+def reconcile_scheduled(source: Source) -> bool:
+    """Does the source have scheduled runs at all: a snapshot, and `reconcile.interval_s` > 0.
+
+    Only then does a change of the source make its reconcile deadline due
+    (engines.sources, engines.source_ops). A deadline the dispatcher must
+    visit to learn that there is none costs a round's slot: its claims are
+    bounded by the reconcile queue's room (20 a round), so the ten thousand
+    sources of a thousand new tenants without snapshots kept the rounds busy
+    for over an hour before reaching one that could be reconciled.
+    """
+    return has_snapshot(source) and ReconcileConfig.model_validate(source.reconcile or {}).interval_s > 0
+
+
 def _due_at(source: Any) -> datetime | None:
     if not has_snapshot(source):
         return None

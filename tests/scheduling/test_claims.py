@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from engines import source_ops, sources
 from scheduling.claims import evals_claim, sources_claim_fair, tenant_schedules_fill, tenants_claim
 from scheduling.models import SourceSchedule, TenantSchedule
 from scheduling.services import source_evals_set, source_wake, tenant_due_at, tenant_wake
@@ -36,6 +37,31 @@ def test_a_new_source_is_scheduled_for_everything_at_once(alice: Persona, quiet:
     assert row.tenant_id == alice.tenant.pk
     assert row.next_eval_at and row.next_poll_at and row.next_reconcile_at
     assert row.next_eval_at <= timezone.now()
+
+
+def test_a_source_without_scheduled_reconciliations_never_gets_a_reconcile_deadline(
+    alice: Persona, quiet: datetime
+) -> None:
+    # given: no snapshot to reconcile with, and a snapshot with scheduled runs turned off
+    with tenant_context(alice.tenant):
+        bare, _ = make_source("bare", config={"poll_url": "http://127.0.0.1:9001/changes"})
+        off, _ = make_source("off", reconcile={"interval_s": 0})
+        # when: created, then paused, resumed and edited (each wakes the engines)
+        for source in (bare, off):
+            source_ops.pause(source)
+            source_ops.resume(source)
+            sources.source_update(source=source, changes={"hysteresis": {"fail_threshold": 4}})
+        unscheduled = SourceSchedule.objects.get(pk=bare.pk).next_reconcile_at
+        # and: a snapshot given later puts it on the reconcile schedule
+        sources.source_update(
+            source=bare, changes={"config": {**bare.config, "snapshot_url": "http://127.0.0.1:9001/snapshot"}}
+        )
+    # then
+    rows = SourceSchedule.objects.in_bulk([bare.pk, off.pk])
+    assert unscheduled is None
+    assert rows[off.pk].next_reconcile_at is None
+    assert rows[off.pk].next_eval_at is not None and rows[off.pk].next_poll_at is not None
+    assert rows[bare.pk].next_reconcile_at is not None and rows[bare.pk].next_reconcile_at <= timezone.now()
 
 
 def test_due_judgements_are_claimed_once_oldest_first_and_leased(alice: Persona, quiet: datetime) -> None:
