@@ -73,6 +73,8 @@ BUILD_CHUNK = 50  # tenants built between two restarts of the pusher
 KEEP_ALIVE_S = 4.0  # the pusher reopens a connection idle longer (the server keeps one 5 s)
 SLICE_S = 300.0  # a long measurement reports every 5 minutes
 TICK_S = 1.0  # the monitor tick both schedulers run with (BEASTFLOW_MONITOR_TICK_S default)
+IDLE_S = 300.0  # BEASTFLOW_MONITOR_IDLE_S default: how often an idle source is judged, at most
+IDLE_SPREAD = 0.2  # engines.deadlines.IDLE_SPREAD: up to this share of IDLE_S early (--root may be an older checkout)
 
 
 def source_specs(sim_port: int, push_every_s: float) -> dict[str, dict[str, Any]]:
@@ -703,6 +705,10 @@ def main() -> int:
             tenants = [TenantInfo(**json.loads(line)) for line in WORLD_FILE.read_text().splitlines() if line]
             log(f"reusing {len(tenants)} tenants of a --keep run")
             sql_in_every_schema(world, tenants, "UPDATE {schema}.engines_source SET paused = false")
+            # As the product's resume does: every engine looks at the source now (a kept world may end with
+            # every source paused and out of the schedule).
+            with world.connect(autocommit=True) as conn:
+                conn.execute("UPDATE scheduling_sourceschedule SET next_eval_at = now(), next_poll_at = now()")
             pushed_seqs.update(streams_repaired(world, tenants))
         else:
             world.create_database()
@@ -805,6 +811,15 @@ def main() -> int:
             sql_in_every_schema(
                 world, tenants, "UPDATE {schema}.engines_source SET paused = true WHERE name NOT LIKE 'idle-%'"
             )
+            # As the product's pause does (engines.source_ops.pause): the paused sources' judgements and polls
+            # are due now, so they leave the schedule during the settling, not one by one in the measured window.
+            others = [s["id"] for t in tenants for s in t.sources if s["kind"] != "idle"]
+            with world.connect(autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE scheduling_sourceschedule SET next_eval_at = now(), next_poll_at = now()"
+                    " WHERE source_id = ANY(%s)",
+                    [others],
+                )
             log(f"idle phase: only idle sources run; settling {args.warmup_s:.0f}s")
             time.sleep(args.warmup_s)
             idle_sources = sum(1 for t in tenants for s in t.sources if s["kind"] == "idle")
@@ -816,7 +831,7 @@ def main() -> int:
             print(
                 f"{args.label:<7} idle phase: {idle_sources} idle sources, worker+beat+postgres "
                 f"{busy * 100:.1f}% of a core = {idle['cores_per_1000_idle_sources'] * 100:.2f}% per 1,000 idle sources"
-                f" | cores {idle['cores']}",
+                f" | {idle['judgements'] / args.idle_s:.1f} judgements/s | cores {idle['cores']}",
                 flush=True,
             )
             # The same tenants with every source paused: what the tenants and the clock cost by themselves
@@ -830,11 +845,20 @@ def main() -> int:
             floor = sum(v for k, v in base["cores"].items() if k.startswith("worker") or k in ("beat", "postgres"))
             own = max(0.0, busy - floor)
             idle["baseline_cores"] = round(floor, 4)
+            # What each idle judgement costs, all in (worker, beat, PostgreSQL): the safety net judges an idle
+            # source every BEASTFLOW_MONITOR_IDLE_S, so this times that rate is the idle sources' own cost.
+            idle["own_ms_per_judgement"] = round(1000 * own * args.idle_s / max(1, idle["judgements"]), 3)
             idle["own_cores_per_1000_idle_sources"] = round(1000 * own / max(1, idle_sources), 4)
+            # The window may hold more or fewer judgements than the steady rate (idle sources resumed together
+            # come due together); at the steady rate, a thousand idle sources cost:
+            idle_every_s = float(world.settings.get("BEASTFLOW_MONITOR_IDLE_S", IDLE_S)) * (1 - IDLE_SPREAD / 2)
+            idle["steady_cores_per_1000_idle_sources"] = round(idle["own_ms_per_judgement"] / idle_every_s, 4)
             print(
                 f"{args.label:<7} baseline, every source paused: worker+beat+postgres {floor * 100:.1f}% of a core"
                 f" ({len(tenants)} tenants) | idle sources' own cost {own * 100:.1f}% = "
-                f"{idle['own_cores_per_1000_idle_sources'] * 100:.2f}% per 1,000 | cores {base['cores']}",
+                f"{idle['own_cores_per_1000_idle_sources'] * 100:.2f}% per 1,000 in this window; "
+                f"{idle['own_ms_per_judgement']} ms per judgement, at the steady rate (one per {idle_every_s:.0f} s) "
+                f"{idle['steady_cores_per_1000_idle_sources'] * 100:.2f}% per 1,000 | cores {base['cores']}",
                 flush=True,
             )
         out = OUT_DIR / f"scale-{args.label}.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 
 import pytest
 from hypothesis import given
@@ -57,6 +57,15 @@ def test_health_explains_itself_in_a_json_ready_dict() -> None:
     assert explained["reasons"]["silence"] == "20.5s since the last event or heartbeat, 5.0s allowed (1.0s rhythm)"
     assert explained["measures"]["gap"] == 10
     assert explained["penalties"]["silence"] == 100
+
+
+def test_the_signals_dict_holds_every_field_json_ready() -> None:
+    # given: every field set, each to a value of its own
+    values = {f.name: float(n) for n, f in enumerate(fields(StreamSignals), start=1)}
+    # when
+    written = StreamSignals(**values).as_dict()  # type: ignore[arg-type]
+    # then: what the audit rows and the flight recorder store, field for field
+    assert json.loads(json.dumps(written)) == values == asdict(StreamSignals(**values))  # type: ignore[arg-type]
 
 
 def test_two_half_problems_together_turn_the_verdict_bad() -> None:
