@@ -13,7 +13,7 @@ from beastflow.celery import app
 from beastflow.tenancy import current_schema, current_tenant
 from healing import metrics
 from healing.health_checks import backlog_note
-from healing.queue import healing_next_due, healing_tick, queue_backlog_age_s
+from healing.queue import healing_has_work, healing_next_due, healing_tick, queue_backlog_age_s
 from scheduling.rounds import tenant_round
 from scheduling.services import tenant_due_at
 
@@ -31,11 +31,16 @@ def healing_tick_task(lease: str | None = None) -> dict[str, int]:
     tenant's next pass is due (healing.queue.healing_next_due).
     """
     started = time.perf_counter()
-    done = healing_tick()
+    busy = healing_has_work()
+    done = healing_tick() if busy else dict.fromkeys(("analysed", "verified", "escalated", "recovered"), 0)
     metrics.TICK_SECONDS.observe(time.perf_counter() - started)
-    backlog_note(current_schema(), queue_backlog_age_s())
+    backlog_note(current_schema(), queue_backlog_age_s() if busy else None)
     now = timezone.now()
-    if any(done.values()):
+    if not busy:
+        # Nothing open: what would make a pass due sooner (a new failure, an
+        # operator's decision) wakes the tenant (healing.services.healing_wake).
+        at = now + timedelta(seconds=settings.BEASTFLOW_HEALING_IDLE_S * random.uniform(0.8, 1.0))
+    elif any(done.values()):
         at = now + timedelta(seconds=settings.BEASTFLOW_HEALING_TICK_S)  # it moved: look again soon
     else:
         # An idle tenant's pass is jittered: tenants made together do not all come due together.

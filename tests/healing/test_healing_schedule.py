@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from engines.models import Source
+from healing import tasks as healing_tasks
 from healing.models import FailureRecord, FailureStatus, HealingAction, HealingStatus
-from healing.queue import healing_next_due
+from healing.queue import UNSETTLED_ACTIONS, healing_has_work, healing_next_due
 from healing.recovery import STREAM_QUIET_S, quiet_s
+from scheduling.models import TenantSchedule
 from tests.factories import make_source
 
 pytestmark = pytest.mark.usefixtures("in_acme")
@@ -98,3 +102,47 @@ def test_a_waiting_action_is_looked_at_when_it_escalates(clean: None) -> None:
         next_escalation_at=now + timedelta(seconds=90),
     )
     assert _next(now) == pytest.approx(90)
+
+
+def test_a_pass_has_work_only_with_a_failure_open_or_to_analyse_or_an_action_unsettled(clean: None) -> None:
+    now = timezone.now()
+    source = make_source("work")[0]
+    # nothing at all; then only what is settled: a resolved, analysed failure and finished actions
+    assert not healing_has_work()
+    failure = _failure(source, analysis_due=False, status=FailureStatus.RESOLVED)
+    for status in (HealingStatus.SUCCEEDED, HealingStatus.FAILED, HealingStatus.REJECTED):
+        HealingAction.objects.create(
+            source=source, strategy="keep_polling", risk="low", status=status, requested_at=now, failure=failure
+        )
+    assert not healing_has_work()
+    # each of these is work for a pass
+    FailureRecord.objects.filter(pk=failure.pk).update(analysis_due=True)
+    assert healing_has_work()
+    FailureRecord.objects.filter(pk=failure.pk).update(analysis_due=False, status=FailureStatus.OPEN)
+    assert healing_has_work()
+    FailureRecord.objects.filter(pk=failure.pk).update(status=FailureStatus.RESOLVED)
+    for status in UNSETTLED_ACTIONS:
+        action = HealingAction.objects.create(
+            source=source, strategy="keep_polling", risk="low", status=status, requested_at=now, failure=failure
+        )
+        assert healing_has_work(), status
+        action.delete()
+    assert not healing_has_work()
+
+
+def test_a_tenant_without_healing_work_is_passed_over_until_its_idle_period(
+    clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: nothing open; a pass would be a dozen queries for nothing
+    monkeypatch.setattr(healing_tasks, "healing_tick", lambda: pytest.fail("a pass without work ran"))
+    schedule = TenantSchedule.objects.filter(tenant_id=connection.tenant.pk)
+    schedule.update(next_healing_at=None)
+    before = timezone.now()
+    # when
+    done = healing_tasks.healing_tick_task()
+    # then: nothing done, next pass within the jittered idle period
+    assert done == {"analysed": 0, "verified": 0, "escalated": 0, "recovered": 0}
+    due = schedule.get().next_healing_at
+    assert due is not None
+    assert (due - before).total_seconds() >= 0.8 * settings.BEASTFLOW_HEALING_IDLE_S - 1
+    assert (due - before).total_seconds() <= settings.BEASTFLOW_HEALING_IDLE_S + 1
