@@ -81,6 +81,9 @@ PUBLIC_SCHEMA_NAME = "public"
 # `manage.py migrate_tenants` migrates the tenants with pending migrations in
 # this many processes (django-tenants' multiprocessing executor).
 TENANT_MULTIPROCESSING_MAX_PROCESSES = env_int("BEASTFLOW_MIGRATE_PROCESSES", 2)
+# Tenant schemas cloned ahead of need, so that creating a tenant renames one
+# (tenants/schema_spares.py); 0: each new tenant's schema is cloned as it is created.
+BEASTFLOW_TENANT_SPARES = env_int("BEASTFLOW_TENANT_SPARES", 3)
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -403,6 +406,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     # The healing bandit's prior pooled over every tenant's outcomes.
     "bandit-pool": {"task": "strategies.tasks.bandit_pool_task", "schedule": 3600.0},
+    # Spare tenant schemas kept ready (also refilled after each creation), and
+    # those of an older migration set dropped after a deploy.
+    "tenant-spares": {"task": "tenants.tasks.spares_fill_task", "schedule": 60.0, "options": {"expires": 60.0}},
 }
 
 LOG_LEVEL = env_str("BEASTFLOW_LOG_LEVEL", "INFO")

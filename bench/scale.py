@@ -19,14 +19,19 @@ Tenants grow size by size (10, then 90 more, ...), each with M sources in a mix 
   (what the polling cohort was before `push.expected` existed; --reuse of
   such a world declares them polling-only unless --silent-polling).
 
-Per size, after a warm-up, over --measure-s: tenant creation time, the
-monitor's lag (per judgement: how long after its deadline it came; for
+Per size, after a warm-up, over --measure-s: tenant creation time (the
+build's, back to back with their sources, and --probe-tenants more created a
+few seconds apart during the measurement: what a customer signing up meets
+under the world's load), the monitor's lag (per judgement: how long after its deadline it came; for
 the old per-tick scheduler the deadline is the previous judgement plus
 one tick), sources never judged in the window, queue depth and oldest
 message age per queue, tasks/s (Celery's own counters), CPU per process
 and per source, worker memory. At the end an idle phase (pushing and
 polling sources paused) and a baseline (every source paused) give what idle
-sources cost: the difference, the rest being the tenants' own and the clock's.
+sources cost: the difference, the rest being the tenants' own and the clock's;
+divided by the judgements in the window, the cost of one idle judgement, and
+at the steady rate (one per BEASTFLOW_MONITOR_IDLE_S less the spread) what a
+thousand idle sources cost whatever the window caught.
 
 --root runs another checkout with the same builder (bench/_scale_build.py),
 e.g. `git worktree add /tmp/bf-before <commit>` for a before/after table.
@@ -383,6 +388,45 @@ class Sampler:
             return 0.0
 
 
+class TenantProbe:
+    """New tenants created during a measurement, a few seconds apart, in a child (bench/_scale_probe_tenants.py).
+
+    The build's creation times are of tenants made back to back with their sources; these are what one
+    customer signing up meets while the service carries the world's load.
+    """
+
+    def __init__(self, world: ScaleWorld, count: int, *, every_s: float) -> None:
+        self.world, self.count, self.every_s = world, count, every_s
+        self.times: list[float] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        if self.count > 0:
+            self.thread.start()
+
+    def _run(self) -> None:
+        done = subprocess.run(
+            [sys.executable, str(HERE / "bench" / "_scale_probe_tenants.py"), str(self.count), str(self.every_s)],
+            cwd=self.world.root,
+            env=self.world.env(BENCH_ROOT=str(self.world.root), DJANGO_SETTINGS_MODULE="beastflow.settings"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            log(f"tenant probe failed: {done.stderr[-2000:]}")
+        self.times = [json.loads(line)["create_s"] for line in done.stdout.splitlines() if line.startswith("{")]
+
+    def join(self) -> dict[str, Any] | None:
+        """p50 and max of the creations (s), or None without any."""
+        if self.count <= 0:
+            return None
+        self.thread.join(timeout=600)
+        if not self.times:
+            return None
+        return {"n": len(self.times), "p50": round(statistics.median(self.times), 3), "max": round(max(self.times), 3)}
+
+
 def _bench_backends(world: ScaleWorld) -> set[int]:
     """PostgreSQL backends serving the bench database (others on this machine are not ours)."""
     try:
@@ -597,7 +641,8 @@ def print_row(label: str, size: int, row: dict[str, Any]) -> None:
     missed = f"never judged {m['never_judged']}" if m["overdue_at_end"] is None else f"overdue {m['overdue_at_end']}"
     print(
         f"{label:<7} N={size:<5} sources={m['sources']:<6} create p50 {row['create_p50_s']}s "
-        f"max {row['create_max_s']}s | lag p50 {m['lag_p50_s']}s p99 {m['lag_p99_s']}s max {m['lag_max_s']}s, "
+        f"max {row['create_max_s']}s, under load {row.get('create_under_load_s')} | "
+        f"lag p50 {m['lag_p50_s']}s p99 {m['lag_p99_s']}s max {m['lag_max_s']}s, "
         f"{missed}, backlog max {m['backlog_max_s']}s | tasks/s {m['tasks_per_s']} | "
         f"queues max {m['queue_depth_max']} age {m['queue_age_max_s']} | cores {m['cores']} | "
         f"waiting for a CPU {m['run_queue_waiting']} | postgres active {m['pg_active']} | "
@@ -667,6 +712,12 @@ def main() -> int:
         "worker, every queue, 2 processes (make up before 2026-12-07; the only choice for a checkout with one queue)",
     )
     parser.add_argument("--batch-nice", type=int, default=10, help="--workers up: the batch worker's niceness")
+    parser.add_argument(
+        "--probe-tenants",
+        type=int,
+        default=6,
+        help="tenants created (and deleted after) during each measurement, spread over it: creation under load",
+    )
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -790,6 +841,8 @@ def main() -> int:
             log(f"{len(tenants)} tenants, {total} sources; warming up {args.warmup_s:.0f}s")
             time.sleep(args.warmup_s)
             creates = [t.create_s for t in made or tenants] or [0.0]
+            probe = TenantProbe(world, args.probe_tenants, every_s=seconds / (args.probe_tenants + 1))
+            probe.start()
             row = {
                 "size": len(tenants),
                 "asked": size,
@@ -800,6 +853,7 @@ def main() -> int:
                 "pushes_retried": pusher.retried,
                 "pushes_failed": pusher.failed,
             }
+            row["create_under_load_s"] = probe.join()
             results.append(row)
             print_row(args.label, len(tenants), row)
             if len(tenants) < size:

@@ -55,7 +55,7 @@ class Tenant(TenantMixin):  # type: ignore[misc]
         return self.slug
 
     def create_schema(self, check_if_exists: bool = False, sync_schema: bool = True, verbosity: int = 1) -> bool:
-        """The schema as a copy of the migrated template (tenants.schema_template), not by migrating.
+        """The schema: a spare renamed (tenants.schema_spares), else a copy of the migrated template.
 
         django-tenants calls this from save() for a new tenant; callers
         ensure the template first (tenant_create does), since that may
@@ -63,13 +63,17 @@ class Tenant(TenantMixin):  # type: ignore[misc]
         """
         from django_tenants.utils import schema_exists
 
-        from tenants import schema_template
+        from tenants import schema_spares, schema_template
 
         if check_if_exists and schema_exists(self.schema_name):
             return False
         if not sync_schema:
             return bool(super().create_schema(check_if_exists=check_if_exists, sync_schema=False))
-        schema_template.schema_create(schema=self.schema_name)
+        if schema_spares.spare_take(schema=self.schema_name):
+            schema_spares.SCHEMAS_MADE.labels("spare").inc()
+        else:
+            schema_template.schema_create(schema=self.schema_name)
+            schema_spares.SCHEMAS_MADE.labels("clone").inc()
         return True
 
 

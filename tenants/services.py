@@ -81,6 +81,8 @@ def tenant_create(*, slug: str, name: str | None = None, domain: str | None = No
                 tenant.save(verbosity=0)  # the schema, cloned in this transaction
                 Domain.objects.create(domain=host, tenant=tenant, is_primary=True)
                 issued = apikey_create(tenant=tenant, label="initial")
+                # The spare it may have taken is made again by a worker, off this request.
+                transaction.on_commit(_spares_refill)
             break
         except schema_template.TemplateStaleError:
             if attempt == 2:
@@ -91,6 +93,16 @@ def tenant_create(*, slug: str, name: str | None = None, domain: str | None = No
     TENANT_CREATE_SECONDS.observe(seconds)
     log.info("tenant_created", tenant=slug, schema=tenant.schema_name, domain=host, seconds=round(seconds, 3))
     return tenant, issued
+
+
+def _spares_refill() -> None:
+    from tenants.tasks import spares_fill_task
+
+    if settings.BEASTFLOW_TENANT_SPARES > 0:
+        try:
+            spares_fill_task.apply_async()
+        except Exception:  # the broker is down: the clock's next fill makes it up
+            log.warning("tenant_spares_refill_not_sent", exc_info=True)
 
 
 def tenant_delete(*, tenant: Tenant) -> None:

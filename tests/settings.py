@@ -13,6 +13,10 @@ os.environ.setdefault("BEASTFLOW_LOG_LEVEL", "WARNING")
 # outbound URL guard (beastflow/netguard.py) refuses loopback unless allowed.
 # Tests of the guard itself set their own allow list.
 os.environ.setdefault("BEASTFLOW_UPSTREAM_ALLOW", "127.0.0.0/8,::1/128")
+# No spare tenant schemas (tenants/schema_spares.py): tenants are cloned as
+# they are created, and no worker or clock fills spares behind a test's back;
+# tests/tenants/test_spares.py turns them on for itself.
+os.environ.setdefault("BEASTFLOW_TENANT_SPARES", "0")
 
 from beastflow.settings import *  # noqa: F403
 
