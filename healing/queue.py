@@ -83,9 +83,7 @@ def healing_has_work() -> bool:
     """Whether a pass can find anything in the current tenant: a failure open or to analyse, an action unsettled.
 
     One query. Most tenants most of the time have neither, and a pass over
-    them was a dozen queries on empty tables every few minutes per tenant
-    (a thousand tenants' healing passes were most of what they cost with
-    every source paused).
+    them was a dozen queries on empty tables, every few minutes, per tenant.
     """
     with connection.cursor() as cursor:
         cursor.execute(

@@ -78,7 +78,7 @@ def tenant_create(*, slug: str, name: str | None = None, domain: str | None = No
             schema_template.template_ensure()
             with transaction.atomic():
                 tenant = Tenant(slug=slug, name=name or slug, schema_name=schema, ready=True)
-                tenant.save(verbosity=0)  # the schema, cloned in this transaction
+                tenant.save(verbosity=0)  # the schema, a spare renamed or a clone, in this transaction
                 Domain.objects.create(domain=host, tenant=tenant, is_primary=True)
                 issued = apikey_create(tenant=tenant, label="initial")
                 # The spare it may have taken is made again by a worker, off this request.
