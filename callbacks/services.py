@@ -196,6 +196,17 @@ def has_active_subscriptions() -> bool:
     return Subscription.objects.filter(status=SubscriptionStatus.ACTIVE).exists()
 
 
+def subscriptions_present() -> tuple[bool, bool]:
+    """(any subscription at all, an active one), in one query.
+
+    A tenant without an active one has nothing to deliver, and without any
+    (deliveries go with their subscription) nothing to prune: most tenants'
+    sweeps end here.
+    """
+    statuses = set(Subscription.objects.values_list("status", flat=True).distinct())
+    return bool(statuses), SubscriptionStatus.ACTIVE.value in statuses
+
+
 # Delivery ---------------------------------------------------------------------
 
 

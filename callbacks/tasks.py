@@ -43,15 +43,18 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
     generation = wake.idle_generation(schema)
     policy = services.delivery_policy()
     slice_s = settings.BEASTFLOW_CALLBACKS_SLICE_S * tier_weight(str(tenant.tier), settings.BEASTFLOW_TIER_WEIGHTS)
-    summary = services.deliveries_run(policy=replace(policy, run_budget_s=min(policy.run_budget_s, slice_s)))
-    active = services.has_active_subscriptions()
+    present, active = services.subscriptions_present()
+    if active:
+        summary = services.deliveries_run(policy=replace(policy, run_budget_s=min(policy.run_budget_s, slice_s)))
+    else:
+        summary = services.RunSummary(subscriptions=0, batches=0, failures=0, more=False, retry_in_s=None)
     if not active:
         wake.mark_idle(schema, generation=generation)
     elif sweep:
         # A mark whose invalidation was lost: wakes go through again. Only a
         # sweep can find one; a woken run got past the mark already.
         wake.idle_clear(schema)
-    if sweep:
+    if sweep and present:
         services.deliveries_prune()
         idle_s = settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S * random.uniform(0.8, 1.0)  # spread, like healing's
         wait_s = settings.BEASTFLOW_CALLBACKS_SWEEP_S if active else idle_s

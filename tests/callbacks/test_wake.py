@@ -73,3 +73,26 @@ def test_a_sweep_that_finds_an_active_subscription_drops_a_stale_idle_mark(in_ac
     # then: commits wake deliveries again
     assert not get_redis().exists(wake.idle_key(SCHEMA))
     assert wake.wake_deliveries(SCHEMA)
+
+
+def test_a_sweep_of_a_tenant_without_active_subscriptions_delivers_nothing_and_prunes_only_if_any(
+    in_acme: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callbacks import services
+    from callbacks.models import Subscription, SubscriptionStatus
+    from callbacks.tasks import callbacks_deliver_task
+
+    # given: no subscription at all; a delivery run or a prune would be queries for nothing
+    Subscription.objects.all().delete()
+    pruned: list[int] = []
+    monkeypatch.setattr(services, "deliveries_run", lambda **_: pytest.fail("a delivery run without subscriptions"))
+    monkeypatch.setattr(services, "deliveries_prune", lambda **_: pruned.append(1) or 0)
+    # when
+    callbacks_deliver_task.run(sweep=True)
+    # then: idle, nothing pruned
+    assert pruned == [] and get_redis().exists(wake.idle_key(SCHEMA))
+    # and: with a disabled subscription its old deliveries are pruned, still nothing is delivered
+    Subscription.objects.create(url="http://127.0.0.1:9/off", secret_encrypted="x", status=SubscriptionStatus.DISABLED)
+    callbacks_deliver_task.run(sweep=True)
+    assert pruned == [1]
+    assert services.subscriptions_present() == (True, False)
