@@ -26,6 +26,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from beastflow.process_buffer import ProcessBuffer
 
 FLUSH_S = 1.0
@@ -40,7 +42,10 @@ def entries_kept() -> int:
         return 120
 
 
-class _Buffer(ProcessBuffer[list[str]]):
+_encoder = msgspec.json.Encoder(enc_hook=str)  # anything JSON has no type for, as its str()
+
+
+class _Buffer(ProcessBuffer[list[bytes]]):
     def __init__(self, *, flush_in_thread: bool = True) -> None:
         super().__init__(
             name="flight-recorder",
@@ -50,7 +55,7 @@ class _Buffer(ProcessBuffer[list[str]]):
             in_thread=flush_in_thread,
         )
 
-    def add(self, source_id: int, entry: str) -> None:
+    def add(self, source_id: int, entry: bytes) -> None:
         self.started()
         with self.lock:
             self.items.setdefault(source_id, []).append(entry)
@@ -74,7 +79,8 @@ def note(
     if _kept <= 0:
         return
     entry = {"t": now, "mode": mode, "state": state or None, "signals": dict(signals), **config}
-    _buffer.add(source_id, json.dumps(entry, separators=(",", ":"), default=str))
+    # msgspec, not json.dumps: a twentieth of the time, and every judgement pays it (2 against 47 us).
+    _buffer.add(source_id, _encoder.encode(entry))
 
 
 def flush() -> int:
