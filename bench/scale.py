@@ -756,10 +756,20 @@ def main() -> int:
             tenants = [TenantInfo(**json.loads(line)) for line in WORLD_FILE.read_text().splitlines() if line]
             log(f"reusing {len(tenants)} tenants of a --keep run")
             sql_in_every_schema(world, tenants, "UPDATE {schema}.engines_source SET paused = false")
-            # As the product's resume does: every engine looks at the source now (a kept world may end with
-            # every source paused and out of the schedule).
+            # Back in the schedule (a kept world may end with every source paused and out of it), at deadlines
+            # spread as in a service that has been running: the product's resume makes them due now, and ten
+            # thousand judgements, polls, healing passes and sweeps due at once would come back as waves every
+            # few minutes, the idle phase and the baseline each catching a different share of them.
             with world.connect(autocommit=True) as conn:
-                conn.execute("UPDATE scheduling_sourceschedule SET next_eval_at = now(), next_poll_at = now()")
+                conn.execute(
+                    "UPDATE scheduling_sourceschedule SET next_eval_at = now() + random() * %(idle)s * interval '1 s',"
+                    " next_poll_at = now() + random() * interval '30 s'",
+                    {"idle": IDLE_S * (1 - IDLE_SPREAD)},
+                )
+                conn.execute(
+                    "UPDATE scheduling_tenantschedule SET next_healing_at = now() + random() * interval '300 s',"
+                    " next_sweep_at = now() + random() * interval '300 s'"
+                )
             pushed_seqs.update(streams_repaired(world, tenants))
         else:
             world.create_database()
