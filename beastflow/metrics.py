@@ -123,3 +123,16 @@ def serve_process_metrics(role: str) -> int | None:
 
     structlog.get_logger(__name__).info("metrics_served", role=role, port=port)
     return port
+
+
+_collectors: set[type[Collector]] = set()
+
+
+def collector_register(kind: type[Collector]) -> None:
+    """Register a scrape-time collector on the default registry, once per process.
+
+    Apps call it from AppConfig.ready, which may run more than once in tests.
+    """
+    if kind not in _collectors:
+        REGISTRY.register(kind())
+        _collectors.add(kind)

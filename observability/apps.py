@@ -8,8 +8,9 @@ class ObservabilityConfig(AppConfig):
     verbose_name = "Observability"
 
     def ready(self) -> None:
-        from observability import capacity_metrics
-        from observability.collectors import register
+        from beastflow.metrics import collector_register
+        from observability.capacity_metrics import TenantIngestCollector
+        from observability.collectors import SourcesCollector
 
-        register()  # sources per mode, per-source health, callback backlog on /metrics
-        capacity_metrics.register()  # each tenant's ingest rate against its quota
+        collector_register(SourcesCollector)  # sources per mode, per-source health, callback backlog on /metrics
+        collector_register(TenantIngestCollector)  # each tenant's ingest rate against its quota

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
 
 log = structlog.get_logger(__name__)
 
@@ -59,14 +59,3 @@ class TenantIngestCollector(Collector):
             quota.add_metric([slug], float(limit))
         yield rate
         yield quota
-
-
-_registered = False
-
-
-def register() -> None:
-    """Once per process (AppConfig.ready may run more than once in tests)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(TenantIngestCollector())
-        _registered = True

@@ -26,7 +26,7 @@ import structlog
 from django.conf import settings
 from django.db import connection
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
 
 log = structlog.get_logger(__name__)
 
@@ -197,14 +197,3 @@ class SourcesCollector(Collector):
             "Subscriptions behind the feed left out of beastflow_changes_backlog_seconds",
             value=max(0, len(rows) - limit),
         )
-
-
-_registered = False
-
-
-def register() -> None:
-    """Once per process (AppConfig.ready may run more than once in tests)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(SourcesCollector())
-        _registered = True

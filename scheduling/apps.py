@@ -8,7 +8,8 @@ class SchedulingConfig(AppConfig):
     verbose_name = "Scheduling"
 
     def ready(self) -> None:
+        from beastflow.metrics import collector_register
         from scheduling import health_checks  # noqa: F401  (registers the /readyz components)
-        from scheduling.metrics import register
+        from scheduling.metrics import SchedulingCollector
 
-        register()  # the lag and queue gauges on /metrics
+        collector_register(SchedulingCollector)  # the lag and queue gauges on /metrics

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
 
 log = structlog.get_logger(__name__)
 
@@ -50,14 +50,3 @@ class SchedulingCollector(Collector):
             age.add_metric([state.name], state.oldest_age_s or 0.0)
         yield depth
         yield age
-
-
-_registered = False
-
-
-def register() -> None:
-    """Once per process (AppConfig.ready may run more than once in tests)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(SchedulingCollector())
-        _registered = True

@@ -8,6 +8,7 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenants"
 
     def ready(self) -> None:
-        from tenants.schema_spares import metrics_register
+        from beastflow.metrics import collector_register
+        from tenants.schema_spares import SparesCollector
 
-        metrics_register()  # beastflow_tenant_spares on /metrics
+        collector_register(SparesCollector)  # beastflow_tenant_spares on /metrics

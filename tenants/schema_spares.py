@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
 
 from tenants import schema_template
 
@@ -159,14 +159,3 @@ class SparesCollector(Collector):
             log.warning("metrics_tenant_spares_failed", exc_info=True)
             return
         yield GaugeMetricFamily("beastflow_tenant_spares", "Spare tenant schemas ready to be taken", value=ready)
-
-
-_registered = False
-
-
-def metrics_register() -> None:
-    """Once per process (AppConfig.ready may run more than once in tests)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(SparesCollector())
-        _registered = True

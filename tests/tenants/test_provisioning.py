@@ -6,6 +6,7 @@ transaction) and clean up what they create.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -127,19 +128,26 @@ def test_the_template_is_never_a_tenant(committed: None) -> None:
         schema_template.schema_create(schema=schema_template.TEMPLATE_SCHEMA)
 
 
-def test_a_failed_creation_leaves_nothing_behind(new_tenant: list[str]) -> None:
-    # given: the last step of the creating transaction fails
+@contextlib.contextmanager
+def after_clone_failing() -> Iterator[None]:
+    """The last step of a creating transaction (an `after_clone` hook) raises RuntimeError("boom")."""
+
     def broken(schema: str) -> None:
         raise RuntimeError("boom")
 
-    new_tenant.append("halfmade")
     schema_template.after_clone.append(broken)
-    # when
     try:
-        with pytest.raises(RuntimeError, match="boom"):
-            services.tenant_create(slug="halfmade")
+        yield
     finally:
         schema_template.after_clone.remove(broken)
+
+
+def test_a_failed_creation_leaves_nothing_behind(new_tenant: list[str]) -> None:
+    # given: the last step of the creating transaction fails
+    new_tenant.append("halfmade")
+    # when
+    with after_clone_failing(), pytest.raises(RuntimeError, match="boom"):
+        services.tenant_create(slug="halfmade")
     # then
     assert not Tenant.objects.filter(slug="halfmade").exists()
     assert not Domain.objects.filter(domain__startswith="halfmade.").exists()

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connection, connections, transaction
+from django.test import Client
 from django.test.utils import override_settings
 
 from tenants import schema_spares, schema_template, services
 from tenants.models import Tenant
 from tenants.tasks import spares_fill_task
-from tests.tenants.test_provisioning import catalog, migration_rows
+from tests.tenants.test_provisioning import after_clone_failing, catalog, migration_rows
 
 
 def spare_names() -> list[str]:
@@ -60,6 +61,7 @@ def test_a_new_tenant_takes_a_ready_spare_and_the_fill_makes_another(
     assert schema_spares.spares_fill() == 2
     ready, renamed = spare_names(), made("spare")
     assert len(ready) == 2 and schema_spares.spares_ready() == 2
+    assert "beastflow_tenant_spares 2.0" in Client(HTTP_HOST="127.0.0.1").get("/metrics").content.decode()
     spares.append("sparecheck")
     # when
     tenant, issued = services.tenant_create(slug="sparecheck")
@@ -100,18 +102,10 @@ def test_a_failed_creation_gives_its_spare_back(spares: list[str]) -> None:
     # given
     schema_spares.spares_fill(target=1)
     ready = spare_names()
-
-    def broken(schema: str) -> None:
-        raise RuntimeError("boom")
-
     spares.append("sparefail")
-    schema_template.after_clone.append(broken)
-    # when
-    try:
-        with pytest.raises(RuntimeError, match="boom"):
-            services.tenant_create(slug="sparefail")
-    finally:
-        schema_template.after_clone.remove(broken)
+    # when: the last step of the creating transaction fails
+    with after_clone_failing(), pytest.raises(RuntimeError, match="boom"):
+        services.tenant_create(slug="sparefail")
     # then
     assert spare_names() == ready and len(ready) == 1
     assert not Tenant.objects.filter(slug="sparefail").exists()
