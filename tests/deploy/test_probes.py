@@ -11,6 +11,7 @@ from django.test import Client
 
 from beastflow import probes
 from beastflow.redis_client import get_redis
+from scheduling import beat as scheduling_beat
 from scheduling.beat import leader_lock_key
 from tests.stack import free_port
 
@@ -47,15 +48,18 @@ def test_the_simulators_probe_needs_something_listening() -> None:
 
 
 @pytest.fixture
-def no_leader() -> Iterator[None]:
-    get_redis().delete(leader_lock_key())
-    yield
-    get_redis().delete(leader_lock_key())
+def no_leader(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A leader lock of this test's own: a session's beat (another process) renews the real one every tick."""
+    name = leader_lock_key() + "-probe-test"
+    monkeypatch.setattr(scheduling_beat, "leader_lock_key", lambda: name)
+    get_redis().delete(name)
+    yield name
+    get_redis().delete(name)
 
 
-def test_the_beat_probe_is_healthy_while_some_beat_holds_the_clock(no_leader: None) -> None:
+def test_the_beat_probe_is_healthy_while_some_beat_holds_the_clock(no_leader: str) -> None:
     assert probes.beat() == "no beat holds the clock's leader lock"
-    get_redis().set(leader_lock_key(), "another-beat", ex=10)
+    get_redis().set(no_leader, "another-beat", ex=10)
     assert probes.beat() is None
 
 
