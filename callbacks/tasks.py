@@ -44,18 +44,18 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
     policy = services.delivery_policy()
     slice_s = settings.BEASTFLOW_CALLBACKS_SLICE_S * tier_weight(str(tenant.tier), settings.BEASTFLOW_TIER_WEIGHTS)
     present, active = services.subscriptions_present()
+    summary = None
     if active:
         summary = services.deliveries_run(policy=replace(policy, run_budget_s=min(policy.run_budget_s, slice_s)))
+        if sweep:
+            # A mark whose invalidation was lost: wakes go through again. Only a
+            # sweep can find one; a woken run got past the mark already.
+            wake.idle_clear(schema)
     else:
-        summary = services.RunSummary(subscriptions=0, batches=0, failures=0, more=False, retry_in_s=None)
-    if not active:
         wake.mark_idle(schema, generation=generation)
-    elif sweep:
-        # A mark whose invalidation was lost: wakes go through again. Only a
-        # sweep can find one; a woken run got past the mark already.
-        wake.idle_clear(schema)
-    if sweep and present:
-        services.deliveries_prune()
+    if sweep:
+        if present:  # deliveries go with their subscription: without any, nothing to prune
+            services.deliveries_prune()
         idle_s = settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S * random.uniform(0.8, 1.0)  # spread, like healing's
         wait_s = settings.BEASTFLOW_CALLBACKS_SWEEP_S if active else idle_s
         tenant_due_at(
@@ -64,6 +64,8 @@ def callbacks_deliver_task(sweep: bool = False, lease: str | None = None) -> Non
             timezone.now() + timedelta(seconds=wait_s),
             lease=datetime.fromisoformat(lease) if lease else None,
         )
+    if summary is None:
+        return
     if summary.more:
         callbacks_deliver_task.apply_async()
     elif summary.retry_in_s is not None and summary.retry_in_s <= RETRY_TASK_MAX_S:

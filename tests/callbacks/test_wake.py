@@ -78,19 +78,30 @@ def test_a_sweep_that_finds_an_active_subscription_drops_a_stale_idle_mark(in_ac
 def test_a_sweep_of_a_tenant_without_active_subscriptions_delivers_nothing_and_prunes_only_if_any(
     in_acme: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from django.conf import settings
+    from django.db import connection
+    from django.utils import timezone
+
     from callbacks import services
     from callbacks.models import Subscription, SubscriptionStatus
     from callbacks.tasks import callbacks_deliver_task
+    from scheduling.models import TenantSchedule
 
     # given: no subscription at all; a delivery run or a prune would be queries for nothing
     Subscription.objects.all().delete()
     pruned: list[int] = []
     monkeypatch.setattr(services, "deliveries_run", lambda **_: pytest.fail("a delivery run without subscriptions"))
     monkeypatch.setattr(services, "deliveries_prune", lambda **_: pruned.append(1) or 0)
+    schedule = TenantSchedule.objects.filter(tenant_id=connection.tenant.pk)
+    schedule.update(next_sweep_at=None)
+    before = timezone.now()
     # when
     callbacks_deliver_task.run(sweep=True)
-    # then: idle, nothing pruned
+    # then: idle, nothing pruned, the next sweep within the idle period (not at the claim's lease's end)
     assert pruned == [] and get_redis().exists(wake.idle_key(SCHEMA))
+    due = schedule.get().next_sweep_at
+    assert due is not None
+    assert (due - before).total_seconds() >= 0.8 * settings.BEASTFLOW_CALLBACKS_IDLE_SWEEP_S - 1
     # and: with a disabled subscription its old deliveries are pruned, still nothing is delivered
     Subscription.objects.create(url="http://127.0.0.1:9/off", secret_encrypted="x", status=SubscriptionStatus.DISABLED)
     callbacks_deliver_task.run(sweep=True)
