@@ -13,19 +13,14 @@ Usage: BENCH_ROOT=... python bench/_scale_build.py FIRST LAST SPEC_JSON
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
+from _child import django_in_bench_root  # this script's folder is first on sys.path
+
 
 def main() -> int:
-    root = os.environ["BENCH_ROOT"]
-    sys.path.insert(0, root)
-    os.chdir(root)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beastflow.settings")
-    import django
-
-    django.setup()
+    django_in_bench_root()
     from django_tenants.utils import tenant_context
 
     from engines import sources

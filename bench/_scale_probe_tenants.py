@@ -15,15 +15,11 @@ import os
 import sys
 import time
 
+from _child import django_in_bench_root  # this script's folder is first on sys.path
+
 
 def main() -> int:
-    root = os.environ["BENCH_ROOT"]
-    sys.path.insert(0, root)
-    os.chdir(root)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beastflow.settings")
-    import django
-
-    django.setup()
+    django_in_bench_root()
     from tenants import services
     from tenants.models import Tenant
 

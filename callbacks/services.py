@@ -192,10 +192,6 @@ def subscription_enable(*, subscription: Subscription) -> Subscription:
     return subscription
 
 
-def has_active_subscriptions() -> bool:
-    return Subscription.objects.filter(status=SubscriptionStatus.ACTIVE).exists()
-
-
 def subscriptions_present() -> tuple[bool, bool]:
     """(any subscription at all, an active one), in one query.
 
