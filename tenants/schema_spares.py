@@ -55,17 +55,21 @@ SCHEMAS_MADE = Counter(
 )
 
 
-def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
+_q = schema_template.quote_ident
 
 
-def _ready(cursor: Any, fingerprint: str) -> list[str]:
+def _spares(cursor: Any, fingerprint: str) -> tuple[list[str], list[str]]:
+    """The spares (ready for this migration set, made for another), by name."""
     cursor.execute(
-        "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)"
-        " AND obj_description(oid, 'pg_namespace') = %s ORDER BY nspname",
-        [PREFIX, COMMENT_PREFIX + fingerprint],
+        "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE starts_with(nspname, %s)"
+        " ORDER BY nspname",
+        [PREFIX],
     )
-    return [str(row[0]) for row in cursor.fetchall()]
+    ready: list[str] = []
+    stale: list[str] = []
+    for name, comment in cursor.fetchall():
+        (ready if comment == COMMENT_PREFIX + fingerprint else stale).append(str(name))
+    return ready, stale
 
 
 def _locked(cursor: Any, spare: str) -> bool:
@@ -86,7 +90,7 @@ def spare_take(*, schema: str) -> bool:
     if settings.BEASTFLOW_TENANT_SPARES <= 0:
         return False
     with transaction.atomic(), connection.cursor() as cursor:
-        for spare in _ready(cursor, schema_template.expected_fingerprint()):
+        for spare in _spares(cursor, schema_template.expected_fingerprint())[0]:
             # Checked again under the lock: a creator that took it and committed meanwhile renamed it away.
             if not _locked(cursor, spare):
                 continue
@@ -116,25 +120,22 @@ def spares_fill(*, target: int | None = None) -> int:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, FILL_LOCK])
             if not cursor.fetchone()[0]:
                 return made
-            _drop_stale(cursor, fingerprint)
-            ready = len(_ready(cursor, fingerprint))
-            if ready >= target:
+            ready, stale = _spares(cursor, fingerprint)
+            _drop(cursor, stale)
+            if len(ready) >= target:
                 return made
             spare = PREFIX + secrets.token_hex(6)
             schema_template.schema_create(schema=spare)
             cursor.execute(f"COMMENT ON SCHEMA {_q(spare)} IS %s", [COMMENT_PREFIX + fingerprint])
         made += 1
-        log.info("tenant_spare_made", spare=spare, ready=ready + 1, seconds=round(time.perf_counter() - started, 3))
+        log.info(
+            "tenant_spare_made", spare=spare, ready=len(ready) + 1, seconds=round(time.perf_counter() - started, 3)
+        )
 
 
-def _drop_stale(cursor: Any, fingerprint: str) -> None:
+def _drop(cursor: Any, stale: list[str]) -> None:
     """Spares cloned for another migration set (a deploy came since) are dropped."""
-    cursor.execute(
-        "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)"
-        " AND obj_description(oid, 'pg_namespace') IS DISTINCT FROM %s",
-        [PREFIX, COMMENT_PREFIX + fingerprint],
-    )
-    for (spare,) in cursor.fetchall():
+    for spare in stale:
         if _locked(cursor, spare):  # an older process may be taking it: then the next fill drops it
             cursor.execute(f"DROP SCHEMA {_q(spare)} CASCADE")
             log.info("tenant_spare_dropped", spare=spare, reason="made for another migration set")
@@ -143,7 +144,7 @@ def _drop_stale(cursor: Any, fingerprint: str) -> None:
 def spares_ready() -> int:
     """How many spares could be taken now."""
     with connection.cursor() as cursor:
-        return len(_ready(cursor, schema_template.expected_fingerprint()))
+        return len(_spares(cursor, schema_template.expected_fingerprint())[0])
 
 
 class SparesCollector(Collector):

@@ -86,8 +86,12 @@ def forget() -> None:
     _script.cache_clear()
 
 
-def _q(name: str) -> str:
+def quote_ident(name: str) -> str:
+    """A schema or table name as an SQL identifier (quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+_q = quote_ident
 
 
 def template_fingerprint() -> str | None:
