@@ -421,17 +421,20 @@ def test_a_gap_the_monitor_finds_is_filled_by_a_poll_the_dispatcher_sends(
     from engines.judge import judge_sources
     from scheduling.models import SourceSchedule
 
-    # given: a source in event mode whose push skipped seqs 3 and 4 (5 arrived), the upstream holding them all
+    # given: a source in event mode whose push skipped seqs 3 and 4 (5 arrived), the upstream holding them all;
+    # paused meanwhile, so that a session's beat and worker (if running) drop it from the monitor's schedule
+    # instead of judging it first and taking the gap (then this test's judgement finds it asked already)
     tenant = personas["alice"].tenant
     source_id = committed_source[0]
-    _point_at(django_db_blocker, tenant, source_id, upstream, mode="event", next_poll_at=None)
+    _point_at(django_db_blocker, tenant, source_id, upstream, mode="event", next_poll_at=None, paused=True)
     upstream.sim.mutate(count=6)
     with django_db_blocker.unblock(), tenant_context(tenant):
         for name in get_redis().keys(key("gapfill*", "*")):
             get_redis().delete(name)
         StreamState.objects.filter(source_id=source_id).update(contiguous_seq=2, highest_seq=5, pending_seqs=[5])
-        SourceSchedule.objects.filter(pk=source_id).update(next_poll_at=None)
-        # when: the monitor judges it, then the clock's polls round runs
+        SourceSchedule.objects.filter(pk=source_id).update(next_poll_at=None, next_eval_at=None)
+        # when: the monitor judges it (running again, out of the schedule), then the clock's polls round runs
+        Source.objects.filter(pk=source_id).update(paused=False)
         judge_sources([Source.objects.get(pk=source_id)])
         assert SourceSchedule.objects.get(pk=source_id).next_poll_at <= timezone.now()  # asked, not sent
         assert not PollRun.objects.filter(source_id=source_id).exists()
