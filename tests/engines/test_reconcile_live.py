@@ -77,7 +77,11 @@ def test_pushes_committed_during_a_run_are_never_regressed(
     def reconcile() -> None:
         try:
             with tenant_context(tenant):
-                run, _ = reconcile_request(source=Source.objects.get(pk=source_id), trigger=ReconcileTrigger.MANUAL)
+                # Queued with a countdown: this run commits, so its task reaches the broker, and a
+                # session's worker must not claim the run before this thread executes it.
+                run, _ = reconcile_request(
+                    source=Source.objects.get(pk=source_id), trigger=ReconcileTrigger.MANUAL, countdown=600
+                )
                 outcome.append(reconcile_execute(run_id=run.pk))
         except BaseException as exc:  # surfaced by the main thread
             errors.append(exc)
