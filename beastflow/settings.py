@@ -267,6 +267,9 @@ BEASTFLOW_MONITOR_BATCH = env_int("BEASTFLOW_MONITOR_BATCH", 200)
 BEASTFLOW_MONITOR_COALESCE_S = env_float("BEASTFLOW_MONITOR_COALESCE_S", 2.5)
 # A claimed judgement lost with its worker is due again after this (s).
 BEASTFLOW_MONITOR_LEASE_S = env_float("BEASTFLOW_MONITOR_LEASE_S", 30.0)
+# No monitor pass for this long (s) is BeastFlow's own outage: the silence
+# inside it is not counted against the sources (engines/watch.py). 0: off.
+BEASTFLOW_MONITOR_OUTAGE_S = env_float("BEASTFLOW_MONITOR_OUTAGE_S", 60.0)
 BEASTFLOW_HEALTH_RETENTION_H = env_float("BEASTFLOW_HEALTH_RETENTION_H", 24.0)
 # Per tenant and pass, how long deleting events past retention may take (s);
 # a longer backlog is finished by the next passes (docs/scaling.md).

@@ -47,6 +47,10 @@ class StreamSignals:
     baseline_rate: float | None = None  # events/s, the long-run average
     heartbeat_interval_s: float | None = None  # the upstream's heartbeat period, if it sends any
     watching_since: float | None = None  # when monitoring started: silence before the first event
+    # BeastFlow's own latest outage (engines/watch.py), from..until: the part
+    # of a silence inside it is BeastFlow's, not the upstream's, and not counted.
+    outage_from: float | None = None
+    outage_until: float | None = None
     # Records the latest poll found that push had missed (None: no recent poll
     # says). For an upstream without seqs this is what gaps are for one with.
     missed_pushes: int | None = None
@@ -259,13 +263,23 @@ def _silence(signals: StreamSignals, policy: HealthPolicy) -> _Judgement:
     last_seen = max(heard) if heard else signals.watching_since
     if last_seen is None:
         return 0, "nothing heard and not watching yet", {}
-    silence = max(0.0, signals.now - last_seen)
+    own = own_outage_within(last_seen, signals.now, signals.outage_from, signals.outage_until)
+    silence = max(0.0, signals.now - last_seen - own)
     rhythm = max(signals.expected_interval_s, signals.heartbeat_interval_s or 0.0)
     allowed = max(policy.min_silence_s, policy.silence_tolerance * rhythm)
     penalty = _percent(_ramp(silence, allowed, allowed * policy.silence_dead_factor))
     what = "since the last event or heartbeat" if heard else "since watching started, nothing heard"
     reason = f"{silence:.1f}s {what}, {allowed:.1f}s allowed ({rhythm:.1f}s rhythm)"
+    if own > 0:
+        reason += f"; {own:.1f}s of BeastFlow's own outage not counted"
     return penalty, reason, {"silence_s": silence, "allowed_silence_s": allowed}
+
+
+def own_outage_within(start: float, end: float, outage_from: float | None, outage_until: float | None) -> float:
+    """Seconds of the outage [outage_from, outage_until] inside [start, end] (pure)."""
+    if outage_from is None or outage_until is None:
+        return 0.0
+    return max(0.0, min(end, outage_until) - max(start, outage_from))
 
 
 def _gaps(signals: StreamSignals, policy: HealthPolicy) -> _Judgement:

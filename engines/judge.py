@@ -70,6 +70,7 @@ from engines.monitor import (
     signals_for,
 )
 from engines.source_ops import hysteresis_state
+from engines.watch import outage_key, outage_parse
 from scheduling.claims import Claim
 from scheduling.services import source_evals_set
 from tenants.models import Tenant
@@ -284,12 +285,12 @@ def _judge(
     started = time.perf_counter()
     if not items:
         return {}
-    memories = _read_memories(items, now, due or {})
+    memories, outage = _read_memories(items, now, due or {})
     cases: list[_Case] = []
     for item in items:
         source, stream, memory = item.source, item.stream, memories[item.source.pk]
         try:
-            signals = signals_for(source, stream, memory.window, now)
+            signals = signals_for(source, stream, memory.window, now, outage=outage)
             health = score_stream(signals, health_policy(source))
             policy = HysteresisPolicy.from_config(source.hysteresis or {})
             cases.append(_Case(item, memory, health, signals, hysteresis_state(source, now), policy))
@@ -343,8 +344,10 @@ def memory_key(schema: str, source_id: int) -> str:
     return key("monitor", schema, source_id)
 
 
-def _read_memories(items: Sequence[_Item], now: float, due: Mapping[int, float]) -> dict[int, _Memory]:
-    """Rates since each source's previous judgement, from counters remembered in Redis.
+def _read_memories(
+    items: Sequence[_Item], now: float, due: Mapping[int, float]
+) -> tuple[dict[int, _Memory], tuple[float, float] | None]:
+    """Rates since each source's previous judgement, from counters remembered in Redis; BeastFlow's latest outage.
 
     Redis holds only this soft memory: after a flush the first judgement has
     no rate (None, which never counts against a stream) and the next one
@@ -356,7 +359,8 @@ def _read_memories(items: Sequence[_Item], now: float, due: Mapping[int, float])
     with client.pipeline(transaction=False) as pipe:
         for item in items:
             pipe.hgetall(memory_key(item.schema, item.source.pk))
-        raws = pipe.execute()
+        pipe.get(outage_key())  # in the same round trip (engines/watch.py)
+        *raws, raw_outage = pipe.execute()
     memories: dict[int, _Memory] = {}
     tick = max(settings.BEASTFLOW_MONITOR_TICK_S, 1e-3)
     for item, raw in zip(items, raws, strict=True):
@@ -396,7 +400,7 @@ def _read_memories(items: Sequence[_Item], now: float, due: Mapping[int, float])
             pipe.hset(name, mapping=memories[item.source.pk].write)  # type: ignore[arg-type]
             pipe.expire(name, MEMORY_TTL_S)
         pipe.execute()
-    return memories
+    return memories, outage_parse(raw_outage)
 
 
 # -- what the polls found (hybrid only) -------------------------------------------

@@ -115,7 +115,10 @@ def missed_pushes(source: Source, stream: StreamState, now: float) -> int | None
     return stream.polled_missed
 
 
-def signals_for(source: Source, stream: StreamState, window: Window, now: float) -> StreamSignals:
+def signals_for(
+    source: Source, stream: StreamState, window: Window, now: float, *, outage: tuple[float, float] | None = None
+) -> StreamSignals:
+    """`outage`: BeastFlow's own latest one (engines/watch.py), whose part of a silence is not counted."""
     # Push silence is judged on pushes only: in polling mode the polls keep
     # events arriving, which must not hide a stream that is still dead.
     signals = StreamSignals(
@@ -132,6 +135,8 @@ def signals_for(source: Source, stream: StreamState, window: Window, now: float)
         baseline_rate=window.baseline_rate,
         watching_since=source.created_at.timestamp(),
         missed_pushes=missed_pushes(source, stream, now),
+        outage_from=outage[0] if outage else None,
+        outage_until=outage[1] if outage else None,
     )
     # What this judgement is decided from, for failure recordings (engines/flight.py).
     flight.note(

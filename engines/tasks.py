@@ -24,6 +24,7 @@ from engines.monitor import TICK_SECONDS, prune_samples
 from engines.polling import source_poll
 from engines.reconcile.engine import reconcile_execute
 from engines.switching import switch_trace_name
+from engines.watch import watch_stamp
 
 # A reconciliation pages through a whole snapshot when the upstream has no
 # digests: minutes for millions of records, far past the default limits.
@@ -52,6 +53,9 @@ def polls_dispatch_task() -> int:
 def monitor_claim_task() -> int:
     """Beat's entry point: judge the sources whose deadline passed, across tenants, for up to two ticks."""
     with stage("monitor.tick", TICK_SECONDS):
+        # Before any judgement: a pass that ends an outage of BeastFlow's own
+        # records it first, so none of this pass's judgements counts it as silence.
+        watch_stamp()
         judged = monitor_claim_pass(
             budget_s=max(1.0, 2 * settings.BEASTFLOW_MONITOR_TICK_S),
             batch=settings.BEASTFLOW_MONITOR_BATCH,

@@ -17,6 +17,10 @@ os.environ.setdefault("BEASTFLOW_UPSTREAM_ALLOW", "127.0.0.0/8,::1/128")
 # they are created, and no worker or clock fills spares behind a test's back;
 # tests/tenants/test_spares.py turns them on for itself.
 os.environ.setdefault("BEASTFLOW_TENANT_SPARES", "0")
+# No outages of BeastFlow's own (engines/watch.py): a session's worker held up
+# past the threshold would otherwise forgive the silence tests set up; the
+# tests of the watch (tests/engines/test_watch.py) turn it on for themselves.
+os.environ.setdefault("BEASTFLOW_MONITOR_OUTAGE_S", "0")
 
 from beastflow.settings import *  # noqa: F403
 

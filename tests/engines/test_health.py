@@ -143,6 +143,47 @@ def test_before_anything_arrives_silence_counts_from_when_watching_started() -> 
     assert "nothing heard" in health.reasons["silence"]
 
 
+def test_silence_inside_an_outage_of_beastflow_is_not_counted() -> None:
+    # given: silent for 600 s, 580 of them while BeastFlow itself was down
+    signals = healthy(expected_interval_s=10.0, last_event_at=T0 - 600, outage_from=T0 - 590, outage_until=T0 - 10)
+    # when
+    health = score_stream(signals)
+    # then
+    assert health.measures["silence_s"] == pytest.approx(20)
+    assert health.penalties["silence"] == 0
+    assert "580.0s of BeastFlow's own outage not counted" in health.reasons["silence"]
+
+
+def test_silence_before_an_outage_still_counts() -> None:
+    # given: silent for 300 s before BeastFlow went down for 200 s
+    signals = healthy(expected_interval_s=10.0, last_event_at=T0 - 500, outage_from=T0 - 200, outage_until=T0)
+    # when
+    health = score_stream(signals)
+    # then
+    assert health.measures["silence_s"] == pytest.approx(300)
+    assert health.verdict is Verdict.BAD
+
+
+def test_an_outage_before_the_last_event_changes_nothing() -> None:
+    signals = healthy(expected_interval_s=10.0, last_event_at=T0 - 20, outage_from=T0 - 900, outage_until=T0 - 300)
+    assert score_stream(signals).measures["silence_s"] == pytest.approx(20)
+
+
+@given(
+    last=st.floats(min_value=0, max_value=10_000),
+    start=st.floats(min_value=0, max_value=10_000),
+    length=st.floats(min_value=0, max_value=10_000),
+)
+def test_an_outage_takes_off_at_most_its_length_and_never_makes_silence_negative(
+    last: float, start: float, length: float
+) -> None:
+    plain = healthy(expected_interval_s=10.0, last_event_at=T0 - last)
+    forgiven = replace(plain, outage_from=T0 - start - length, outage_until=T0 - start)
+    without, within = score_stream(plain).measures["silence_s"], score_stream(forgiven).measures["silence_s"]
+    assert 0 <= within <= without
+    assert within >= without - length - 1e-6
+
+
 def test_without_any_timestamp_silence_is_not_judged() -> None:
     # when
     health = score_stream(healthy(last_event_at=None))
