@@ -116,6 +116,7 @@ class World:
         self.servers: list[Server] = []
         self.tenants: list[Tenant] = []
         self.database_created = False
+        self.redis_kept = False  # the keys under redis_prefix outlive the run (a kept world)
         OUT_DIR.mkdir(parents=True, exist_ok=True)
 
     # Environment ----------------------------------------------------------
@@ -248,6 +249,8 @@ class World:
                 self.database_created = False
             except psycopg.Error as exc:
                 log(f"dropping {self.database}: {exc!r}")
+        if self.redis_kept:
+            return
         try:
             client = redis.Redis.from_url(self.redis_url)
             keys = list(client.scan_iter(match=f"{self.redis_prefix}:*", count=1000))

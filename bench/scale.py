@@ -33,6 +33,13 @@ divided by the judgements in the window, the cost of one idle judgement, and
 at the steady rate (one per BEASTFLOW_MONITOR_IDLE_S less the spread) what a
 thousand idle sources cost whatever the window caught.
 
+--outage-s D stops the whole service (web, workers, beat) after the last
+size for D seconds while the upstreams keep pushing (each push retried until
+delivered, as Stripe's webhooks are), starts it again and measures
+--after-outage-s in one-minute slices, with the mode switches the monitor
+made meanwhile: what a restart after an outage costs. A --keep world keeps
+its Redis namespace too, as Redis outlives a restart of the service.
+
 --root runs another checkout with the same builder (bench/_scale_build.py),
 e.g. `git worktree add /tmp/bf-before <commit>` for a before/after table.
 Building is bounded by --max-build-s: past it the run measures the size it
@@ -61,6 +68,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+import httpx
 import psutil
 import redis
 from psycopg import sql
@@ -73,6 +81,9 @@ from bench._world import OUT_DIR, World, free_port, log, stop_group
 HERE = Path(__file__).resolve().parent.parent
 DATABASE = "beastflow_bench_scale"
 WORLD_FILE = OUT_DIR / "scale-world.jsonl"  # the tenants a --keep run made, for --reuse
+# The Redis namespace of a kept world: Redis outlives a restart of BeastFlow in production, and with it
+# what the service remembers there (the monitor's memory, its last pass: engines/watch.py).
+WORLD_REDIS_FILE = OUT_DIR / "scale-world-redis"
 QUEUES = ("celery", "monitor", "polls", "reconcile", "healing", "callbacks")
 BUILD_CHUNK = 50  # tenants built between two restarts of the pusher
 KEEP_ALIVE_S = 4.0  # the pusher reopens a connection idle longer (the server keeps one 5 s)
@@ -117,6 +128,9 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log_file: IO[bytes]
+    argv: list[str] = field(default_factory=list)  # how it was started, for a restart (--outage-s)
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def tree(self) -> list[psutil.Process]:
         try:
@@ -143,8 +157,8 @@ class ScaleWorld(World):
         # The simulator upstream listens on loopback, which the outbound URL guard refuses unless allowed.
         return super().env(BEASTFLOW_UPSTREAM_ALLOW="127.0.0.0/8", **{**self.settings, **extra})
 
-    def spawn(self, name: str, argv: list[str], *, cwd: Path | None = None, **env: str) -> Proc:
-        log_file = (OUT_DIR / f"scale-{name}.log").open("wb")
+    def spawn(self, name: str, argv: list[str], *, cwd: Path | None = None, append: bool = False, **env: str) -> Proc:
+        log_file = (OUT_DIR / f"scale-{name}.log").open("ab" if append else "wb")
         niceness = self.nice.get(name, 0)
         popen = subprocess.Popen(
             argv,
@@ -156,9 +170,43 @@ class ScaleWorld(World):
             process_group=0,
             preexec_fn=(lambda: os.nice(niceness)) if niceness else None,  # spawned before any thread starts
         )
-        proc = Proc(name, popen, log_file)
+        proc = Proc(name, popen, log_file, argv, cwd, env)
         self.procs.append(proc)
         return proc
+
+    def outage(self, names: tuple[str, ...], down_s: float, web_port: int) -> tuple[float, float]:
+        """Stop these processes (the whole service), wait `down_s`, start them again; (down at, up at), epoch.
+
+        What an outage of the service is to its upstreams: pushes refused for as long, then accepted again.
+        """
+        stopped = [proc for proc in self.procs if proc.name in names]
+        down_at = time.time()
+        for proc in stopped:
+            proc.stop()
+            self.procs.remove(proc)
+        time.sleep(down_s)
+        up_at = time.time()
+        for proc in stopped:
+            self.spawn(proc.name, proc.argv, cwd=proc.cwd, append=True, **proc.env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _answers(f"http://127.0.0.1:{web_port}/healthz"):
+            time.sleep(0.5)
+        return down_at, up_at
+
+    def switches_since(self, tenants: list[TenantInfo], since: float) -> dict[str, int]:
+        """Mode switches since `since` (epoch), by transition, across the tenants."""
+        counts: dict[str, int] = {}
+        with self.connect(autocommit=True) as conn:
+            for tenant in tenants:
+                rows = conn.execute(
+                    sql.SQL("SELECT transition, count(*) FROM {} WHERE at >= to_timestamp(%s) GROUP BY 1").format(
+                        sql.Identifier(tenant.schema, "engines_modeswitch")
+                    ),
+                    [since],
+                ).fetchall()
+                for transition, count in rows:
+                    counts[transition] = counts.get(transition, 0) + int(count)
+        return counts
 
     def build(self, first: int, last: int, spec: dict[str, Any], deadline: float) -> list[TenantInfo]:
         """Tenants first..last-1, in chunks, until done or past `deadline` (monotonic)."""
@@ -194,6 +242,13 @@ class ScaleWorld(World):
         super().close()  # drops the database unless --keep
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 # -- load: pushes ------------------------------------------------------------------
 
 
@@ -206,6 +261,7 @@ class Pusher:
     """
 
     RETRIES = 6
+    PATIENT_MAX_DELAY_S = 30.0  # `patient`: retried until delivered, at most this apart (Stripe retries for days)
 
     def __init__(
         self,
@@ -223,6 +279,7 @@ class Pusher:
         self.sent = 0
         self.failed = 0  # given up on after RETRIES attempts
         self.retried = 0
+        self.patient = False  # through an outage of the service: every push retried until it is delivered
         self.stopping = threading.Event()
         self.added: queue.SimpleQueue[list[tuple[int, str]]] = queue.SimpleQueue()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True, name="pusher")
@@ -288,17 +345,21 @@ class Pusher:
                 await conn.close()
             if ok:
                 self.sent += 1
-            elif attempt >= self.RETRIES or self.stopping.is_set():
+            elif (attempt >= self.RETRIES and not self.patient) or self.stopping.is_set():
                 self.failed += 1
             else:
                 self.retried += 1
-                delay = 0.0 if attempt == 0 else 2.0 ** (attempt - 1)  # a connection lost: at once on a new one
+                # A connection lost: at once on a new one, then 1 s doubling.
+                delay = 0.0 if attempt == 0 else 2.0 ** min(attempt - 1, 16)
+                if self.patient:
+                    delay = min(delay, self.PATIENT_MAX_DELAY_S)
                 asyncio.get_running_loop().call_later(delay, self._again, queue, request, attempt + 1)
 
-    @staticmethod
-    def _again(queue: asyncio.Queue[tuple[Request, int]], request: Request, attempt: int) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
+    def _again(self, queue: asyncio.Queue[tuple[Request, int]], request: Request, attempt: int) -> None:
+        try:
             queue.put_nowait((request, attempt))
+        except asyncio.QueueFull:  # a retry with no room is a push lost, and counted as one
+            self.failed += 1
 
 
 # -- measuring ---------------------------------------------------------------------
@@ -560,7 +621,9 @@ def polling_declared(world: ScaleWorld, tenants: list[TenantInfo]) -> int:
     return declared
 
 
-def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> dict[str, Any]:
+def measure(
+    world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float, slice_s: float = SLICE_S
+) -> dict[str, Any]:
     keys = [(t.schema, s["id"]) for t in tenants for s in t.sources]
     sampler = Sampler(redis.Redis.from_url(world.redis_url), world.redis_prefix, keys, world)
     thread = threading.Thread(target=sampler.run, daemon=True)
@@ -570,7 +633,7 @@ def measure(world: ScaleWorld, tenants: list[TenantInfo], *, seconds: float) -> 
     thread.start()
     # Long runs report in slices (lag and memory per slice): a drift, a slow leak or a herd shows as a trend.
     slices: list[dict[str, Any]] = []
-    slice_s = min(seconds, SLICE_S)
+    slice_s = min(seconds, slice_s)
     while (remaining := seconds - (time.monotonic() - started)) > 1.0:
         first = len(sampler.lags)
         time.sleep(min(slice_s, remaining))
@@ -636,6 +699,42 @@ def _overdue(world: ScaleWorld) -> int | None:
         return None  # no schedule table: the old scheduler
 
 
+SERVICE = ("web", "worker", "worker-monitor", "beat")
+
+
+def outage_phase(
+    world: ScaleWorld, tenants: list[TenantInfo], pusher: Pusher, port: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The whole service down `--outage-s` while the upstreams keep pushing; then `--after-outage-s` measured.
+
+    What a restart after an outage costs: the lag per slice after the service is back, and the switches
+    the monitor made (a degrade is a source judged silent or gapped; the upstreams never stopped).
+    """
+    pusher.patient = True
+    failed_before = pusher.failed
+    log(f"outage: the service (web, workers, beat) down {args.outage_s:.0f}s, the upstreams pushing on")
+    down_at, up_at = world.outage(SERVICE, args.outage_s, port)
+    log(f"outage: the service is back after {up_at - down_at:.0f}s; measuring {args.after_outage_s:.0f}s")
+    after = measure(world, tenants, seconds=args.after_outage_s, slice_s=60.0)
+    switches = world.switches_since(tenants, up_at)
+    pushing = sum(1 for t in tenants for s in t.sources if s["kind"] == "pushing")
+    row = {
+        "down_s": round(up_at - down_at, 1),
+        "pushing_sources": pushing,
+        "switches_after": switches,
+        "pushes_lost": pusher.failed - failed_before,
+        "measure": after,
+    }
+    m = after
+    print(
+        f"{args.label:<7} after an outage of {row['down_s']}s: lag p50 {m['lag_p50_s']}s p99 {m['lag_p99_s']}s "
+        f"max {m['lag_max_s']}s | switches {switches} of {pushing} pushing sources | "
+        f"pushes lost {row['pushes_lost']} | slices p99 {[s['lag_p99_s'] for s in m['slices']]}",
+        flush=True,
+    )
+    return row
+
+
 def print_row(label: str, size: int, row: dict[str, Any]) -> None:
     m = row["measure"]
     missed = f"never judged {m['never_judged']}" if m["overdue_at_end"] is None else f"overdue {m['overdue_at_end']}"
@@ -670,6 +769,14 @@ def main() -> int:
         help="seconds measured per size after the warm-up: one for every size, or one per size (60,60,1800)",
     )
     parser.add_argument("--idle-s", type=float, default=45.0, help="the idle phase at the end (0: none)")
+    parser.add_argument(
+        "--outage-s",
+        type=float,
+        default=0.0,
+        help="after the last size: stop the whole service (web, workers, beat) this long while the upstreams keep"
+        " pushing (retried until delivered), start it again and measure --after-outage-s (0: no outage)",
+    )
+    parser.add_argument("--after-outage-s", type=float, default=300.0, help="measured after the outage")
     parser.add_argument("--max-build-s", type=float, default=2400.0, help="bound on building tenants, all sizes")
     parser.add_argument("--root", default=str(HERE), help="the checkout to run (default this one)")
     parser.add_argument("--label", default="after")
@@ -736,6 +843,18 @@ def main() -> int:
 
     world = ScaleWorld(Path(args.root).resolve())
     world.settings = dict(item.split("=", 1) for item in args.set)
+    if args.reuse and WORLD_REDIS_FILE.exists():
+        world.redis_prefix = WORLD_REDIS_FILE.read_text().strip()
+        # What a stopped run left queued is not this run's load; the rest is what Redis keeps across a restart.
+        stale = redis.Redis.from_url(world.redis_url)
+        for name in list(stale.scan_iter(match=f"{world.redis_prefix}:celery:*", count=1000)):
+            stale.delete(name)
+        stale.close()
+    elif args.reuse:
+        log("reuse: no kept Redis namespace (a world kept before it was kept): everything in Redis starts empty")
+    if args.keep:
+        WORLD_REDIS_FILE.write_text(world.redis_prefix)
+        world.redis_kept = True
     if args.nice_others:
         world.nice = dict.fromkeys(("web", "worker", "simulator"), args.nice_others)
     if args.monitor_processes > 1:  # beat sends that many claimers a tick, one per monitor process
@@ -868,6 +987,8 @@ def main() -> int:
             print_row(args.label, len(tenants), row)
             if len(tenants) < size:
                 break  # the build bound: no bigger size
+        if args.outage_s > 0 and tenants and pusher is not None:
+            results.append({"size": len(tenants), "outage": outage_phase(world, tenants, pusher, port, args)})
         if args.idle_s > 0 and tenants:
             if pusher is not None:
                 pusher.stop()
