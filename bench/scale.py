@@ -577,6 +577,15 @@ def sql_in_every_schema(world: ScaleWorld, tenants: list[TenantInfo], statement:
             conn.execute(statement.replace("{schema}", tenant.schema))
 
 
+def has_column(world: ScaleWorld, schema: str, table: str, column: str) -> bool:
+    with world.connect(autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s AND column_name = %s",
+            [schema, table, column],
+        ).fetchone()
+    return row is not None
+
+
 def streams_repaired(world: ScaleWorld, tenants: list[TenantInfo]) -> dict[int, int]:
     """A kept world's streams made whole again, and each pushing source's last seq (the pusher goes on from it).
 
@@ -874,7 +883,11 @@ def main() -> int:
         if args.reuse:
             tenants = [TenantInfo(**json.loads(line)) for line in WORLD_FILE.read_text().splitlines() if line]
             log(f"reusing {len(tenants)} tenants of a --keep run")
-            sql_in_every_schema(world, tenants, "UPDATE {schema}.engines_source SET paused = false")
+            # As the product's resume does (engines.source_ops.resume), where the checkout has resumed_at.
+            resumed = "UPDATE {schema}.engines_source SET paused = false"
+            if has_column(world, tenants[0].schema, "engines_source", "resumed_at"):
+                resumed = "UPDATE {schema}.engines_source SET paused = false, resumed_at = now()"
+            sql_in_every_schema(world, tenants, resumed)
             # Back in the schedule (a kept world may end with every source paused and out of it), at deadlines
             # spread as in a service that has been running: the product's resume makes them due now, and ten
             # thousand judgements, polls, healing passes and sweeps due at once would come back as waves every

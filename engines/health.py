@@ -47,6 +47,9 @@ class StreamSignals:
     baseline_rate: float | None = None  # events/s, the long-run average
     heartbeat_interval_s: float | None = None  # the upstream's heartbeat period, if it sends any
     watching_since: float | None = None  # when monitoring started: silence before the first event
+    # When the source was last resumed: the monitor left it alone while it was
+    # paused, so silence counts from here at the earliest.
+    resumed_at: float | None = None
     # BeastFlow's own latest outage (engines/watch.py), from..until: the part
     # of a silence inside it is BeastFlow's, not the upstream's, and not counted.
     outage_from: float | None = None
@@ -261,6 +264,8 @@ _Judgement = tuple[int, str, dict[str, float]]
 def _silence(signals: StreamSignals, policy: HealthPolicy) -> _Judgement:
     heard = [t for t in (signals.last_event_at, signals.last_heartbeat_at) if t is not None]
     last_seen = max(heard) if heard else signals.watching_since
+    if signals.resumed_at is not None and (last_seen is None or signals.resumed_at > last_seen):
+        last_seen = signals.resumed_at
     if last_seen is None:
         return 0, "nothing heard and not watching yet", {}
     own = own_outage_within(last_seen, signals.now, signals.outage_from, signals.outage_until)
@@ -268,7 +273,12 @@ def _silence(signals: StreamSignals, policy: HealthPolicy) -> _Judgement:
     rhythm = max(signals.expected_interval_s, signals.heartbeat_interval_s or 0.0)
     allowed = max(policy.min_silence_s, policy.silence_tolerance * rhythm)
     penalty = _percent(_ramp(silence, allowed, allowed * policy.silence_dead_factor))
-    what = "since the last event or heartbeat" if heard else "since watching started, nothing heard"
+    if last_seen == signals.resumed_at:
+        what = "since it was resumed, nothing heard since"
+    elif heard:
+        what = "since the last event or heartbeat"
+    else:
+        what = "since watching started, nothing heard"
     reason = f"{silence:.1f}s {what}, {allowed:.1f}s allowed ({rhythm:.1f}s rhythm)"
     if own > 0:
         reason += f"; {own:.1f}s of BeastFlow's own outage not counted"

@@ -35,6 +35,9 @@ class Source(models.Model):
     mode = models.CharField(max_length=16, choices=ModeChoices.choices, default=ModeChoices.EVENT)
     mode_since = models.DateTimeField(auto_now_add=True)
     paused = models.BooleanField(default=False)
+    # When it was last resumed: the monitor left it alone while paused, so its
+    # silence is judged from here at the earliest, as from creation for a new source.
+    resumed_at = models.DateTimeField(null=True, blank=True)
     webhook_secret_encrypted = models.TextField(editable=False)
     # The HysteresisManager's memory (engines/hysteresis.HysteresisState.to_dict).
     hysteresis_state = models.JSONField(default=dict, blank=True)

@@ -134,6 +134,7 @@ def signals_for(
         delivery_rate=window.delivery_rate,
         baseline_rate=window.baseline_rate,
         watching_since=source.created_at.timestamp(),
+        resumed_at=_epoch(source.resumed_at),
         missed_pushes=missed_pushes(source, stream, now),
         outage_from=outage[0] if outage else None,
         outage_until=outage[1] if outage else None,

@@ -183,11 +183,15 @@ def resume(source: Source, *, edit: bool = True) -> bool:
 @transaction.atomic
 def _paused_set(source: Source, paused: bool, *, edit: bool) -> bool:
     now = timezone.now()
-    stamp = {"updated_at": now} if edit else {}
+    stamp: dict[str, Any] = {"updated_at": now} if edit else {}
+    if not paused:
+        stamp["resumed_at"] = now  # the silence while paused was nobody's to judge (engines.monitor.signals_for)
     # Compare-and-set on the flag: of two callers, one pauses and the other is told it was paused already.
     if not Source.objects.filter(pk=source.pk, paused=not paused).update(paused=paused, **stamp):
         return False
     source.paused = paused
+    if not paused:
+        source.resumed_at = now
     if edit:
         source.updated_at = now
     # Paused sources leave the schedule when next claimed, resumed ones are judged and polled again: now.

@@ -2,11 +2,10 @@
 
 While BeastFlow is down (a restart, its database or its workers gone),
 nothing is received and nothing is judged. When it comes back, every
-pushing source shows a silence that started before the outage, and judged
-as it stands that silence is the upstream's: at 1,000 tenants, a world
-restarted after a pause degraded half its pushing sources on their first
-judgement, and their polls and recoveries held the monitor's lag p99 above
-5 s for ten minutes (docs/scaling.md).
+pushing source whose upstream has not pushed again yet shows a silence
+that started before the outage; judged as it stands, that silence would
+be the upstream's, and every source due at once would take a bad verdict
+on the monitor's first passes (docs/modes.md).
 
 Every monitor pass stamps the time it starts (one Redis `SET ... GET`). A
 pass that finds the previous stamp older than

@@ -184,6 +184,24 @@ def test_an_outage_takes_off_at_most_its_length_and_never_makes_silence_negative
     assert within >= without - length - 1e-6
 
 
+def test_a_resume_after_the_last_event_restarts_the_silence() -> None:
+    # given: silent for ten minutes, resumed 20 s ago
+    signals = healthy(expected_interval_s=10.0, last_event_at=T0 - 600, resumed_at=T0 - 20)
+    # when
+    health = score_stream(signals)
+    # then
+    assert health.measures["silence_s"] == pytest.approx(20)
+    assert health.penalties["silence"] == 0
+    assert "since it was resumed" in health.reasons["silence"]
+
+
+def test_an_event_after_the_resume_is_what_silence_counts_from() -> None:
+    signals = healthy(expected_interval_s=10.0, last_event_at=T0 - 5, resumed_at=T0 - 20)
+    health = score_stream(signals)
+    assert health.measures["silence_s"] == pytest.approx(5)
+    assert "since the last event" in health.reasons["silence"]
+
+
 def test_without_any_timestamp_silence_is_not_judged() -> None:
     # when
     health = score_stream(healthy(last_event_at=None))

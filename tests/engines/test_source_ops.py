@@ -13,7 +13,8 @@ from django.db import connection
 from django.utils import timezone
 
 from engines import source_ops, sources
-from engines.models import ModeSwitch, PollTrigger, Source
+from engines.judge import monitor_source
+from engines.models import ModeSwitch, PollTrigger, Source, StreamState
 from engines.modes import Mode
 from scheduling.models import SourceSchedule
 from tests.factories import make_source
@@ -93,6 +94,28 @@ def test_pause_and_resume_compare_and_set_the_flag_and_make_the_source_due(sourc
     # and: resumed once, not twice
     assert (source_ops.resume(source), source_ops.resume(source)) == (True, False)
     assert not Source.objects.get(pk=source.pk).paused
+
+
+def test_a_resumed_source_is_judged_silent_from_its_resume_not_from_its_last_push_before_the_pause(
+    source: Source,
+) -> None:
+    # given: a stream with a 10 s rhythm (30 s of silence allowed) that last pushed ten minutes ago, then was
+    # paused; a twin never paused
+    twin, _ = make_source("ops-twin", config={"poll_url": "http://127.0.0.1:9/changes", "expected_interval_s": 10})
+    Source.objects.filter(pk=source.pk).update(config={**source.config, "expected_interval_s": 10})
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Source.objects.filter(pk__in=[source.pk, twin.pk]).update(created_at=long_ago - timedelta(hours=1))
+    StreamState.objects.filter(source_id__in=[source.pk, twin.pk]).update(last_push_at=long_ago)
+    source_ops.pause(Source.objects.get(pk=source.pk))
+    # when: resumed, and both judged
+    assert source_ops.resume(Source.objects.get(pk=source.pk))
+    resumed_at = Source.objects.get(pk=source.pk).resumed_at
+    health = {s.pk: monitor_source(s) for s in Source.objects.filter(pk__in=[source.pk, twin.pk])}
+    # then: the silence while paused was nobody's to judge; the twin's is ten minutes
+    assert resumed_at is not None and timezone.now() - resumed_at < timedelta(seconds=10)
+    assert health[source.pk].measures["silence_s"] < 10 and health[source.pk].penalties["silence"] == 0
+    assert "since it was resumed" in health[source.pk].reasons["silence"]
+    assert health[twin.pk].measures["silence_s"] > 590 and health[twin.pk].verdict.value == "bad"
 
 
 def test_healings_own_pause_and_parameters_are_not_an_operators_edit(source: Source) -> None:
