@@ -179,6 +179,20 @@ def source_poll(*, source_id: int, trigger: str) -> PollRun | None:
         _release(source_id, lease_until)
 
 
+def poll_scheduled(source: Source) -> bool:
+    """Is the source polled on a schedule in its mode (unpaused): what `_pollable` or `_auditable` would take.
+
+    Only then does pausing or resuming it make its poll deadline due
+    (engines.source_ops): a deadline the dispatcher visits only to learn
+    there is none costs a round's slot, and resuming a thousand tenants'
+    sources at once made nine thousand such visits, one per event-mode source.
+    """
+    if source.mode in (ModeChoices.HYBRID, ModeChoices.POLLING):
+        return True
+    audit_every = (source.poll or {}).get("audit_interval_s", PollConfig.model_fields["audit_interval_s"].default)
+    return source.mode == ModeChoices.EVENT and source.connector == Connector.REST.value and audit_every != 0
+
+
 def _auditable() -> QuerySet[Source]:
     """Sources an audit poll is for: rest sources in event mode with an audit interval (see audits_claim_due)."""
     return Source.objects.filter(paused=False, mode=ModeChoices.EVENT, connector=Connector.REST.value).exclude(

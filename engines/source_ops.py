@@ -32,6 +32,7 @@ from engines.hysteresis import Decision, HysteresisPolicy, HysteresisState
 from engines.ingest.service import source_cache
 from engines.models import PollTrigger, Source
 from engines.modes import Mode
+from engines.polling import poll_scheduled
 from engines.reconcile.runs import reconcile_scheduled
 from engines.selectors import source_health
 from engines.switching import source_switch_mode
@@ -195,7 +196,8 @@ def _paused_set(source: Source, paused: bool, *, edit: bool) -> bool:
     if edit:
         source.updated_at = now
     # Paused sources leave the schedule when next claimed, resumed ones are judged and polled again: now.
-    source_wake(source.pk, judge=True, poll=True, reconcile=reconcile_scheduled(source))
+    # Only the deadlines the source has in its mode: one it has not would be visited for nothing.
+    source_wake(source.pk, judge=True, poll=poll_scheduled(source), reconcile=reconcile_scheduled(source))
     _forget_cached(source.pk)
     log.info("source_paused" if paused else "source_resumed", source=source.pk)
     return True

@@ -36,7 +36,7 @@ from engines.ingest.validation import validate
 from engines.judge import monitor_source
 from engines.models import Change, Event, PollRun, PollStatus, Record, Source, StreamState
 from engines.monitor import Window, signals_for
-from engines.polling import audits_claim_due, breaker_key, polls_claim_due, source_poll
+from engines.polling import audits_claim_due, breaker_key, poll_scheduled, polls_claim_due, source_poll
 from healing.models import FailureRecord
 from scheduling.models import SourceSchedule
 from simulator.dataset import Dataset
@@ -538,6 +538,9 @@ def test_rest_sources_in_event_mode_are_due_for_an_audit_and_others_are_not(
     assert audits == {audited.pk}
     assert polls == {polling.pk}
     assert not set(audits_claim_due()) & mine  # claimed: not sent again meanwhile
+    # and: what pausing or resuming a source asks the dispatcher to look at (unpaused, as once resumed)
+    scheduled = {s.pk for s in Source.objects.filter(pk__in=mine) if poll_scheduled(s)}
+    assert scheduled == {audited.pk, paused.pk, polling.pk}
 
 
 def test_an_audit_poll_schedules_the_next_audit_at_the_audit_interval(github: SimulatorHandle, in_acme: object) -> None:

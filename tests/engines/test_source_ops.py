@@ -90,10 +90,27 @@ def test_pause_and_resume_compare_and_set_the_flag_and_make_the_source_due(sourc
     schedule = SourceSchedule.objects.get(pk=source.pk)
     assert (paused, again, row.paused, source.paused) == (True, False, True, True)
     assert row.updated_at > before
-    assert max(schedule.next_eval_at, schedule.next_poll_at, schedule.next_reconcile_at) < later
+    assert max(schedule.next_eval_at, schedule.next_reconcile_at) < later
     # and: resumed once, not twice
     assert (source_ops.resume(source), source_ops.resume(source)) == (True, False)
     assert not Source.objects.get(pk=source.pk).paused
+
+
+def test_pause_and_resume_make_the_poll_due_only_for_a_source_polled_in_its_mode(source: Source) -> None:
+    # given: one source in event mode (its events carry seqs: no audit polls) and one in polling, nothing due
+    polled, _ = make_source("ops-polled")
+    Source.objects.filter(pk=polled.pk).update(mode=Mode.POLLING.value)
+    later = timezone.now() + timedelta(hours=1)
+    SourceSchedule.objects.filter(pk__in=[source.pk, polled.pk]).update(next_eval_at=later, next_poll_at=later)
+    # when
+    for each in (source, Source.objects.get(pk=polled.pk)):
+        source_ops.pause(each)
+        source_ops.resume(each)
+    # then: both judged now; only the polled one's poll is due (a visit to the other would find nothing)
+    schedules = {s.pk: s for s in SourceSchedule.objects.filter(pk__in=[source.pk, polled.pk])}
+    assert schedules[source.pk].next_eval_at < later and schedules[polled.pk].next_eval_at < later
+    assert schedules[source.pk].next_poll_at == later
+    assert schedules[polled.pk].next_poll_at < later
 
 
 def test_a_resumed_source_is_judged_silent_from_its_resume_not_from_its_last_push_before_the_pause(
@@ -231,10 +248,12 @@ def test_pausing_through_the_api_does_what_pausing_from_the_console_does(
             later, before = quiet(), Source.objects.get(pk=source.pk).updated_at
         # when
         flip(paused)
-        # then: flag set, an operator's edit, every engine looks at it now, the cached facts forgotten
+        # then: flag set, an operator's edit, every engine it has in its mode looks at it now (an event-mode
+        # source whose events carry seqs is not polled on a schedule), the cached facts forgotten
         with tenant_context(alice.tenant):
             row = Source.objects.get(pk=source.pk)
             schedule = SourceSchedule.objects.get(pk=source.pk)
             assert row.paused is paused and row.updated_at > before
-            assert max(schedule.next_eval_at, schedule.next_poll_at, schedule.next_reconcile_at) < later
+            assert max(schedule.next_eval_at, schedule.next_reconcile_at) < later
+            assert schedule.next_poll_at == later
             assert forgotten()
