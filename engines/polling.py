@@ -185,7 +185,8 @@ def poll_scheduled(source: Source) -> bool:
     Only then does pausing or resuming it make its poll deadline due
     (engines.source_ops): a deadline the dispatcher visits only to learn
     there is none costs a round's slot, and resuming a thousand tenants'
-    sources at once made nine thousand such visits, one per event-mode source.
+    sources at once would make nine thousand such visits, one per event-mode
+    source of the bench's world.
     """
     if source.mode in (ModeChoices.HYBRID, ModeChoices.POLLING):
         return True
