@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from beastflow.redis_client import get_redis, key
 from engines.models import Source, StreamState
 from engines.tasks import monitor_claim_task
-from engines.watch import OUTAGES, outage_key, outage_of, outage_parse, stamp_key, watch_stamp
+from engines.watch import outage_key, outage_of, outage_parse, stamp_key, watch_stamp
 from scheduling.models import SourceSchedule
 from tests.factories import make_source
 
@@ -41,6 +42,10 @@ def _pushing(name: str, *, last_push_ago: float) -> Source:
     return source
 
 
+def _outages() -> float:
+    return REGISTRY.get_sample_value("beastflow_monitor_outages_total") or 0.0
+
+
 def _counts(source: Source) -> tuple[int, int]:
     state = Source.objects.get(pk=source.pk).hysteresis_state
     return state.get("good", 0), state.get("bad", 0)
@@ -57,7 +62,7 @@ def test_an_outage_is_a_gap_between_passes_longer_than_the_threshold() -> None:
 
 def test_passes_in_a_row_record_no_outage_and_a_late_one_records_it(watched: None) -> None:
     now = time.time()
-    before = OUTAGES._value.get()
+    before = _outages()
     assert watch_stamp(now=now - 200) is None  # the first stamp ever
     assert watch_stamp(now=now - 199) is None
     assert get_redis().get(outage_key()) is None
@@ -66,7 +71,7 @@ def test_passes_in_a_row_record_no_outage_and_a_late_one_records_it(watched: Non
     # then
     assert outage == (now - 199, now)
     assert outage_parse(get_redis().get(outage_key())) == pytest.approx((now - 199, now))
-    assert OUTAGES._value.get() == before + 1
+    assert _outages() == before + 1
 
 
 def test_after_an_outage_silence_inside_it_is_not_counted_but_silence_before_it_is(watched: None) -> None:
