@@ -68,7 +68,6 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-import httpx
 import psutil
 import redis
 from psycopg import sql
@@ -76,6 +75,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._client import Connection, HttpError, Request, percentile
+from bench._launched import answers
 from bench._world import OUT_DIR, World, free_port, log, stop_group
 
 HERE = Path(__file__).resolve().parent.parent
@@ -189,7 +189,7 @@ class ScaleWorld(World):
         for proc in stopped:
             self.spawn(proc.name, proc.argv, cwd=proc.cwd, append=True, **proc.env)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not _answers(f"http://127.0.0.1:{web_port}/healthz"):
+        while time.monotonic() < deadline and answers(f"http://127.0.0.1:{web_port}/healthz") != 200:
             time.sleep(0.5)
         return down_at, up_at
 
@@ -240,13 +240,6 @@ class ScaleWorld(World):
                 log(f"stopping {proc.name}: {exc!r}")
         self.procs.clear()
         super().close()  # drops the database unless --keep
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # -- load: pushes ------------------------------------------------------------------

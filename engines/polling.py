@@ -179,6 +179,10 @@ def source_poll(*, source_id: int, trigger: str) -> PollRun | None:
         _release(source_id, lease_until)
 
 
+# The modes in which a source is polled on a schedule (in event mode, only a rest source's audits).
+POLLED_MODES = (ModeChoices.HYBRID, ModeChoices.POLLING)
+
+
 def poll_scheduled(source: Source) -> bool:
     """Is the source polled on a schedule in its mode (unpaused): what `_pollable` or `_auditable` would take.
 
@@ -188,7 +192,7 @@ def poll_scheduled(source: Source) -> bool:
     sources at once would make nine thousand such visits, one per event-mode
     source of the bench's world.
     """
-    if source.mode in (ModeChoices.HYBRID, ModeChoices.POLLING):
+    if source.mode in POLLED_MODES:
         return True
     audit_every = (source.poll or {}).get("audit_interval_s", PollConfig.model_fields["audit_interval_s"].default)
     return source.mode == ModeChoices.EVENT and source.connector == Connector.REST.value and audit_every != 0
@@ -203,7 +207,7 @@ def _auditable() -> QuerySet[Source]:
 
 def _pollable() -> QuerySet[Source]:
     """Sources a scheduled poll is for: not paused, in hybrid or polling mode."""
-    return Source.objects.filter(paused=False, mode__in=[ModeChoices.HYBRID, ModeChoices.POLLING])
+    return Source.objects.filter(paused=False, mode__in=POLLED_MODES)
 
 
 def audits_claim_due(
